@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class BrazeIntegrationConfig(AppConfig):
+    name = "braze_integration"
+    verbose_name = "Braze"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects the signal receivers)

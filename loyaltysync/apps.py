@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LoyaltyConfig(AppConfig):
+    name = "loyaltysync"
+    verbose_name = "Loyalty program"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,14 @@
+"""Signals the loyalty domain sends about itself.
+
+The domain never imports the Braze integration or the workflows; they listen here. A member's
+``post_save`` covers single saves. Services that change many members without ``save()``
+(``queryset.update()``, ``bulk_create``) send ``members_changed`` so that listeners still hear of it.
+"""
+
+from django.dispatch import Signal
+
+# sender=Member, member_ids=list[int] (primary keys), fields=set[str] | None (None: any field)
+members_changed = Signal()
+
+# sender=LoyaltyEvent, event=LoyaltyEvent: a loyalty event was recorded (inside the transaction)
+loyalty_event_recorded = Signal()
