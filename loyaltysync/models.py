@@ -385,6 +385,9 @@ class PointsTransaction(models.Model):
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     available_at = models.DateTimeField(default=timezone.now, help_text="When the points become spendable.")
+    # An explicit flag rather than ``available_at > now``: the release job clears it and records a
+    # ``points_spendable`` event, so every member hears once that their points can be spent.
+    pending = models.BooleanField(default=False, help_text="Earned points still waiting for available_at.")
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -392,6 +395,7 @@ class PointsTransaction(models.Model):
         indexes = [
             models.Index(fields=["member", "kind", "available_at"]),
             models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="ledger_open_expiry"),
+            models.Index(fields=["available_at"], condition=Q(pending=True), name="ledger_pending_release"),
         ]
 
     def __str__(self) -> str:
