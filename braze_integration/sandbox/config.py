@@ -1,0 +1,133 @@
+"""Configuration of the Braze sandbox: what it accepts, its limits and the faults it injects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .validation import ValidationLimits
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_HANG_SECONDS = 30.0
+_RATE_LIMIT = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+RateLimit = tuple[int, float]
+"""(requests allowed, window length in seconds)."""
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """Parse `"3000/3s"`, `"50000/1m"`, `"10/1"` (seconds) or `"100/h"` into (limit, seconds)."""
+    match = _RATE_LIMIT.fullmatch(text)
+    if match is None or (match.group(2) is None and match.group(3) is None):
+        raise ValueError(f"invalid rate limit {text!r}; expected e.g. '3000/3s' or '50000/1m'")
+    amount = float(match.group(2) or 1)
+    window = amount * _UNIT_SECONDS[(match.group(3) or "s").lower()]
+    limit = int(match.group(1))
+    if limit < 1 or window <= 0:
+        raise ValueError(f"invalid rate limit {text!r}; limit and window must be positive")
+    return limit, window
+
+
+def format_rate_limit(rate_limit: RateLimit | None) -> str | None:
+    """The inverse of `parse_rate_limit`, in seconds: (3000, 3.0) -> "3000/3s"."""
+    if rate_limit is None:
+        return None
+    limit, window = rate_limit
+    return f"{limit}/{window:g}s"
+
+
+@dataclass(slots=True)
+class FaultConfig:
+    """Trouble the sandbox causes on `/users/track`, changeable while it runs.
+
+    - `error_rate`: share of requests answered 500 or 503 (chosen at random).
+    - `timeout_rate`: share of requests that hang `hang_seconds`, then close without answer.
+    - `latency_ms`: delay added to every answer.
+    - `fail_next`: the next N requests answer 503 (deterministic, for tests).
+    - `ack_lost_next`: the next N requests that reach the write step are written, but the
+      connection is closed without an answer ("Braze got it, the answer was lost").
+    - `seed`: seeds the random choices so a run can be repeated.
+    Faulted requests change no profile, except the ack-lost ones.
+    """
+
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    timeout_rate: float = 0.0
+    hang_seconds: float = DEFAULT_HANG_SECONDS
+    fail_next: int = 0
+    ack_lost_next: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "timeout_rate"):
+            share = getattr(self, name)
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+                raise ValueError(f"{name} must be a number from 0 to 1, got {share!r}")
+        if self.error_rate + self.timeout_rate > 1:
+            raise ValueError("error_rate + timeout_rate must not exceed 1")
+        for name in ("latency_ms", "hang_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("fail_next", "ack_lost_next"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class SandboxConfig:
+    """Everything a `SandboxServer` is started with.
+
+    `api_keys` are accepted; `no_permission_keys` are known keys without the `users.track`
+    permission (403). Object limits: at most `max_objects` in total, or, when `per_array_limit`
+    is set, the older rule of at most that many per array instead. `rate_limit` is
+    (limit, window seconds) as a fixed window, or None for no limit (and no rate limit headers).
+    """
+
+    api_keys: AbstractSet[str] = frozenset()
+    no_permission_keys: AbstractSet[str] = frozenset()
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_objects: int | None = 75
+    per_array_limit: int | None = None
+    max_array_length: int = 500
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rate_limit: RateLimit | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    request_log_size: int = 1000
+    log_requests: bool = False
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of keys (a set, a list) but keep an immutable copy.
+        self.api_keys = _key_set(self.api_keys, "api_keys")
+        self.no_permission_keys = _key_set(self.no_permission_keys, "no_permission_keys")
+        for name in ("max_objects", "per_array_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 or None, got {value!r}")
+        if self.max_array_length < 1 or self.max_body_bytes < 1 or self.request_log_size < 1:
+            raise ValueError("max_array_length, max_body_bytes and request_log_size must be >= 1")
+
+    def validation_limits(self) -> ValidationLimits:
+        """The request limits for `validation.validate_track_request`."""
+        return ValidationLimits(
+            max_objects=self.max_objects,
+            per_array_limit=self.per_array_limit,
+            max_array_length=self.max_array_length,
+        )
+
+
+def _key_set(keys: Iterable[str], name: str) -> frozenset[str]:
+    if isinstance(keys, str):
+        raise ValueError(f"{name} must be a collection of keys, not one string")
+    return frozenset(keys)
