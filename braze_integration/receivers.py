@@ -1,0 +1,42 @@
+"""Signal receivers: they only record that something must be sent (in the same transaction) and
+leave the rest to the worker. No HTTP, no payload building here."""
+
+from django.db.models.signals import post_delete, post_migrate, post_save
+from django.dispatch import receiver
+
+from loyaltysync.models import CustomField, Member
+from loyaltysync.signals import members_changed
+
+from . import services
+from .models import Connection, FieldMapping
+
+
+@receiver(post_save, sender=Member, dispatch_uid="braze_member_saved")
+def member_saved(sender, instance: Member, created: bool, raw: bool = False, update_fields=None, **kwargs):
+    if raw:  # loaddata: the initial sync or a resync sends fixtures
+        return
+    changed = None if created else instance.changed_fields()
+    if update_fields is not None and changed is not None:
+        changed &= {f if "." in f else sender._meta.get_field(f).attname for f in update_fields} | {
+            c for c in changed if "." in c}
+    if services.sync_config().concerns(changed):
+        services.member_sync_enqueue(member_ids=[instance.pk])
+
+
+@receiver(members_changed, dispatch_uid="braze_members_changed")
+def members_bulk_changed(sender, member_ids, fields=None, **kwargs):
+    if services.sync_config().concerns(set(fields) if fields is not None else None):
+        services.member_sync_enqueue(member_ids=member_ids)
+
+
+@receiver([post_save, post_delete], sender=FieldMapping, dispatch_uid="braze_mapping_changed")
+@receiver([post_save, post_delete], sender=Connection, dispatch_uid="braze_connection_changed")
+@receiver([post_save, post_delete], sender=CustomField, dispatch_uid="braze_custom_field_changed")
+def configuration_changed(**kwargs):
+    services.sync_config_invalidate()
+
+
+@receiver(post_migrate, dispatch_uid="braze_schedules")
+def ensure_schedules(sender, **kwargs):
+    if sender.name == "braze_integration":
+        services.schedules_ensure()

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -233,7 +233,10 @@ class TrackedFieldsMixin(models.Model):
         return instance
 
     def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
+        # One transaction around the row and whatever post_save receivers record about it, so a
+        # change is never stored without the listeners' bookkeeping (or the other way round).
+        with transaction.atomic(using=kwargs.get("using")):
+            super().save(*args, **kwargs)
         self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
 
     @property

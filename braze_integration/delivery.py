@@ -1,0 +1,589 @@
+"""Sending claimed members to Braze and recording what happened: the one place that decides
+retry, wait, pause, split or dead-letter.
+
+A *claim* is a set of ``MemberSyncState`` rows stamped with a token and a lease. For each claimed
+member the mapped values are built from the database as it is now and compared with what Braze
+last accepted; its pending ``OutboxItem`` rows (events, purchases, ad-hoc attributes) join it.
+Members are packed into requests (a member's objects share a request), each request is recorded
+as a ``SyncRequest`` before it leaves (so a worker killed mid-request leaves a trace), and the
+answer decides every member's and item's fate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from loyaltysync.models import Member
+
+from . import errors, payloads, ratelimit
+from .client import BrazeClient, TrackResult
+from .fields import FieldContext, LoyaltyField, loyalty_fields
+from .models import (
+    Connection,
+    ConnectionStatus,
+    MemberSyncState,
+    OutboxItem,
+    OutboxKind,
+    OutboxStatus,
+    RequestOutcome,
+    SendMode,
+    SyncRequest,
+    SyncRequestMember,
+    SyncStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(seconds=120)
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 600.0
+DEAD_AFTER = timedelta(hours=24)
+MAX_OUTBOX_PER_MEMBER = 40  # the rest waits for the next round; keeps one member within one request
+
+
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: about 2 s, 4 s, 8 s ... capped at 10 minutes."""
+    rng = rng or random
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)) * rng.uniform(0.5, 1.0)
+
+
+class SyncStopped(Exception):
+    """Sending must stop for now (rate limited, credentials, or Braze unreachable)."""
+
+    def __init__(self, reason: str, *, wait: float = 0.0):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+@dataclass
+class DeliveryReport:
+    members_sent: int = 0
+    members_unchanged: int = 0
+    members_failed: int = 0
+    members_retrying: int = 0
+    events_sent: int = 0
+    requests: int = 0
+    data_points: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: DeliveryReport) -> None:
+        for name in ("members_sent", "members_unchanged", "members_failed", "members_retrying", "events_sent",
+                     "requests", "data_points"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, count in other.errors_by_kind.items():
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + count
+
+    def count_error(self, kind: str) -> None:
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+
+@dataclass
+class MemberWork:
+    """One claimed member: what will be sent for it and what to record afterwards."""
+
+    pk: int
+    external_id: str
+    version: int
+    attempts: int
+    last_sent: dict[str, Any]
+    values: dict[str, Any] | None = None  # converted mapped values (all of them)
+    sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
+    outbox: list[OutboxItem] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def group_key(self) -> int:
+        return self.pk
+
+
+@dataclass(frozen=True)
+class OutboxOwner:
+    item: OutboxItem
+    member: MemberWork
+
+    @property
+    def group_key(self) -> int:
+        return self.member.pk
+
+
+# --- claiming ------------------------------------------------------------------------------------
+
+def _claimable(now) -> Q:
+    return (
+        Q(status=SyncStatus.PENDING)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    )
+
+
+def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False) -> tuple[uuid.UUID, list[int]]:
+    """Stamp up to ``limit`` due members with a fresh token; at most one claim holds a member."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    with transaction.atomic():
+        if include_synced:
+            free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        else:
+            free = _claimable(now)
+        qs = MemberSyncState.objects.filter(free)
+        if member_ids is not None:
+            qs = qs.filter(pk__in=list(member_ids))
+        else:
+            qs = qs.order_by("dirty_since")
+        ids = list(qs.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        if ids:
+            MemberSyncState.objects.filter(pk__in=ids).update(claim_token=token, claimed_until=now + CLAIM_LEASE)
+    return token, ids
+
+
+def claimable_exists() -> bool:
+    return MemberSyncState.objects.filter(_claimable(timezone.now())).exists()
+
+
+def next_due_in() -> float | None:
+    """Seconds until the soonest member waiting for a retry is due, if any."""
+    soonest = (
+        MemberSyncState.objects.filter(status=SyncStatus.PENDING, next_attempt_at__isnull=False)
+        .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    )
+    if soonest is None:
+        return None
+    return max(0.0, (soonest - timezone.now()).total_seconds())
+
+
+def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
+    """Give members back without counting an attempt (rate limit, paused connection)."""
+    qs = MemberSyncState.objects.filter(claim_token=token)
+    if member_ids is not None:
+        qs = qs.filter(pk__in=list(member_ids))
+    qs.update(claim_token=None, claimed_until=None)
+
+
+def recover_lost_requests(*, older_than: timedelta = CLAIM_LEASE) -> int:
+    """Requests still "sending" after the lease: their worker died. Braze may have processed them,
+    so their events count as ambiguous sends; the members are claimable again once the lease ends."""
+    cutoff = timezone.now() - older_than
+    lost = list(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, created_at__lt=cutoff).values_list("pk", "errors"))
+    for pk, outbox_ids in lost:
+        ids = outbox_ids if isinstance(outbox_ids, list) else []
+        OutboxItem.objects.filter(pk__in=[i for i in ids if isinstance(i, int)]).update(ambiguous_sends=F("ambiguous_sends") + 1)
+        SyncRequest.objects.filter(pk=pk).update(
+            outcome=RequestOutcome.LOST, maybe_delivered=True, errors=[],
+            message="The worker stopped before Braze answered; the members were sent again.",
+        )
+    return len(lost)
+
+
+# --- building -------------------------------------------------------------------------------------
+
+@dataclass
+class MappingPlan:
+    specs: list[tuple[LoyaltyField, payloads.AttributeSpec]]
+    columns: list[str]
+    context: FieldContext
+
+    @classmethod
+    def load(cls, connection: Connection, *, only: set[str] | None = None) -> MappingPlan:
+        fields = loyalty_fields()
+        specs = []
+        for mapping in connection.mappings.all():
+            loyalty_field = fields.get(mapping.loyalty_field)
+            if loyalty_field is None or (only is not None and mapping.remote_field not in only
+                                         and mapping.loyalty_field not in only):
+                continue
+            specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
+        columns = sorted({c for f, _ in specs for c in f.columns} | {"id", "member_id"})
+        return cls(specs=specs, columns=columns, context=FieldContext.load())
+
+    def values(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The converted value of every mapped field; raises ``PayloadError`` naming the first bad one."""
+        out = {}
+        for loyalty_field, spec in self.specs:
+            raw = loyalty_field.extract(row, self.context)
+            out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+        return out
+
+
+def _outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
+    data = item.payload
+    if item.kind == OutboxKind.EVENT:
+        return "events", payloads.event_object(external_id, name=data["name"], time=data["time"],
+                                               properties=data.get("properties"), app_id=app_id)
+    if item.kind == OutboxKind.PURCHASE:
+        return "purchases", payloads.purchase_object(
+            external_id, product_id=data["product_id"], currency=data["currency"], price=data["price"],
+            quantity=data.get("quantity", 1), time=data["time"], properties=data.get("properties"), app_id=app_id)
+    raise ValueError(item.kind)
+
+
+def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force: bool = False
+          ) -> tuple[list[MemberWork], list[payloads.UserObjects]]:
+    """Build every claimed member's objects. ``force`` sends mapped values even if Braze has them."""
+    states = {
+        pk: (version, attempts, last_sent)
+        for pk, version, attempts, last_sent in MemberSyncState.objects.filter(claim_token=token)
+        .values_list("pk", "version", "attempts", "last_sent_values")
+    }
+    rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
+    outbox: dict[int, list[OutboxItem]] = {}
+    for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
+        bucket = outbox.setdefault(item.member_id, [])
+        if len(bucket) < MAX_OUTBOX_PER_MEMBER:
+            bucket.append(item)
+    works, users = [], []
+    send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
+    for row in rows.iterator(chunk_size=2000):
+        version, attempts, last_sent = states[row["id"]]
+        work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
+                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []))
+        works.append(work)
+        objects: list[tuple[str, dict, Any]] = []
+        try:
+            payloads.check_external_id(work.external_id)
+            work.values = plan.values(row)
+        except payloads.PayloadError as err:
+            work.error = f"Cannot send {err.field}: {err.problem}"
+            work.values = None
+        attributes: dict[str, Any] = {}
+        if work.values is not None:
+            changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
+            if changed or force:
+                attributes = dict(work.values) if (send_all or force) else changed
+                work.sent_values = dict(attributes)
+        merge_objects = False
+        for item in work.outbox:
+            if item.kind == OutboxKind.ATTRIBUTES:
+                attributes.update(item.payload.get("attributes", {}))
+                merge_objects = merge_objects or bool(item.payload.get("merge_objects"))
+        if attributes and not work.error.startswith("Cannot send external_id"):
+            objects.append(("attributes", payloads.attributes_object(work.external_id, attributes,
+                                                                     merge_objects=merge_objects), work))
+        for item in work.outbox:
+            if item.kind == OutboxKind.ATTRIBUTES:
+                continue
+            try:
+                array, obj = _outbox_object(item, work.external_id, connection.app_id)
+            except (payloads.PayloadError, KeyError, ValueError, TypeError) as err:
+                item.last_error = f"Cannot send: {err}"
+                item.status = OutboxStatus.FAILED
+                continue
+            objects.append((array, obj, OutboxOwner(item, work)))
+        users.append(payloads.UserObjects(key=work.pk, objects=objects))
+    return works, users
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+class Deliverer:
+    """Sends the claimed members of one batch and writes back every outcome."""
+
+    def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync"):
+        self.connection = connection
+        self.client = client
+        self.trigger = trigger
+
+    def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False) -> DeliveryReport:
+        report = DeliveryReport()
+        plan = plan or MappingPlan.load(self.connection)
+        works, users = build(self.connection, token, plan, force=force)
+        by_pk = {w.pk: w for w in works}
+        # Outbox items that failed to build never leave; record them now.
+        self._save_outbox([i for w in works for i in w.outbox if i.status == OutboxStatus.FAILED])
+        sending = [u for u in users if u.objects]
+        # Members with nothing to send: either unchanged, or their values cannot be sent.
+        quiet = [by_pk[u.key] for u in users if not u.objects]
+        self._finish_quiet(token, quiet, report)
+        requests = payloads.plan_requests(
+            sending, max_objects=self.connection.batch_size,
+            per_array_limit=self.connection.batch_size if self.connection.per_array_limit else None)
+        for index, request_plan in enumerate(requests):
+            try:
+                self._send(token, request_plan, report)
+            except SyncStopped:
+                remaining = {owner.group_key for p in requests[index:] for owners in p.owners.values() for owner in owners}
+                release(token, remaining)
+                raise
+        return report
+
+    def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> None:
+        body = plan.body()
+        data = payloads.encode(body)
+        members = _members_of(plan)
+        outbox_ids = [o.item.pk for owners in plan.owners.values() for o in owners if isinstance(o, OutboxOwner)]
+        try:
+            ratelimit.acquire(self.connection)
+        except TimeoutError:
+            raise SyncStopped("rate limit budget exhausted", wait=1.0) from None
+        request = SyncRequest.objects.create(
+            connection=self.connection, trigger=self.trigger, attributes_count=len(plan.attributes),
+            events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
+            data_points=sum(_data_points(obj) for obj in plan.attributes),
+            # While sending, ``errors`` holds the outbox ids: if the worker dies, recovery counts them as ambiguous.
+            errors=outbox_ids,
+        )
+        report.requests += 1
+        try:
+            result = self.client.post_bytes(data)
+        except errors.BrazeRequestRejected as err:
+            self._log(request, err, RequestOutcome.REJECTED)
+            if err.errors and err.status == 400:
+                self._apply_success(token, request, plan, err.errors, report, all_failed=True, message=err.message)
+                return
+            halves = payloads.split_plan(plan)
+            if halves is None:
+                self._fail(token, request, plan, f"Braze refused the request ({err.status}): {err.message}", report, err)
+                return
+            for half in halves:
+                self._send(token, half, report)
+            return
+        except errors.BrazeRateLimited as err:
+            self._log(request, err, RequestOutcome.RATE_LIMITED)
+            report.count_error(err.kind)
+            self._pause(err.retry_after, f"Rate limited by Braze: {err.message}")
+            release(token, members)
+            raise SyncStopped("rate limited", wait=err.retry_after) from None
+        except errors.BrazeAuthError as err:
+            self._log(request, err, RequestOutcome.AUTH_ERROR)
+            report.count_error(err.kind)
+            Connection.objects.filter(pk=self.connection.pk).update(
+                status=ConnectionStatus.NEEDS_ATTENTION, last_message=_auth_message(err), last_checked_at=timezone.now())
+            release(token, members)
+            raise SyncStopped("connection needs attention") from None
+        except (errors.BrazeServerError, errors.BrazeTransportError) as err:
+            maybe = isinstance(err, errors.BrazeTransportError) and err.maybe_delivered
+            self._log(request, err, RequestOutcome.SERVER_ERROR if isinstance(err, errors.BrazeServerError)
+                      else RequestOutcome.TRANSPORT, maybe_delivered=maybe)
+            report.count_error(err.kind)
+            attempts = self._retry_later(token, plan, err, maybe_delivered=maybe, report=report)
+            self._pause(backoff_seconds(attempts), f"Braze did not answer properly: {err.message}")
+            raise SyncStopped("Braze unavailable", wait=1.0) from None
+        except errors.BrazeClientBug as err:
+            self._log(request, err, RequestOutcome.CLIENT_ERROR)
+            self._fail(token, request, plan, f"Braze refused the request ({err.status}): {err.message}", report, err)
+            return
+        outcome = RequestOutcome.PARTIAL if result.errors else RequestOutcome.SUCCESS
+        self._log(request, result, outcome)
+        self._apply_success(token, request, plan, result.errors, report, message=result.message)
+
+    # --- outcomes ---------------------------------------------------------------------------------
+
+    def _log(self, request: SyncRequest, answer: TrackResult | errors.BrazeError, outcome: str, *,
+             maybe_delivered: bool = False) -> None:
+        if isinstance(answer, TrackResult):
+            status, message, errs, duration = answer.status, answer.message, answer.errors, answer.duration_ms
+        else:
+            status, message, duration = answer.status, answer.message, answer.duration_ms
+            errs = getattr(answer, "errors", None) or []
+        SyncRequest.objects.filter(pk=request.pk).update(
+            outcome=outcome, http_status=status, message=message[:2000], errors=errs[:200],
+            duration_ms=duration, maybe_delivered=maybe_delivered)
+
+    def _pause(self, seconds: float, message: str) -> None:
+        until = timezone.now() + timedelta(seconds=max(0.0, seconds))
+        Connection.objects.filter(pk=self.connection.pk).filter(
+            Q(paused_until__isnull=True) | Q(paused_until__lt=until)).update(paused_until=until, last_message=message[:2000])
+
+    def _apply_success(self, token, request, plan: payloads.RequestPlan, errs: list[dict], report: DeliveryReport, *,
+                       all_failed: bool = False, message: str = "") -> None:
+        refused: dict[tuple[str, int], str] = {}
+        for err in errs or []:
+            if isinstance(err, dict) and isinstance(err.get("index"), int):
+                refused[(str(err.get("input_array")), err["index"])] = str(err.get("type") or message or "refused")
+        member_errors: dict[int, str] = {}
+        sent_items, failed_items = [], []
+        attribute_ok: set[int] = set()
+        for array in ("attributes", "events", "purchases"):
+            for index, owner in enumerate(plan.owners[array]):
+                problem = refused.get((array, index)) or (message or "refused" if all_failed else None)
+                if isinstance(owner, OutboxOwner):
+                    owner.item.request_id = request.pk
+                    if problem:
+                        owner.item.status, owner.item.last_error = OutboxStatus.FAILED, f"Braze refused it: {problem}"
+                        failed_items.append(owner.item)
+                    else:
+                        owner.item.status, owner.item.sent_at = OutboxStatus.SENT, timezone.now()
+                        sent_items.append(owner.item)
+                        report.events_sent += 1
+                elif problem:
+                    member_errors[owner.pk] = f"Braze refused the attributes: {problem}"
+                else:
+                    attribute_ok.add(owner.pk)
+        works = _works_of(plan)
+        # Ad-hoc attributes ride on the member's attributes object and share its fate.
+        for work in works:
+            for item in work.outbox:
+                if item.kind == OutboxKind.ATTRIBUTES:
+                    item.request_id = request.pk
+                    if work.pk in member_errors:
+                        item.status, item.last_error = OutboxStatus.FAILED, member_errors[work.pk]
+                        failed_items.append(item)
+                    else:
+                        item.status, item.sent_at = OutboxStatus.SENT, timezone.now()
+                        sent_items.append(item)
+        self._save_outbox(sent_items + failed_items)
+        SyncRequestMember.objects.bulk_create(
+            [SyncRequestMember(request_id=request.pk, member_id=w.pk, object_count=_object_count(plan, w.pk),
+                               error=member_errors.get(w.pk, "")) for w in works])
+        report.data_points += request.data_points
+        # A member whose mapped values could not be built stays failed even if its events went out.
+        for w in works:
+            w.error = member_errors.get(w.pk) or w.error
+        failed = [w for w in works if w.error]
+        self._finish(token, [w for w in works if not w.error], request, report)
+        self._finish_failed(token, failed, request, report)
+
+    def _fail(self, token, request, plan, message: str, report: DeliveryReport, err: errors.BrazeError) -> None:
+        report.count_error(err.kind)
+        self._apply_success(token, request, plan, [], report, all_failed=True, message=message)
+
+    def _retry_later(self, token, plan: payloads.RequestPlan, err: errors.BrazeError, *, maybe_delivered: bool,
+                     report: DeliveryReport) -> int:
+        works = _works_of(plan)
+        now = timezone.now()
+        highest = 0
+        items = [i for w in works for i in w.outbox]
+        for item in items:
+            item.attempts += 1
+            if maybe_delivered and item.kind != OutboxKind.ATTRIBUTES:
+                item.ambiguous_sends += 1
+            item.last_error = f"Retrying: {err.message}"
+        OutboxItem.objects.bulk_update(items, ["attempts", "ambiguous_sends", "last_error"])
+        with transaction.atomic():
+            states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=[w.pk for w in works]))
+            for state in states:
+                state.attempts += 1
+                highest = max(highest, state.attempts)
+                too_old = state.dirty_since and now - state.dirty_since > DEAD_AFTER
+                if state.attempts >= self.connection.max_attempts or too_old:
+                    state.status = SyncStatus.DEAD
+                    state.next_attempt_at = None
+                    OutboxItem.objects.filter(member_id=state.pk, status=OutboxStatus.PENDING).update(
+                        status=OutboxStatus.DEAD, last_error=f"Gave up after {state.attempts} attempts: {err.message}")
+                else:
+                    state.next_attempt_at = now + timedelta(seconds=backoff_seconds(state.attempts))
+                    report.members_retrying += 1
+                state.last_error = f"{err.message} (attempt {state.attempts})"
+                state.last_error_kind = err.kind
+                state.claim_token, state.claimed_until = None, None
+            MemberSyncState.objects.bulk_update(
+                states, ["attempts", "status", "next_attempt_at", "last_error", "last_error_kind", "claim_token",
+                         "claimed_until"])
+        return highest
+
+    def _finish_quiet(self, token, works: list[MemberWork], report: DeliveryReport) -> None:
+        failed = [w for w in works if w.error]
+        ok = [w for w in works if not w.error]
+        report.members_unchanged += len(ok)
+        self._finish(token, ok, None, report, count=False)
+        self._finish_failed(token, failed, None, report)
+
+    def _finish(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport, *,
+                count: bool = True) -> None:
+        """Braze has these members' values: synced, unless the member changed again meanwhile."""
+        if not works:
+            return
+        now = timezone.now()
+        by_pk = {w.pk: w for w in works}
+        with transaction.atomic():
+            states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=list(by_pk)))
+            for state in states:
+                work = by_pk[state.pk]
+                if work.sent_values or state.last_sent_values is None:
+                    state.last_sent_values = {**(state.last_sent_values or {}), **work.sent_values}
+                state.synced_version = work.version
+                state.status = SyncStatus.SYNCED if state.version == work.version else SyncStatus.PENDING
+                if state.status == SyncStatus.SYNCED:
+                    state.dirty_since = None
+                state.last_synced_at = now if (request or state.last_synced_at is None) else state.last_synced_at
+                state.attempts, state.next_attempt_at = 0, None
+                state.last_error, state.last_error_kind = "", ""
+                state.claim_token, state.claimed_until = None, None
+                if request is not None:
+                    state.last_request_id = request.pk
+            MemberSyncState.objects.bulk_update(states, [
+                "last_sent_values", "synced_version", "status", "dirty_since", "last_synced_at", "attempts",
+                "next_attempt_at", "last_error", "last_error_kind", "claim_token", "claimed_until", "last_request"])
+        if count:
+            report.members_sent += len(states)
+
+    def _finish_failed(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport) -> None:
+        """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
+        if not works:
+            return
+        report.members_failed += len(works)
+        by_pk = {w.pk: w for w in works}
+        with transaction.atomic():
+            states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=list(by_pk)))
+            for state in states:
+                work = by_pk[state.pk]
+                state.status = SyncStatus.FAILED if state.version == work.version else SyncStatus.PENDING
+                state.last_error, state.last_error_kind = work.error[:2000], "invalid_data"
+                state.attempts, state.next_attempt_at = 0, None
+                state.claim_token, state.claimed_until = None, None
+                if request is not None:
+                    state.last_request_id = request.pk
+            MemberSyncState.objects.bulk_update(states, [
+                "status", "last_error", "last_error_kind", "attempts", "next_attempt_at", "claim_token",
+                "claimed_until", "last_request"])
+
+    @staticmethod
+    def _save_outbox(items: list[OutboxItem]) -> None:
+        if items:
+            OutboxItem.objects.bulk_update(items, ["status", "sent_at", "last_error", "request", "attempts"])
+
+
+def _works_of(plan: payloads.RequestPlan) -> list[MemberWork]:
+    seen: dict[int, MemberWork] = {}
+    for owners in plan.owners.values():
+        for owner in owners:
+            work = owner.member if isinstance(owner, OutboxOwner) else owner
+            seen.setdefault(work.pk, work)
+    return list(seen.values())
+
+
+def _members_of(plan: payloads.RequestPlan) -> set[int]:
+    return {w.pk for w in _works_of(plan)}
+
+
+def _object_count(plan: payloads.RequestPlan, pk: int) -> int:
+    return sum(1 for owners in plan.owners.values() for owner in owners if owner.group_key == pk)
+
+
+def _data_points(obj: dict[str, Any]) -> int:
+    """Braze's billing unit: each attribute written, each key of a nested object; country/language are free."""
+    points = 0
+    for key, value in obj.items():
+        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in ("country", "language"):
+            continue
+        if isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
+            points += _leaf_count(value)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            points += sum(_leaf_count(v) or 1 for v in value)
+        else:
+            points += 1
+    return points
+
+
+def _leaf_count(value: dict) -> int:
+    return sum(_leaf_count(v) if isinstance(v, dict) and v and "$time" not in v else 1 for v in value.values())
+
+
+def _auth_message(err: errors.BrazeError) -> str:
+    hint = {
+        401: "Braze does not accept this API key (invalid key, another workspace's key, or the wrong instance URL).",
+        403: "The API key lacks the users.track permission, or the account is inactive.",
+        404: "The instance URL does not answer /users/track; check the REST endpoint.",
+    }.get(err.status or 0, "Braze refused the credentials.")
+    return f"{hint} Braze said: {err.message} (HTTP {err.status}). Sending is paused; fix it and press Connect."
+

@@ -1,0 +1,273 @@
+"""The Braze connection, its field mappings, and the sync's durable state.
+
+Every piece of work is a database row, so nothing depends on a task surviving in the broker:
+``MemberSyncState`` says a member must be sent, ``OutboxItem`` holds a custom event, purchase or
+ad-hoc attributes, ``SyncRequest`` records each request with Braze's answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from loyaltysync.models import Member
+
+from . import payloads
+from .endpoints import EndpointRefused, Instance, endpoint_normalize
+from .secrets import EncryptedTextField
+
+
+class ConnectionStatus(models.TextChoices):
+    NEVER_CHECKED = "never_checked", "Never checked"
+    CONNECTED = "connected", "Connected"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
+
+
+class SendMode(models.TextChoices):
+    ALL_MAPPED_FIELDS = "all_mapped_fields", "All mapped fields when any changes"
+    CHANGED_FIELDS = "changed_fields", "Only the fields that changed"
+
+
+class Connection(models.Model):
+    """Antavo's Connect screen: where Braze is and how to talk to it. At most one is active."""
+
+    name = models.CharField(max_length=100, default="Braze")
+    instance_url = models.CharField(
+        "Instance URL", max_length=255, help_text="The REST endpoint of your Braze instance, e.g. " + Instance.EU_01.value
+    )
+    api_key = EncryptedTextField(
+        "REST API key", blank=True, help_text="A REST API key with the users.track permission. Stored encrypted."
+    )
+    api_key_hint = models.CharField(max_length=8, blank=True, editable=False)
+    app_id = models.CharField("App identifier", max_length=64, blank=True,
+                              help_text="Sent as app_id with events and purchases (optional).")
+    active = models.BooleanField(default=True)
+    send_mode = models.CharField(max_length=20, choices=SendMode.choices, default=SendMode.ALL_MAPPED_FIELDS)
+    batch_size = models.PositiveSmallIntegerField(
+        default=75, validators=[MinValueValidator(1), MaxValueValidator(75)],
+        help_text="Objects per request (Braze allows 75 in all on current plans).",
+    )
+    per_array_limit = models.BooleanField(
+        default=False, help_text="Older Braze plans: count the limit per array (75 attributes + 75 events + 75 purchases)."
+    )
+    rate_limit_requests = models.PositiveIntegerField(default=3000, validators=[MinValueValidator(1)])
+    rate_limit_seconds = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1)])
+    max_attempts = models.PositiveSmallIntegerField(
+        default=8, validators=[MinValueValidator(1)], help_text="Tries before a change goes to the dead letters."
+    )
+
+    status = models.CharField(max_length=20, choices=ConnectionStatus.choices, default=ConnectionStatus.NEVER_CHECKED)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_message = models.TextField(blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True, help_text="Rate-limited: nobody sends before this time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["active"], condition=Q(active=True), name="one_active_connection")]
+        permissions = [("verify_connection", "Can check the Braze connection (Connect)")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.instance_url})"
+
+    def clean(self) -> None:
+        try:
+            self.instance_url = endpoint_normalize(self.instance_url)
+        except EndpointRefused as err:
+            raise ValidationError({"instance_url": str(err)}) from None
+
+    def set_api_key(self, key: str) -> None:
+        self.api_key = key.strip()
+        self.api_key_hint = self.api_key[-4:] if len(self.api_key) >= 12 else ""
+
+    @property
+    def api_key_display(self) -> str:
+        if not self.api_key:
+            return "not set"
+        return f"…{self.api_key_hint}" if self.api_key_hint else "set"
+
+
+class FieldMapping(models.Model):
+    """Sync fields: one loyalty field sent as one Braze custom attribute."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="mappings")
+    loyalty_field = models.CharField(max_length=100)
+    remote_field = models.CharField("Remote field (Braze attribute)", max_length=255)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "remote_field"], name="unique_remote_field_per_connection")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loyalty_field} → {self.remote_field}"
+
+    def clean(self) -> None:
+        from .fields import loyalty_fields
+
+        errors = {}
+        if self.loyalty_field and self.loyalty_field not in loyalty_fields():
+            errors["loyalty_field"] = f'Unknown loyalty field "{self.loyalty_field}".'
+        self.remote_field = (self.remote_field or "").strip()
+        problem = payloads.remote_name_problem(self.remote_field)
+        if problem:
+            errors["remote_field"] = f"The Braze attribute name {problem}."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_standard_profile_field(self) -> bool:
+        return self.remote_field in payloads.STANDARD_PROFILE_FIELDS
+
+
+class SyncStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SYNCED = "synced", "Synced"
+    FAILED = "failed", "Failed"  # Braze refused the data: sent again only after the member changes
+    DEAD = "dead", "Dead letter"  # transient failures until max_attempts: waits for a retry
+
+
+class MemberSyncState(models.Model):
+    """Where one member stands with Braze. ``version`` counts changes; ``synced_version`` is the last one Braze accepted."""
+
+    member = models.OneToOneField(Member, on_delete=models.CASCADE, primary_key=True, related_name="braze_sync")
+    status = models.CharField(max_length=10, choices=SyncStatus.choices, default=SyncStatus.PENDING)
+    version = models.PositiveBigIntegerField(default=1)
+    synced_version = models.PositiveBigIntegerField(default=0)
+    dirty_since = models.DateTimeField(null=True, blank=True, help_text="The oldest change not yet in Braze.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_sent_values = models.JSONField(null=True, blank=True, help_text="The mapped values Braze last accepted.")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_kind = models.CharField(max_length=20, blank=True)
+    last_request = models.ForeignKey("SyncRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = "member sync state"
+        indexes = [models.Index(fields=["status", "dirty_since"]), models.Index(fields=["claim_token"])]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.status}"
+
+
+class OutboxKind(models.TextChoices):
+    EVENT = "event", "Custom event"
+    PURCHASE = "purchase", "Purchase"
+    ATTRIBUTES = "attributes", "Ad-hoc attributes"
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    DEAD = "dead", "Dead letter"
+
+
+class OutboxItem(models.Model):
+    """Something other than the mapped fields to send for a member: a custom event, a purchase, or
+    ad-hoc attributes (from workflows). ``dedupe_key`` makes enqueuing the same thing twice a no-op,
+    so a retried trigger never produces a second event."""
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    dedupe_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="braze_outbox")
+    kind = models.CharField(max_length=12, choices=OutboxKind.choices)
+    payload = models.JSONField(help_text="The object as sent, without the identifier.")
+    status = models.CharField(max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    origin = models.CharField(max_length=255, blank=True, help_text="What produced it (e.g. a workflow run).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Times it went out in a request whose answer was lost: Braze may hold it that many extra times.
+    ambiguous_sends = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    request = models.ForeignKey("SyncRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["member", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.member_id} ({self.status})"
+
+
+class RequestOutcome(models.TextChoices):
+    SENDING = "sending", "Sending"
+    SUCCESS = "success", "Success"
+    PARTIAL = "partial", "Partly refused"
+    REJECTED = "rejected", "Refused (400/413)"
+    RATE_LIMITED = "rate_limited", "Rate limited (429)"
+    AUTH_ERROR = "auth", "Credentials / permission (401/403/404)"
+    SERVER_ERROR = "server_error", "Braze error (5xx)"
+    TRANSPORT = "transport", "No answer (timeout / connection)"
+    CLIENT_ERROR = "client_error", "Other client error"
+    LOST = "lost", "Worker stopped before the answer"
+
+
+class SyncRequest(models.Model):
+    """One request to `/users/track` and Braze's answer: the sync log."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="requests")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    trigger = models.CharField(max_length=20, default="sync", help_text="sync, resync, retry, verify")
+    outcome = models.CharField(max_length=20, choices=RequestOutcome.choices, default=RequestOutcome.SENDING)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    attributes_count = models.PositiveSmallIntegerField(default=0)
+    events_count = models.PositiveSmallIntegerField(default=0)
+    purchases_count = models.PositiveSmallIntegerField(default=0)
+    bytes_sent = models.PositiveIntegerField(default=0)
+    data_points = models.PositiveIntegerField(default=0, help_text="Attributes written (Braze's billing unit).")
+    message = models.TextField(blank=True, help_text="Braze's message.")
+    errors = models.JSONField(default=list, blank=True, help_text="Objects Braze refused, with its reasons.")
+    maybe_delivered = models.BooleanField(default=False, help_text="No answer, but Braze may have processed it.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["outcome", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.outcome} {self.http_status or ''}".strip()
+
+    @property
+    def object_count(self) -> int:
+        return self.attributes_count + self.events_count + self.purchases_count
+
+
+class SyncRequestMember(models.Model):
+    """Which members a request carried, and what became of each (the member page's "Sync" tab)."""
+
+    request = models.ForeignKey(SyncRequest, on_delete=models.CASCADE, related_name="members")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+", db_index=True)
+    object_count = models.PositiveSmallIntegerField(default=1)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "-request"])]
+
+
+class FlushSlot(models.Model):
+    """A place for one running sync task. A change takes a free slot to schedule a task; the task
+    gives it back when nothing is left. Leases expire, so a killed worker never holds one for long."""
+
+    busy_until = models.DateTimeField(null=True, blank=True)
+
+
+class RateLimitWindow(models.Model):
+    """Requests counted in one window of the connection's rate limit (the database-backed limiter)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE)
+    window_start = models.BigIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "window_start"], name="one_rate_window")]

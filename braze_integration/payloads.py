@@ -1,0 +1,423 @@
+"""Building `/users/track` payloads: pure functions, no database, no HTTP.
+
+Mapped values in, plain dicts out. Each value is converted by the Braze type of its field:
+dates become ISO 8601 at the top level and ``{"$time": ...}`` inside objects, decimals become
+numbers, arrays and objects are checked against Braze's limits. A value that cannot be sent raises
+``PayloadError`` naming the attribute and the problem, so one member's bad value never holds back
+the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class BrazeType(StrEnum):
+    INTEGER = "integer"
+    FLOAT = "float"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    ARRAY = "array"
+    OBJECT = "object"
+    ARRAY_OF_OBJECTS = "array_of_objects"
+
+
+MAX_STRING = 255
+MAX_ARRAY = 500
+MAX_NESTED_BYTES = 100 * 1024
+MAX_EXTERNAL_ID_BYTES = 987
+MAX_PROPERTIES = 256
+DEFAULT_MAX_OBJECTS = 75
+# Keys that belong to the attributes object itself, not to the profile.
+RESERVED_ATTRIBUTE_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "_merge_objects"})
+# Braze's standard profile fields: mapping to one of these writes the profile field, not a custom attribute.
+STANDARD_PROFILE_FIELDS = frozenset(
+    {
+        "first_name", "last_name", "email", "dob", "country", "language", "gender", "phone", "home_city",
+        "time_zone", "email_subscribe", "push_subscribe", "image_url", "current_location", "date_of_first_session",
+        "date_of_last_session", "facebook", "twitter", "bio", "alias_name", "alias_label",
+    }
+)
+RESERVED_EVENT_PROPERTY_KEYS = frozenset({"time", "event_name"})
+RESERVED_PURCHASE_PROPERTY_KEYS = frozenset({"time", "product_id", "quantity", "event_name", "price", "currency"})
+_NESTED_KEY = re.compile(r"^[^\s.$]{1,255}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class PayloadError(ValueError):
+    """A value that Braze would refuse; ``field`` names where it is."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def remote_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Braze custom attribute name, or ``None`` when it can."""
+    if not name or not name.strip():
+        return "must not be empty"
+    if len(name) > MAX_STRING:
+        return f"must be at most {MAX_STRING} characters"
+    if name.startswith("$"):
+        return "must not start with '$'"
+    if name in RESERVED_ATTRIBUTE_KEYS:
+        return f"'{name}' is reserved by Braze"
+    return None
+
+
+def format_time(value: dt.datetime | dt.date) -> str:
+    """ISO 8601 in UTC with a ``Z``, as Braze documents it; a date stays a date."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def _parse_time(value: Any, where: str) -> str:
+    if isinstance(value, dt.datetime | dt.date):
+        return format_time(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed: dt.date | dt.datetime = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise PayloadError(where, f"{value!r} is not an ISO 8601 date") from None
+        if len(text) == 10:  # a plain date
+            return dt.date.fromisoformat(text).isoformat()
+        return format_time(parsed)
+    raise PayloadError(where, f"expected a date, got {type(value).__name__}")
+
+
+def _number(value: Any, where: str, *, integer: bool) -> int | float:
+    if isinstance(value, bool) or value is None:
+        raise PayloadError(where, f"expected a number, got {json.dumps(value)}")
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            raise PayloadError(where, f"expected a number, got {value!r}") from None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PayloadError(where, "expected a finite number")
+        if not integer:
+            return float(value)
+        if value != value.to_integral_value():
+            raise PayloadError(where, f"expected an integer, got {value}")
+        return int(value)
+    if isinstance(value, int):
+        return int(value) if integer else float(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PayloadError(where, "expected a finite number")
+        if integer:
+            if not value.is_integer():
+                raise PayloadError(where, f"expected an integer, got {value}")
+            return int(value)
+        return value
+    raise PayloadError(where, f"expected a number, got {type(value).__name__}")
+
+
+def _string(value: Any, where: str) -> str:
+    if isinstance(value, dict | list) or value is None:
+        raise PayloadError(where, f"expected a string, got {type(value).__name__}")
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_STRING:
+        raise PayloadError(where, f"is {len(text)} characters long; Braze keeps at most {MAX_STRING}")
+    return text
+
+
+def _nested(value: Any, where: str) -> Any:
+    """A value inside an object or an array of objects: dates become ``{"$time": ...}``."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not _NESTED_KEY.match(key):
+                raise PayloadError(where, f"object key {key!r} must be 1-255 characters without spaces, '.' or '$'")
+            out[key] = _nested(item, f"{where}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_nested(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dt.datetime | dt.date):
+        return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}
+    if isinstance(value, Decimal):
+        return _number(value, where, integer=False)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(where, "expected a finite number")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise PayloadError(where, f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
+    return value
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _check_size(value: Any, where: str) -> None:
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_NESTED_BYTES:
+        raise PayloadError(where, f"is {size // 1024} KB; Braze takes at most 100 KB")
+
+
+def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "value", max_array: int = MAX_ARRAY) -> Any:
+    """Convert one loyalty value to what Braze takes for ``braze_type``. ``None`` stays ``None``
+    (Braze removes the attribute)."""
+    if value is None:
+        return None
+    match BrazeType(braze_type):
+        case BrazeType.INTEGER:
+            return _number(value, where, integer=True)
+        case BrazeType.FLOAT:
+            return _number(value, where, integer=False)
+        case BrazeType.STRING:
+            return _string(value, where)
+        case BrazeType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise PayloadError(where, f"expected true or false, got {value!r}")
+        case BrazeType.DATE:
+            return _parse_time(value, where)
+        case BrazeType.ARRAY:
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise PayloadError(where, f"expected an array, got {type(value).__name__}")
+            items = list(value)
+            if len(items) > max_array:
+                raise PayloadError(where, f"has {len(items)} elements; the limit is {max_array}")
+            out = []
+            for index, item in enumerate(items):
+                item_where = f"{where}[{index}]"
+                if isinstance(item, dict | list | tuple) or item is None:
+                    raise PayloadError(item_where, "arrays hold strings and numbers only")
+                if isinstance(item, Decimal):
+                    out.append(float(item))
+                elif isinstance(item, bool | int | float):
+                    out.append(item)
+                else:
+                    out.append(_string(item, item_where))
+            return out
+        case BrazeType.OBJECT:
+            if not isinstance(value, dict):
+                raise PayloadError(where, f"expected an object, got {type(value).__name__}")
+            converted = _nested(value, where)
+            _check_size(converted, where)
+            return converted
+        case BrazeType.ARRAY_OF_OBJECTS:
+            if not isinstance(value, list | tuple):
+                raise PayloadError(where, f"expected an array of objects, got {type(value).__name__}")
+            for index, item in enumerate(value):
+                if not isinstance(item, dict):
+                    raise PayloadError(f"{where}[{index}]", "expected an object")
+            converted = _nested(list(value), where)
+            _check_size(converted, where)
+            return converted
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One attribute to send: its Braze name and type."""
+
+    remote_field: str
+    braze_type: BrazeType
+
+
+def build_attribute_values(specs: Iterable[AttributeSpec], values: Mapping[str, Any], *, max_array: int = MAX_ARRAY) -> dict[str, Any]:
+    """Convert ``values`` (keyed by remote field) into Braze values; raises ``PayloadError`` on the first bad one."""
+    return {
+        spec.remote_field: convert_value(spec.braze_type, values.get(spec.remote_field), where=spec.remote_field, max_array=max_array)
+        for spec in specs
+    }
+
+
+def attributes_object(external_id: str, attributes: Mapping[str, Any], *, merge_objects: bool = False) -> dict[str, Any]:
+    """The attributes object for one member: identifier first, then its attributes.
+
+    ``merge_objects`` asks Braze to merge nested objects instead of replacing them (needed for
+    ``$update`` on arrays of objects)."""
+    check_external_id(external_id)
+    obj: dict[str, Any] = {"external_id": external_id}
+    obj.update(attributes)
+    if merge_objects:
+        obj["_merge_objects"] = True
+    return obj
+
+
+def check_external_id(external_id: str) -> None:
+    if not external_id:
+        raise PayloadError("external_id", "must not be empty")
+    if len(external_id.encode()) > MAX_EXTERNAL_ID_BYTES:
+        raise PayloadError("external_id", f"must be at most {MAX_EXTERNAL_ID_BYTES} bytes")
+
+
+def _properties(properties: Mapping[str, Any] | None, where: str, reserved: frozenset[str]) -> dict[str, Any]:
+    if not properties:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise PayloadError(where, "properties must be an object")
+    if len(properties) > MAX_PROPERTIES:
+        raise PayloadError(where, f"has {len(properties)} properties; Braze takes at most {MAX_PROPERTIES}")
+    out = {}
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_STRING or key.startswith("$"):
+            raise PayloadError(f"{where}.{key}", "property names are 1-255 characters and do not start with '$'")
+        if key in reserved:
+            raise PayloadError(f"{where}.{key}", f"'{key}' is reserved by Braze")
+        # Top-level datetimes are ISO strings; inside arrays/objects Braze wants plain values.
+        if isinstance(value, dt.datetime | dt.date):
+            out[key] = format_time(value)
+        elif isinstance(value, dict | list):
+            out[key] = _nested(value, f"{where}.{key}")
+        elif isinstance(value, Decimal):
+            out[key] = float(value)
+        elif isinstance(value, str):
+            out[key] = _string(value, f"{where}.{key}")
+        else:
+            out[key] = value
+    if any(isinstance(v, dict | list) for v in out.values()):
+        _check_size(out, where)
+    return out
+
+
+def event_object(external_id: str, *, name: str, time: dt.datetime | str, properties: Mapping[str, Any] | None = None,
+                 app_id: str = "") -> dict[str, Any]:
+    """A Braze custom event object."""
+    check_external_id(external_id)
+    if not isinstance(name, str) or not name or len(name) > MAX_STRING or name.startswith("$"):
+        raise PayloadError("name", "event names are 1-255 characters and do not start with '$'")
+    obj: dict[str, Any] = {"external_id": external_id, "name": name, "time": _parse_time(time, "time")}
+    props = _properties(properties, "properties", RESERVED_EVENT_PROPERTY_KEYS)
+    if props:
+        obj["properties"] = props
+    if app_id:
+        obj["app_id"] = app_id
+    return obj
+
+
+def purchase_object(external_id: str, *, product_id: str, currency: str, price: Any, quantity: int = 1,
+                    time: dt.datetime | str, properties: Mapping[str, Any] | None = None, app_id: str = "") -> dict[str, Any]:
+    """A Braze purchase object."""
+    check_external_id(external_id)
+    product = _string(product_id, "product_id")
+    if not product:
+        raise PayloadError("product_id", "must not be empty")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise PayloadError("currency", f"{currency!r} is not an ISO 4217 code such as EUR")
+    qty = _number(quantity, "quantity", integer=True)
+    if not 1 <= qty <= 100:
+        raise PayloadError("quantity", f"must be between 1 and 100, got {qty}")
+    obj: dict[str, Any] = {
+        "external_id": external_id, "product_id": product, "currency": currency,
+        "price": _number(price, "price", integer=False), "quantity": qty, "time": _parse_time(time, "time"),
+    }
+    props = _properties(properties, "properties", RESERVED_PURCHASE_PROPERTY_KEYS)
+    if props:
+        obj["properties"] = props
+    if app_id:
+        obj["app_id"] = app_id
+    return obj
+
+
+@dataclass
+class RequestPlan:
+    """One `/users/track` request: the body and, per array, which item each index belongs to."""
+
+    attributes: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    purchases: list[dict] = field(default_factory=list)
+    # owners["attributes"][i] is the caller's handle for attributes[i] (e.g. a member or an outbox item)
+    owners: dict[str, list[Any]] = field(default_factory=lambda: {"attributes": [], "events": [], "purchases": []})
+
+    @property
+    def object_count(self) -> int:
+        return len(self.attributes) + len(self.events) + len(self.purchases)
+
+    def body(self) -> dict[str, list[dict]]:
+        return {name: objs for name, objs in (("attributes", self.attributes), ("events", self.events),
+                                               ("purchases", self.purchases)) if objs}
+
+    def add(self, array: str, obj: dict, owner: Any) -> None:
+        getattr(self, array).append(obj)
+        self.owners[array].append(owner)
+
+
+@dataclass
+class UserObjects:
+    """Everything one member contributes to a request; kept together so one user's updates share a request."""
+
+    key: Any
+    objects: list[tuple[str, dict, Any]]  # (array, object, owner)
+
+
+def plan_requests(users: Iterable[UserObjects], *, max_objects: int = DEFAULT_MAX_OBJECTS,
+                  per_array_limit: int | None = None) -> list[RequestPlan]:
+    """Pack users' objects into requests of at most ``max_objects`` objects in all (and at most
+    ``per_array_limit`` per array, for accounts on the older rule). A user's objects stay in one request
+    unless they alone are more than a request holds."""
+    plans: list[RequestPlan] = []
+    current = RequestPlan()
+
+    def fits(plan: RequestPlan, objs: list[tuple[str, dict, Any]]) -> bool:
+        if plan.object_count + len(objs) > max_objects:
+            return False
+        if per_array_limit is not None:
+            for array in ("attributes", "events", "purchases"):
+                if len(getattr(plan, array)) + sum(1 for a, _, _ in objs if a == array) > per_array_limit:
+                    return False
+        return True
+
+    for user in users:
+        if not user.objects:
+            continue
+        if not fits(current, user.objects) and current.object_count:
+            plans.append(current)
+            current = RequestPlan()
+        for array, obj, owner in user.objects:
+            if not fits(current, [(array, obj, owner)]):
+                plans.append(current)
+                current = RequestPlan()
+            current.add(array, obj, owner)
+    if current.object_count:
+        plans.append(current)
+    return plans
+
+
+def split_plan(plan: RequestPlan) -> tuple[RequestPlan, RequestPlan] | None:
+    """Halve a request by owner (a member's objects stay together), to isolate a bad object.
+    ``None`` when it holds one owner only."""
+    entries = [(array, obj, owner) for array in ("attributes", "events", "purchases")
+               for obj, owner in zip(getattr(plan, array), plan.owners[array], strict=True)]
+    groups: dict[Any, list] = {}
+    for entry in entries:
+        groups.setdefault(_group_key(entry[2]), []).append(entry)
+    if len(groups) < 2:
+        return None
+    keys = list(groups)
+    halves = (keys[: len(keys) // 2], keys[len(keys) // 2:])
+    out = []
+    for half in halves:
+        part = RequestPlan()
+        for key in half:
+            for array, obj, owner in groups[key]:
+                part.add(array, obj, owner)
+        out.append(part)
+    return out[0], out[1]
+
+
+def _group_key(owner: Any) -> Any:
+    return getattr(owner, "group_key", owner)
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """JSON bytes as sent: compact, UTF-8."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

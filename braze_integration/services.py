@@ -1,0 +1,478 @@
+"""The Braze integration's public surface: what the admin, the API, commands, tasks and the
+workflows call.
+
+The save path is kept small: a member save marks the member pending (one upsert in the same
+transaction) and, after commit, schedules a flush task only when a flush slot is free. Everything
+else (building values, comparing with what Braze has, sending) happens in the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
+
+from loyaltysync.models import Member
+
+from . import delivery, errors
+from .client import BrazeClient
+from .endpoints import EndpointRefused, endpoint_normalize
+from .models import (
+    Connection,
+    ConnectionStatus,
+    FlushSlot,
+    MemberSyncState,
+    OutboxItem,
+    OutboxKind,
+    OutboxStatus,
+    RequestOutcome,
+    SyncRequest,
+    SyncStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TASK = "braze_integration.tasks.sync_flush"
+SLOT_LEASE = timedelta(seconds=60)
+CLAIM_REQUESTS = 8  # requests' worth of members claimed per round
+
+
+# --- what the save path needs to know, cached briefly per process ----------------------------------
+
+@dataclass(frozen=True)
+class SyncConfig:
+    connection_id: int | None
+    depends_on: frozenset[str]
+
+    def concerns(self, changed: set[str] | None) -> bool:
+        """Whether a change to ``changed`` attributes (``None``: unknown, e.g. a new member) must be sent."""
+        if self.connection_id is None or not self.depends_on:
+            return False
+        return changed is None or not self.depends_on.isdisjoint(changed)
+
+
+_config: tuple[float, SyncConfig] | None = None
+CONFIG_TTL = 2.0  # seconds another process may take to notice a new mapping
+
+
+def sync_config() -> SyncConfig:
+    """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
+    global _config
+    now = time.monotonic()
+    if _config and _config[0] > now:
+        return _config[1]
+    from .fields import loyalty_fields
+
+    connection = Connection.objects.filter(active=True).only("pk").first()
+    depends: set[str] = set()
+    if connection is not None:
+        fields = loyalty_fields()
+        for key in connection.mappings.values_list("loyalty_field", flat=True):
+            if key in fields:
+                depends.update(fields[key].depends_on)
+    config = SyncConfig(connection.pk if connection else None, frozenset(depends))
+    _config = (now + CONFIG_TTL, config)
+    return config
+
+
+def sync_config_invalidate() -> None:
+    global _config
+    _config = None
+
+
+def connection_active() -> Connection | None:
+    return Connection.objects.filter(active=True).first()
+
+
+# --- marking members pending -----------------------------------------------------------------------
+
+def member_sync_enqueue(*, member_ids: Iterable[int]) -> int:
+    """Mark members as needing a sync, in the caller's transaction, and schedule a flush after commit.
+
+    Several marks of one member before the worker gets to it merge into one (the version grows).
+    """
+    ids = sorted(set(member_ids))
+    if not ids:
+        return 0
+    table = MemberSyncState._meta.db_table
+    now = db_connection.ops.adapt_datetimefield_value(timezone.now())
+    q = db_connection.ops.quote_name
+    with db_connection.cursor() as cursor:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            values = ", ".join(["(%s, 'pending', 1, 0, 0, %s, '', '')"] * len(chunk))
+            params: list[Any] = []
+            for member_id in chunk:
+                params += [member_id, now]
+            cursor.execute(
+                f"INSERT INTO {q(table)} (member_id, status, version, synced_version, attempts, dirty_since, "
+                f"last_error, last_error_kind) VALUES {values} "
+                f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {q(table)}.version + 1, "
+                f"dirty_since = COALESCE({q(table)}.dirty_since, EXCLUDED.dirty_since), "
+                f"attempts = CASE WHEN {q(table)}.status = 'pending' THEN {q(table)}.attempts ELSE 0 END",
+                params,
+            )
+    flush_after_commit()
+    return len(ids)
+
+
+def flush_after_commit() -> None:
+    """Schedule one flush when the current transaction commits (once per transaction)."""
+    conn = transaction.get_connection()
+    if conn.in_atomic_block and any(func is flush_request for _, func, _ in conn.run_on_commit):
+        return
+    transaction.on_commit(flush_request)
+
+
+def flush_request() -> bool:
+    """Queue a flush task if a flush slot is free; returns whether one was queued.
+
+    A busy slot means a task is queued or running and will see every change committed before it
+    gives the slot back (it checks once more after releasing), so nothing waits for the periodic flush.
+    """
+    slot_id = _slot_take()
+    if slot_id is None:
+        return False
+    from django_q.tasks import async_task
+
+    try:
+        async_task(FLUSH_TASK, slot_id=slot_id, task_name="braze-sync-flush", q_options={"save": False})
+    except Exception:  # broker down: the periodic flush picks the work up; the change is safe in the database
+        logger.warning("Could not queue a Braze flush (broker unavailable); the periodic flush will send it.")
+        _slot_release(slot_id)
+        return False
+    return True
+
+
+def _slot_free(now) -> Q:
+    return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
+
+
+def _slot_take() -> int | None:
+    now = timezone.now()
+    wanted = getattr(settings, "BRAZE_SYNC_CONCURRENCY", 4)
+    slot_id = FlushSlot.objects.filter(_slot_free(now)).values_list("pk", flat=True).first()
+    if slot_id is None:
+        if FlushSlot.objects.count() >= wanted:
+            return None
+        slot_id = FlushSlot.objects.create(busy_until=now + SLOT_LEASE).pk
+        return slot_id
+    taken = FlushSlot.objects.filter(pk=slot_id).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
+    return slot_id if taken else None
+
+
+def _slot_renew(slot_id: int | None) -> None:
+    if slot_id is not None:
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=timezone.now() + SLOT_LEASE)
+
+
+def _slot_release(slot_id: int | None) -> None:
+    if slot_id is not None:
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None)
+
+
+# --- the outbox (events, purchases, ad-hoc attributes) ----------------------------------------------
+
+def outbox_enqueue(*, member_id: int, kind: str, payload: dict[str, Any], dedupe_key: str | None = None,
+                   origin: str = "") -> OutboxItem | None:
+    """Queue an event, purchase or ad-hoc attributes for a member; ``None`` if ``dedupe_key`` was queued before.
+
+    The item rides with the member's next sync request, retried and logged with it.
+    """
+    if kind not in OutboxKind.values:
+        raise ValueError(f"Unknown outbox kind {kind!r}")
+    try:
+        with transaction.atomic():
+            item = OutboxItem.objects.create(member_id=member_id, kind=kind, payload=payload,
+                                             dedupe_key=dedupe_key, origin=origin[:255])
+    except IntegrityError:
+        if dedupe_key and OutboxItem.objects.filter(dedupe_key=dedupe_key).exists():
+            return None
+        raise
+    member_sync_enqueue(member_ids=[member_id])
+    return item
+
+
+# --- the worker side --------------------------------------------------------------------------------
+
+_sessions: dict[str, Any] = {}
+
+
+def client_for(connection: Connection) -> BrazeClient:
+    """A client for the connection, reusing one keep-alive session per endpoint in this process."""
+    import requests
+
+    try:
+        base_url = endpoint_normalize(connection.instance_url, resolve=False)
+    except EndpointRefused as err:
+        raise errors.BrazeConfigurationError(str(err)) from None
+    session = _sessions.get(base_url)
+    if session is None:
+        session = _sessions[base_url] = requests.Session()
+    return BrazeClient(base_url, connection.api_key or "", timeout=settings.BRAZE_HTTP_TIMEOUT, session=session)
+
+
+@dataclass
+class FlushResult:
+    report: delivery.DeliveryReport
+    stopped: str = ""
+
+
+def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wait: float = 5.0) -> FlushResult:
+    """Send every pending member, batch by batch, until nothing is due or ``time_budget`` is spent.
+
+    Short waits (a rate-limit reset, a retry due within ``max_wait`` seconds) are slept through;
+    longer ones are left to the periodic flush. Another task is queued when there is more than one
+    batch of work (so several workers share it) or when the budget runs out with work left.
+    """
+    report = delivery.DeliveryReport()
+    deadline = time.monotonic() + time_budget
+    delivery.recover_lost_requests()
+    stopped = ""
+    try:
+        while True:
+            connection = connection_active()
+            if connection is None:
+                stopped = "no active connection"
+                break
+            if connection.status == ConnectionStatus.NEEDS_ATTENTION:
+                stopped = "connection needs attention"
+                break
+            left = deadline - time.monotonic()
+            if connection.paused_until and connection.paused_until > timezone.now():
+                wait = (connection.paused_until - timezone.now()).total_seconds()
+                if wait > min(max_wait, left):
+                    stopped = f"paused for {wait:.1f}s"
+                    break
+                time.sleep(wait)
+                continue
+            if left <= 0:
+                stopped = "time budget spent"
+                if delivery.claimable_exists():
+                    _slot_release(slot_id)
+                    slot_id = None
+                    flush_request()
+                break
+            limit = connection.batch_size * CLAIM_REQUESTS
+            token, ids = delivery.claim(limit=limit)
+            if not ids:
+                # Give the slot back first, then look once more: a change committed before the
+                # release is seen now; one committed after it finds the slot free and queues a task.
+                _slot_release(slot_id)
+                slot_id = None
+                if delivery.claimable_exists():
+                    slot_id = _slot_take()
+                    if slot_id is None:
+                        break  # another task took over
+                    continue
+                due = delivery.next_due_in()
+                if due is not None and due <= min(max_wait, deadline - time.monotonic()):
+                    slot_id = _slot_take()
+                    if slot_id is None:
+                        break
+                    time.sleep(due + 0.01)
+                    continue
+                break
+            if len(ids) == limit:
+                flush_request()  # more than a batch is waiting: let another worker help
+            _slot_renew(slot_id)
+            try:
+                client = client_for(connection)
+            except errors.BrazeConfigurationError as err:
+                delivery.release(token)
+                Connection.objects.filter(pk=connection.pk).update(
+                    status=ConnectionStatus.NEEDS_ATTENTION, last_message=str(err))
+                stopped = str(err)
+                break
+            try:
+                report.merge(delivery.Deliverer(connection, client).deliver(token))
+            except delivery.SyncStopped as stop:
+                stopped = stop.reason
+                if stop.wait and stop.wait <= min(max_wait, deadline - time.monotonic()):
+                    continue  # the loop sleeps through the pause
+                break
+    finally:
+        _slot_release(slot_id)
+    return FlushResult(report=report, stopped=stopped)
+
+
+def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: str = "manual") -> FlushResult:
+    """Send these members now, in this process (the admin's "Sync to Braze now")."""
+    ids = list(member_ids)
+    report = delivery.DeliveryReport()
+    connection = connection_active()
+    if connection is None:
+        return FlushResult(report=report, stopped="no active connection")
+    with transaction.atomic():
+        member_sync_enqueue(member_ids=ids)
+        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
+    token, claimed = delivery.claim(limit=len(ids), member_ids=ids)
+    if not claimed:
+        return FlushResult(report=report, stopped="these members are being sent by a worker right now")
+    try:
+        client = client_for(connection)
+        report.merge(delivery.Deliverer(connection, client, trigger=trigger).deliver(token, force=force))
+    except errors.BrazeConfigurationError as err:
+        delivery.release(token)
+        return FlushResult(report=report, stopped=str(err))
+    except delivery.SyncStopped as stop:
+        return FlushResult(report=report, stopped=stop.reason)
+    return FlushResult(report=report)
+
+
+def member_sync_retry(*, member_ids: Iterable[int]) -> int:
+    """Put failed and dead-lettered members (and their dead outbox items) back in the queue."""
+    ids = list(member_ids)
+    with transaction.atomic():
+        OutboxItem.objects.filter(member_id__in=ids, status__in=[OutboxStatus.DEAD, OutboxStatus.FAILED]).update(
+            status=OutboxStatus.PENDING, attempts=0)
+        count = MemberSyncState.objects.filter(pk__in=ids, status__in=[SyncStatus.DEAD, SyncStatus.FAILED]).update(
+            status=SyncStatus.PENDING, attempts=0, next_attempt_at=None)
+        flush_after_commit()
+    return count
+
+
+def member_payload_preview(*, member: Member) -> dict[str, Any]:
+    """The request body the member's next sync would send (all mapped fields and pending items), without sending."""
+    from . import payloads
+
+    connection = connection_active()
+    if connection is None:
+        return {"error": "No active Braze connection."}
+    plan = delivery.MappingPlan.load(connection)
+    row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
+    body: dict[str, list] = {}
+    try:
+        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
+    except payloads.PayloadError as err:
+        return {"error": f"Cannot send {err.field}: {err.problem}"}
+    for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
+        if item.kind == OutboxKind.ATTRIBUTES:
+            body["attributes"][0].update(item.payload.get("attributes", {}))
+            continue
+        try:
+            array, obj = delivery._outbox_object(item, member.member_id, connection.app_id)
+        except (payloads.PayloadError, KeyError, ValueError) as err:
+            body.setdefault("unsendable", []).append(str(err))
+            continue
+        body.setdefault(array, []).append(obj)
+    return body
+
+
+# --- Connect -------------------------------------------------------------------------------------
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    status: str
+    message: str
+
+
+def connection_verify(*, connection: Connection) -> VerifyResult:
+    """Check the URL and key without writing data: post an empty batch.
+
+    Braze has no side-effect-free check; an empty batch writes nothing and answers 400 when the key
+    is accepted, 401/403 when it is not. The message says what was learned and what was not.
+    """
+    now = timezone.now()
+    try:
+        client = client_for(connection)
+        endpoint_normalize(connection.instance_url)  # also refuses hosts that resolve to private addresses
+    except (errors.BrazeConfigurationError, EndpointRefused) as err:
+        result = VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION, f"Not checked: {err}")
+    else:
+        result = _verify_with(client)
+    was = connection.status
+    updates: dict[str, Any] = {"status": result.status, "last_checked_at": now, "last_message": result.message}
+    if result.ok:
+        updates["paused_until"] = None
+    Connection.objects.filter(pk=connection.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(connection, name, value)
+    if result.ok and was != ConnectionStatus.CONNECTED:
+        transaction.on_commit(flush_request)  # resume sending what waited while the connection was broken
+    return result
+
+
+def _verify_with(client: BrazeClient) -> VerifyResult:
+    try:
+        answer = client.track({"attributes": []})
+    except errors.BrazeRequestRejected as err:
+        return VerifyResult(True, ConnectionStatus.CONNECTED,
+                            f"Connected: Braze accepted the API key at {client.base_url} (it answered an empty test "
+                            f"request with {err.status} \"{err.message}\", as expected; nothing was written). "
+                            "Braze offers no way to check the users.track permission without writing data: a missing "
+                            "permission shows up as 403 on the first sync.")
+    except errors.BrazeAuthError as err:
+        return VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION, delivery._auth_message(err))
+    except errors.BrazeRateLimited as err:
+        return VerifyResult(False, ConnectionStatus.NEVER_CHECKED,
+                            f"Braze is rate-limiting this workspace (retry in {err.retry_after:.0f}s); the key was not checked.")
+    except errors.BrazeTransportError as err:
+        return VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION, f"Braze is unreachable at {client.base_url}: {err.message}.")
+    except errors.BrazeError as err:
+        return VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION,
+                            f"Unexpected answer from Braze (HTTP {err.status}): {err.message}")
+    return VerifyResult(True, ConnectionStatus.CONNECTED,
+                        f"Connected: Braze accepted the API key at {client.base_url} (HTTP {answer.status}).")
+
+
+# --- schedules and housekeeping ----------------------------------------------------------------------
+
+def schedules_ensure() -> None:
+    """Create the periodic flush schedule (idempotent; run after migrate)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="braze-sync-periodic",
+        defaults={"func": "braze_integration.tasks.sync_periodic", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1},
+    )
+
+
+def sync_housekeeping() -> None:
+    from . import ratelimit
+
+    delivery.recover_lost_requests()
+    for connection_id in Connection.objects.values_list("pk", flat=True):
+        ratelimit.prune(connection_id)
+
+
+# --- health --------------------------------------------------------------------------------------
+
+def sync_status_summary() -> dict[str, Any]:
+    """The numbers behind `braze_status` and the dashboard."""
+    now = timezone.now()
+    by_status = dict(MemberSyncState.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    oldest = MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"]
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    requests_today = SyncRequest.objects.filter(created_at__gte=today)
+    errors_by_kind = dict(
+        requests_today.exclude(outcome__in=[RequestOutcome.SUCCESS, RequestOutcome.SENDING])
+        .values_list("outcome").annotate(n=Count("pk")).values_list("outcome", "n"))
+    connection = connection_active()
+    return {
+        "connection": {
+            "name": connection.name if connection else None,
+            "status": connection.status if connection else "none",
+            "message": connection.last_message if connection else "",
+            "paused_until": connection.paused_until.isoformat() if connection and connection.paused_until else None,
+        },
+        "members": {s: by_status.get(s, 0) for s in SyncStatus.values},
+        "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0,
+        "outbox": dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")),
+        "ambiguous_event_sends": OutboxItem.objects.filter(ambiguous_sends__gt=0).count(),
+        "requests_today": requests_today.count(),
+        "objects_today": sum(v or 0 for v in requests_today.aggregate(
+            a=Sum("attributes_count"), e=Sum("events_count"), p=Sum("purchases_count")).values()),
+        "errors_today": errors_by_kind,
+    }

@@ -1,0 +1,16 @@
+"""django-q2 tasks: thin wrappers that call one service."""
+
+from . import services
+
+
+def sync_flush(slot_id: int | None = None) -> str:
+    result = services.sync_flush(slot_id=slot_id)
+    report = result.report
+    return (f"sent {report.members_sent}, unchanged {report.members_unchanged}, failed {report.members_failed}, "
+            f"requests {report.requests}" + (f"; stopped: {result.stopped}" if result.stopped else ""))
+
+
+def sync_periodic() -> None:
+    """Every minute: pick up retries that came due, work a lost task left behind, old rate windows."""
+    services.sync_housekeeping()
+    services.flush_request()
