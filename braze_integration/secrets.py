@@ -3,13 +3,10 @@
 Keys come from ``BRAZE_ENCRYPTION_KEYS`` (newest first). ``MultiFernet`` decrypts with any of them
 and encrypts with the first, so rotation is: put a new key in front, run
 ``manage.py braze_rotate_key``, then remove the old key. In development, when no key is set and
-DEBUG is on, a key is derived from SECRET_KEY so nothing needs setting up.
+DEBUG is on, settings derive a key from SECRET_KEY so nothing needs setting up.
 """
 
 from __future__ import annotations
-
-import base64
-import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -20,9 +17,7 @@ from django.db import models
 def _fernet() -> MultiFernet:
     keys = list(settings.BRAZE_ENCRYPTION_KEYS)
     if not keys:
-        if not settings.DEBUG:
-            raise ImproperlyConfigured("Set BRAZE_ENCRYPTION_KEYS (a Fernet key; see README) to store Braze API keys.")
-        keys = [base64.urlsafe_b64encode(hashlib.sha256(f"braze:{settings.SECRET_KEY}".encode()).digest()).decode()]
+        raise ImproperlyConfigured("Set BRAZE_ENCRYPTION_KEYS (a Fernet key; see README) to store Braze API keys.")
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError as err:

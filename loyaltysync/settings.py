@@ -177,6 +177,11 @@ LOYALTY = {
 # run `manage.py braze_rotate_key`, then drop the old one. In development a key is derived from
 # SECRET_KEY so that nothing needs setting up.
 BRAZE_ENCRYPTION_KEYS = env.list("BRAZE_ENCRYPTION_KEYS", default=[])
+if not BRAZE_ENCRYPTION_KEYS and DEBUG:
+    import base64
+    import hashlib
+
+    BRAZE_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(f"braze:{SECRET_KEY}".encode()).digest()).decode()]
 # Loopback http:// endpoints (the local Braze sandbox) are refused unless this is on.
 BRAZE_ALLOW_LOCAL_ENDPOINTS = env.bool("BRAZE_ALLOW_LOCAL_ENDPOINTS", default=DEBUG)
 BRAZE_HTTP_TIMEOUT = env.float("BRAZE_HTTP_TIMEOUT", default=10.0)
@@ -204,7 +209,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
-        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING"), "propagate": True},
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING"), "propagate": True},
         "axes": {"level": "WARNING", "propagate": True},
     },
 }

@@ -1,0 +1,106 @@
+"""Fixtures shared by the whole suite: the local Braze sandbox over real HTTP, and a connection to it."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from braze_integration.sandbox import SandboxConfig, SandboxServer
+
+SANDBOX_KEY = "sandbox-test-key-0123456789abcdef"
+NO_PERMISSION_KEY = "sandbox-no-permission-key-0000"
+
+# Loyalty field -> (Braze attribute, Braze type): at least one mapping of every Braze type.
+EVERY_TYPE_MAPPINGS = [
+    ("points_spendable", "loyalty_points"),  # integer
+    ("purchase_total", "loyalty_purchase_total"),  # float
+    ("tier", "loyalty_tier"),  # string
+    ("opted_in", "loyalty_opted_in"),  # boolean
+    ("birth_date", "loyalty_birthday"),  # date
+    ("last_purchase_products", "loyalty_last_products"),  # array
+    ("loyalty_summary", "loyalty_summary"),  # object
+    ("last_purchase_items", "loyalty_last_items"),  # array of objects
+    ("first_name", "loyalty_first_name"),  # string
+]
+
+
+class SandboxClient:
+    """Reads the sandbox over HTTP, as a person or another program would."""
+
+    def __init__(self, server: SandboxServer):
+        self.server = server
+        self.url = server.url
+        self.session = requests.Session()
+
+    def user(self, external_id: str) -> dict | None:
+        response = self.session.get(f"{self.url}/sandbox/users/{quote(external_id, safe='')}", timeout=5)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict:
+        return self.session.get(f"{self.url}/sandbox/stats", timeout=5).json()
+
+    def requests(self, limit: int = 1000) -> list[dict]:
+        return self.session.get(f"{self.url}/sandbox/requests", params={"limit": limit}, timeout=5).json()["requests"]
+
+    def set_faults(self, **faults) -> dict:
+        response = self.session.post(f"{self.url}/sandbox/faults", json=faults, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def set_keys(self, api_keys: list[str], no_permission_keys: list[str] | None = None) -> None:
+        self.session.post(f"{self.url}/sandbox/keys", json={"api_keys": api_keys,
+                                                          "no_permission_keys": no_permission_keys or []},
+                          timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        self.session.post(f"{self.url}/sandbox/reset", timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    server = SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, no_permission_keys={NO_PERMISSION_KEY}))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server) -> SandboxClient:
+    client = SandboxClient(sandbox_server)
+    client.reset()
+    client.set_faults(error_rate=0, latency_ms=0, timeout_rate=0, fail_next=0, ack_lost_next=0, rate_limit=None)
+    client.set_keys([SANDBOX_KEY], [NO_PERMISSION_KEY])
+    yield client
+    client.reset()
+
+
+@pytest.fixture
+def braze_connection(transactional_db, sandbox, settings):
+    """An active connection to the sandbox, mapped with every Braze type."""
+    from braze_integration import services
+    from braze_integration.models import Connection, ConnectionStatus, FieldMapping
+
+    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+    connection = Connection(name="Sandbox", instance_url=sandbox.url, status=ConnectionStatus.CONNECTED)
+    connection.set_api_key(SANDBOX_KEY)
+    connection.full_clean()
+    connection.save()
+    for position, (loyalty_field, remote_field) in enumerate(EVERY_TYPE_MAPPINGS):
+        FieldMapping.objects.create(connection=connection, loyalty_field=loyalty_field, remote_field=remote_field,
+                                    position=position)
+    services.sync_config_invalidate()
+    yield connection
+    services.sync_config_invalidate()
+
+
+@pytest.fixture
+def q_sync(monkeypatch):
+    """Run django-q2 tasks inline, as soon as they are queued (after commit)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
