@@ -485,7 +485,7 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
             return
 
         try:
-            validated = validate_track_request(decoded, sandbox.limits)
+            validated = validate_track_request(decoded, sandbox.limits, body_size=len(body))
         except RequestRejected as rejection:
             payload = {"message": rejection.message}
             if rejection.errors:

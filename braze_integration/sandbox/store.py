@@ -281,7 +281,12 @@ class ProfileStore:
         for name, value in obj.items():
             if name in NON_ATTRIBUTE_KEYS:
                 continue
-            points = self._write_attribute(attributes, name, value, merge_objects)
+            kind = type(value)
+            if kind is str or kind is int or kind is float or kind is bool:
+                attributes[name] = value  # the common case, without a call
+                points = 1
+            else:
+                points = self._write_attribute(attributes, name, value, merge_objects)
             if name not in FREE_ATTRIBUTES:
                 data_points += points
         return data_points
@@ -340,6 +345,8 @@ class ProfileStore:
 
 def _dedupe(values: list[Any]) -> list[Any]:
     """Set semantics, first occurrence wins; 1 and True stay distinct as in JSON."""
+    if len({type(item) for item in values}) <= 1:
+        return list(dict.fromkeys(values))  # one type: plain equality is right, and faster
     seen: set[tuple[type, Any]] = set()
     unique = []
     for item in values:

@@ -7,6 +7,7 @@ returned as Braze-like per-object errors so the valid objects can still be appli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -56,11 +57,26 @@ class ValidationLimits:
     max_string_length: int = 255
     max_key_length: int = 255
     max_array_length: int = 500
-    max_nested_object_bytes: int = 100 * 1024
+    # Byte limits; None means "not checked" (see `for_body_size`).
+    max_nested_object_bytes: int | None = 100 * 1024
     max_event_properties: int = 256
-    max_event_properties_bytes: int = 100 * 1024
-    max_purchase_properties_bytes: int = 50 * 1024
+    max_event_properties_bytes: int | None = 100 * 1024
+    max_purchase_properties_bytes: int | None = 50 * 1024
     max_purchase_quantity: int = 100
+
+    def for_body_size(self, body_size: int) -> ValidationLimits:
+        """These limits without the byte-size checks a body of `body_size` bytes cannot fail.
+
+        No part of a body encodes larger than the whole body, so a 20 KB request needs no
+        100 KB check on its nested objects; skipping the re-encoding keeps validation cheap.
+        """
+        size_fields = (
+            "max_nested_object_bytes",
+            "max_event_properties_bytes",
+            "max_purchase_properties_bytes",
+        )
+        skipped = {name: None for name in size_fields if (getattr(self, name) or 0) >= body_size}
+        return dataclasses.replace(self, **skipped) if skipped else self
 
 
 DEFAULT_LIMITS = ValidationLimits()
@@ -100,14 +116,17 @@ def object_counts(body: Any) -> dict[InputArray, int]:
 
 
 def validate_track_request(
-    body: Any, limits: ValidationLimits = DEFAULT_LIMITS
+    body: Any, limits: ValidationLimits = DEFAULT_LIMITS, *, body_size: int | None = None
 ) -> ValidatedRequest:
     """Check a decoded `/users/track` body against Braze's rules.
 
     Returns the valid objects and the per-object errors. Raises `RequestRejected` when the
     request as a whole is refused: not an object, an array that is not an array, too many
     objects, nothing at all, or no valid object (then with the per-object errors attached).
+    `body_size`, the encoded body's length if known, lets size checks that cannot fail be skipped.
     """
+    if body_size is not None:
+        limits = limits.for_body_size(body_size)
     if not isinstance(body, dict):
         raise RequestRejected(NO_VALID_DATA_MESSAGE)
     arrays: dict[InputArray, list[Any]] = {}
@@ -173,7 +192,9 @@ def identifier_error(obj: dict[str, Any], limits: ValidationLimits = DEFAULT_LIM
     if key == "external_id":
         if not isinstance(value, str) or not value:
             return f"Received {_preview(value)} as an external_id, expected a non-empty string."
-        if len(value.encode("utf-8")) > limits.max_external_id_bytes:
+        # At most 4 bytes a character: short ids need no encoding to be measured.
+        too_long_possible = len(value) * 4 > limits.max_external_id_bytes
+        if too_long_possible and len(value.encode("utf-8")) > limits.max_external_id_bytes:
             return (
                 f"The external_id is longer than {limits.max_external_id_bytes} bytes "
                 f"({len(value.encode('utf-8'))} bytes)."
@@ -204,24 +225,32 @@ def attributes_object_error(obj: Any, limits: ValidationLimits = DEFAULT_LIMITS)
     merge_objects = obj.get("_merge_objects", False)
     if not isinstance(merge_objects, bool):
         return "'_merge_objects' must be a boolean."
+    max_key_length = limits.max_key_length
+    max_string_length = limits.max_string_length
     for name, value in obj.items():
         if name in NON_ATTRIBUTE_KEYS:
             continue
-        if (problem := _attribute_name_error(name, limits)) is not None:
-            return problem
+        # Inline checks for the common case (a sane name, a scalar value): this loop runs for
+        # every attribute of every object, and the sandbox must not be the bottleneck.
+        if not name or len(name) > max_key_length or name[0] == "$":
+            return _attribute_name_error(name, limits)
+        kind = type(value)
+        if kind is str:
+            if len(value) <= max_string_length:
+                continue
+        elif value is None or kind is int or kind is float or kind is bool:
+            continue
         if (problem := _attribute_value_error(name, value, merge_objects, limits)) is not None:
             return problem
     return None
 
 
-def _attribute_name_error(name: str, limits: ValidationLimits) -> str | None:
+def _attribute_name_error(name: str, limits: ValidationLimits) -> str:
     if not name:
         return "Attribute names must not be empty."
     if len(name) > limits.max_key_length:
         return f"Attribute name '{name[:40]}...' is longer than {limits.max_key_length} characters."
-    if name.startswith("$"):
-        return f"Attribute name '{name}' must not start with '$'."
-    return None
+    return f"Attribute name '{name}' must not start with '$'."
 
 
 def _attribute_value_error(
@@ -492,7 +521,7 @@ def _properties_error(
     *,
     owner: str,
     reserved: frozenset[str],
-    max_bytes: int,
+    max_bytes: int | None,
     limits: ValidationLimits,
 ) -> str | None:
     for key, value in properties.items():
@@ -514,7 +543,9 @@ def _properties_error(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _size_error(name: str, value: Any, max_bytes: int) -> str | None:
+def _size_error(name: str, value: Any, max_bytes: int | None) -> str | None:
+    if max_bytes is None:
+        return None
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     if size > max_bytes:
         return f"'{name}' is {size} bytes, larger than the maximum of {max_bytes} bytes."
