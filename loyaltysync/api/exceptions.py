@@ -1,1 +1,131 @@
-from rest_framework.views import exception_handler as api_exception_handler  # noqa: F401
+"""One error shape for every API answer that is not a success.
+
+    {"error": {"code": "invalid", "message": "data.total: must be a positive number.",
+               "fields": {"data.total": ["must be a positive number."]}}}
+
+``code`` is stable and machine-readable, ``message`` is for people, ``fields`` maps the path of each
+bad input (``member_id``, ``custom_fields.shoe_size``, ``data.items[0].price``, ``events[3]``) to its
+problems and is empty when the error is not about an input field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ..errors import (
+    DuplicateTransaction,
+    InsufficientPoints,
+    InvalidData,
+    LoyaltyError,
+    MemberAlreadyExists,
+    MemberNotFound,
+)
+
+# Most specific first. InsufficientPoints is a 409: the request is valid, the balance refuses it.
+_STATUS = (
+    (MemberNotFound, status.HTTP_404_NOT_FOUND),
+    (MemberAlreadyExists, status.HTTP_409_CONFLICT),
+    (DuplicateTransaction, status.HTTP_409_CONFLICT),
+    (InsufficientPoints, status.HTTP_409_CONFLICT),
+    (InvalidData, status.HTTP_400_BAD_REQUEST),
+    (LoyaltyError, status.HTTP_400_BAD_REQUEST),
+)
+
+# The key that names the request body as a whole (DRF's non-field errors).
+BODY = "body"
+
+
+def loyalty_error_status(error: LoyaltyError) -> int:
+    """The HTTP status for a domain error."""
+    for error_class, code in _STATUS:
+        if isinstance(error, error_class):
+            return code
+    return status.HTTP_400_BAD_REQUEST
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The inner ``{"code", "message", "fields"}`` object (also used per event by the bulk endpoint)."""
+    return {"code": code, "message": message, "fields": fields or {}}
+
+
+def loyalty_error_body(error: LoyaltyError) -> dict[str, Any]:
+    return error_body(error.code, error.message, error.errors)
+
+
+def validation_error_body(detail: Any, *, prefix: str = "") -> dict[str, Any]:
+    """The error body for DRF validation ``detail`` (nested dicts/lists), paths flattened."""
+    fields: dict[str, list[str]] = {}
+    _flatten(detail, prefix, fields)
+    return error_body("invalid", _summary(fields), fields)
+
+
+def _summary(fields: dict[str, list[str]]) -> str:
+    parts = [f"{path}: {' '.join(problems)}" for path, problems in list(fields.items())[:3]]
+    more = len(fields) - len(parts)
+    return "Invalid input. " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if key == api_settings.NON_FIELD_ERRORS_KEY:
+        return path or BODY
+    return f"{path}.{key}" if path else str(key)
+
+
+def _flatten(detail: Any, path: str, fields: dict[str, list[str]]) -> None:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            _flatten(value, _join(path, key), fields)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            fields.setdefault(path or BODY, []).extend(str(item) for item in detail)
+        else:
+            for index, item in enumerate(detail):
+                if item:  # DRF reports valid list items as empty dicts
+                    _flatten(item, _join(path, index), fields)
+    else:
+        fields.setdefault(path or BODY, []).append(str(detail))
+
+
+def _django_validation_fields(error: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(error, "error_dict"):
+        return {(BODY if key == "__all__" else key): msgs for key, msgs in error.message_dict.items()}
+    return {BODY: list(error.messages)}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER``: every error as ``{"error": {"code", "message", "fields"}}``."""
+    if isinstance(exc, LoyaltyError):
+        return Response({"error": loyalty_error_body(exc)}, status=loyalty_error_status(exc))
+    if isinstance(exc, DjangoValidationError):
+        fields = _django_validation_fields(exc)
+        return Response({"error": error_body("invalid", _summary(fields), fields)}, status=400)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    # DRF's own handler sets WWW-Authenticate / Retry-After and rolls back the transaction.
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    assert isinstance(exc, exceptions.APIException)
+    if isinstance(exc, exceptions.ValidationError):
+        body = validation_error_body(exc.detail)
+    else:
+        code = exc.get_codes()
+        code = code if isinstance(code, str) else exc.default_code
+        message = str(exc.detail) if not isinstance(exc.detail, list | dict) else str(exc.default_detail)
+        fields = {BODY: [message]} if isinstance(exc, exceptions.ParseError) else {}
+        body = error_body(code, message, fields)
+    response.data = {"error": body}
+    return response

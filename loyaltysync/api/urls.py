@@ -1,1 +1,20 @@
-urlpatterns: list = []
+"""REST API routes, mounted at ``/api/v1/`` by ``loyaltysync.urls``."""
+
+from django.urls import path, re_path
+
+from . import views
+
+app_name = "loyalty-api"
+
+urlpatterns = [
+    path("members/", views.MemberListCreateView.as_view(), name="member-list"),
+    # ``path`` converters: a member id may contain "/"; the events route is tried first.
+    path("members/<path:member_id>/events/", views.MemberEventsView.as_view(), name="member-events"),
+    path("members/<path:member_id>/", views.MemberDetailView.as_view(), name="member-detail"),
+    # Antavo's clients post to /events without a trailing slash; the slash variants are accepted too
+    # (and left out of the schema, so each operation is documented once).
+    path("events/bulk", views.EventBulkView.as_view(), name="events-bulk"),
+    path("events", views.EventCreateView.as_view(), name="events"),
+    re_path(r"^events/bulk/$", views.EventBulkView.as_view(schema=None)),
+    re_path(r"^events/$", views.EventCreateView.as_view(schema=None)),
+]

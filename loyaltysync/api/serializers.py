@@ -1,0 +1,218 @@
+"""Serializers of the REST API: input shapes (checked before a service is called) and output shapes.
+
+Input serializers check types and shapes only; the services check meaning (custom field
+definitions, balances, duplicate transactions) and name the field of every problem.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from .. import services
+from ..models import Gender, LoyaltyEvent, Member, MemberStatus
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers instead of turning them into strings."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MemberIdField(StrictCharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 255)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.validators.append(
+            RegexValidator(r"^\S+$", "Must be 1-255 characters without spaces.")
+        )
+
+
+# --- Errors (documentation of api.exceptions' shape) --------------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid`, `member_not_found`.")
+    message = serializers.CharField(help_text="What went wrong, for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Path of each bad input (e.g. `data.total`, `custom_fields.shoe_size`) -> its problems.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+# --- Members ---------------------------------------------------------------------------------------
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    """A member as the API shows it. Points, purchases and tier are computed by the engine."""
+
+    tier = serializers.CharField(source="tier.name", read_only=True, allow_null=True, help_text="Current tier name.")
+    custom_fields = serializers.DictField(read_only=True, help_text="Custom field values by key.")
+    last_purchase = serializers.DictField(
+        read_only=True,
+        allow_null=True,
+        help_text='The last checkout: {"transaction_id", "total", "currency", "items", "points_earned"}.',
+    )
+
+    class Meta:
+        model = Member
+        fields = (
+            "member_id",
+            *services.PROFILE_FIELDS,
+            "opted_in_at",
+            "opted_out_at",
+            "points_earned",
+            "points_spent",
+            "points_pending",
+            "points_expired",
+            "points_spendable",
+            "purchase_count",
+            "purchase_total",
+            "last_purchase_at",
+            "last_purchase",
+            "tier",
+            "tier_since",
+            "custom_fields",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+
+class MemberWriteSerializer(serializers.Serializer):
+    """Profile fields and custom field values. Unknown and computed fields are refused by name."""
+
+    first_name = StrictCharField(required=False, allow_blank=True, max_length=150)
+    last_name = StrictCharField(required=False, allow_blank=True, max_length=150)
+    email = StrictCharField(required=False, allow_blank=True, max_length=254, help_text="An e-mail address.")
+    phone = StrictCharField(required=False, allow_blank=True, max_length=32)
+    birth_date = serializers.DateField(required=False, allow_null=True)
+    gender = serializers.ChoiceField(choices=Gender.choices, required=False, allow_blank=True)
+    language = StrictCharField(required=False, allow_blank=True, max_length=10, help_text="ISO 639-1, e.g. en.")
+    country = StrictCharField(required=False, allow_blank=True, max_length=2, help_text="ISO 3166-1 alpha-2, e.g. DE.")
+    status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
+    custom_fields = serializers.DictField(
+        required=False,
+        help_text="Values by custom field key, checked against the field's type; null clears a value.",
+    )
+
+    def validate(self, attrs):
+        refused = {}
+        for key in self.initial_data:
+            if key in self.fields:
+                continue
+            if key in services.COMPUTED_FIELDS:
+                refused[key] = "is computed by the loyalty engine and cannot be written."
+            elif key == "member_id":
+                refused[key] = "cannot be changed."
+            else:
+                refused[f"{key:.64}"] = "is not a known member field."
+        if refused:
+            raise serializers.ValidationError(refused)
+        return attrs
+
+
+class MemberCreateSerializer(MemberWriteSerializer):
+    member_id = MemberIdField(help_text="The shop's id of the member (becomes Braze's external_id).")
+
+
+class MemberFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
+    tier = StrictCharField(required=False, max_length=64)
+    search = StrictCharField(required=False, max_length=255)
+
+    def validate(self, attrs):
+        for name, value in attrs.items():
+            if "\x00" in value:
+                raise serializers.ValidationError({name: "Must not contain NUL characters."})
+        return attrs
+
+
+# --- Events ----------------------------------------------------------------------------------------
+
+
+class LoyaltyEventSerializer(serializers.ModelSerializer):
+    customer = serializers.CharField(source="member.member_id", read_only=True, help_text="The member's id.")
+    data = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = LoyaltyEvent
+        fields = ("id", "customer", "action", "data", "occurred_at", "created_at", "source", "transaction_id")
+        read_only_fields = fields
+
+
+EVENT_DATA_HELP = """Depends on `action`:
+* `opt_in` (creates an unknown member), `profile`: profile fields (`first_name`, `last_name`, `email`,
+  `phone`, `birth_date`, `gender`, `language`, `country`; `status` for `profile` only) at the top level,
+  custom field values in a nested `custom_fields` object.
+* `opt_out`: nothing required.
+* `checkout`: `transaction_id` (string, unique), `total` (positive number), `currency` (ISO 4217, e.g. EUR),
+  `items` (list of `{product_id, product_name, price, quantity, discount?, subtotal?}`),
+  `points_burned` (optional: points spent with the purchase).
+* `refund`, `partial_refund`: `transaction_id` of an earlier checkout of this member, `amount`
+  (optional: defaults to what remains of the checkout).
+* `point_add`, `point_spend` / `point_sub`: `points` (positive integer), `reason` (optional).
+* any other action: recorded as is.
+
+Every action accepts `effective_timestamp` (ISO 8601, not in the future) to back-date the event."""
+
+
+class EventInputSerializer(serializers.Serializer):
+    customer = MemberIdField(help_text="The member's id.")
+    action = StrictCharField(
+        max_length=64,
+        help_text="`opt_in`, `opt_out`, `profile`, `checkout`, `refund`, `partial_refund`, `point_add`, "
+        "`point_spend`, `point_sub`, or a program-defined action matching `^[a-z][a-z0-9_]{0,63}$`.",
+    )
+    data = serializers.DictField(required=False, default=dict, help_text=EVENT_DATA_HELP)
+
+
+class EventRecordedSerializer(serializers.Serializer):
+    event = LoyaltyEventSerializer()
+    member = MemberSerializer(help_text="The member's state after the event.")
+
+
+class BulkEventsInputSerializer(serializers.Serializer):
+    """Parses a bulk request; each event is checked on its own later, so items are not checked here."""
+
+    events = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+
+    def validate_events(self, events):
+        limit = settings.LOYALTY["BULK_EVENTS_MAX"]
+        if len(events) > limit:
+            raise serializers.ValidationError(f"At most {limit} events per request (got {len(events)}).")
+        return events
+
+
+class BulkEventsRequestSerializer(serializers.Serializer):
+    """The documented shape of a bulk request."""
+
+    events = serializers.ListField(
+        child=EventInputSerializer(),
+        max_length=settings.LOYALTY["BULK_EVENTS_MAX"],
+        help_text=f"At most {settings.LOYALTY['BULK_EVENTS_MAX']} events, each processed on its own.",
+    )
+
+
+class BulkEventResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the event in the request.")
+    status = serializers.IntegerField(help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict.")
+    event = LoyaltyEventSerializer(required=False, help_text="The recorded event (when status is 201).")
+    error = ErrorDetailSerializer(required=False, help_text="Why the event was refused (otherwise).")
+
+
+class BulkEventsResponseSerializer(serializers.Serializer):
+    results = BulkEventResultSerializer(many=True)
+    total = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="How many events were refused.")

@@ -1,0 +1,234 @@
+"""REST API views: parse the request, call one service or selector, serialize the answer.
+
+Errors are raised as exceptions and shaped by ``api.exceptions.api_exception_handler``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..errors import LoyaltyError
+from ..models import EventSource, MemberStatus
+from .exceptions import loyalty_error_body, loyalty_error_status, validation_error_body
+from .parsers import StrictJSONParser
+from .permissions import IsApiUser
+from .serializers import (
+    BulkEventsInputSerializer,
+    BulkEventsRequestSerializer,
+    BulkEventsResponseSerializer,
+    ErrorSerializer,
+    EventInputSerializer,
+    EventRecordedSerializer,
+    LoyaltyEventSerializer,
+    MemberCreateSerializer,
+    MemberFilterSerializer,
+    MemberSerializer,
+    MemberWriteSerializer,
+)
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: `error.fields` names each bad field and its problem.",
+    401: "No or invalid credentials: send `Authorization: Token <key>`.",
+    403: "The credentials do not allow this.",
+    404: "Unknown member (or page).",
+    409: "Conflict: duplicate transaction id, a member that exists already, or not enough spendable points.",
+    415: "The body is not JSON.",
+    429: "Too many requests: wait for `Retry-After` seconds.",
+}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Documented error answers; every one has the ``{"error": {...}}`` shape."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+        for code in (*codes, 401, 403, 429)
+    }
+
+
+_MEMBER_ID_PARAMETER = OpenApiParameter(
+    "member_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The member's id."
+)
+
+
+class _ApiView(APIView):
+    permission_classes = (IsApiUser,)
+    parser_classes = (StrictJSONParser,)
+
+
+class MemberListCreateView(generics.ListAPIView):
+    """Members: list (filter, search) and create."""
+
+    permission_classes = (IsApiUser,)
+    parser_classes = (StrictJSONParser,)
+    serializer_class = MemberSerializer
+
+    def get_queryset(self):
+        filters = MemberFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.member_list(filters=filters.validated_data)
+
+    @extend_schema(
+        operation_id="members_list",
+        summary="List members",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=MemberStatus.values, description="Only this status."),
+            OpenApiParameter("tier", OpenApiTypes.STR, description="Only members of this tier (name, any case)."),
+            OpenApiParameter("search", OpenApiTypes.STR, description="Text in member id, e-mail or name."),
+        ],
+        responses={200: MemberSerializer(many=True), **_errors(400, 404)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="members_create",
+        summary="Create a member",
+        description="An active new member is enrolled: an `opt_in` event is recorded.",
+        request=MemberCreateSerializer,
+        responses={201: MemberSerializer, **_errors(400, 409, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = MemberCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        member = services.member_create(
+            member_id=values.pop("member_id"),
+            custom_fields=values.pop("custom_fields", None),
+            source=EventSource.API,
+            **values,
+        )
+        return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(_ApiView):
+    """One member: read, change profile and custom fields."""
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        summary="Get a member",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={200: MemberSerializer, **_errors(404)},
+    )
+    def get(self, request: Request, member_id: str) -> Response:
+        return Response(MemberSerializer(selectors.member_get(member_id=member_id)).data)
+
+    @extend_schema(
+        operation_id="members_partial_update",
+        summary="Change a member's profile and custom fields",
+        description="Computed fields (points, purchases, tier, timestamps) cannot be written: "
+        "sending one answers 400 naming it. Custom fields are merged; null clears one.",
+        parameters=[_MEMBER_ID_PARAMETER],
+        request=MemberWriteSerializer,
+        responses={200: MemberSerializer, **_errors(400, 404, 415)},
+    )
+    def patch(self, request: Request, member_id: str) -> Response:
+        member = selectors.member_get(member_id=member_id)
+        serializer = MemberWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        profile = dict(serializer.validated_data)
+        member = services.member_update(
+            member=member,
+            profile=profile,
+            custom_fields=profile.pop("custom_fields", None),
+            source=EventSource.API,
+        )
+        return Response(MemberSerializer(member).data)
+
+
+class MemberEventsView(generics.ListAPIView):
+    """A member's loyalty events, newest first."""
+
+    permission_classes = (IsApiUser,)
+    serializer_class = LoyaltyEventSerializer
+
+    def get_queryset(self):
+        member = selectors.member_get(member_id=self.kwargs["member_id"])
+        return selectors.member_events(member=member)
+
+    @extend_schema(
+        operation_id="members_events_list",
+        summary="List a member's events",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={200: LoyaltyEventSerializer(many=True), **_errors(404)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+_EVENT_EXAMPLE = OpenApiExample(
+    "checkout",
+    value={
+        "customer": "C-1001",
+        "action": "checkout",
+        "data": {
+            "transaction_id": "T-5001",
+            "total": 129.9,
+            "currency": "EUR",
+            "items": [{"product_id": "P-1", "product_name": "Running shoe", "price": 129.9, "quantity": 1}],
+        },
+    },
+    request_only=True,
+)
+
+
+def _record(values: dict[str, Any]) -> tuple[Any, Any]:
+    return services.event_record(
+        member_id=values["customer"], action=values["action"], data=values["data"], source=EventSource.API
+    )
+
+
+class EventCreateView(_ApiView):
+    """Record one loyalty event (Antavo's shape)."""
+
+    @extend_schema(
+        operation_id="events_create",
+        summary="Record a loyalty event",
+        request=EventInputSerializer,
+        examples=[_EVENT_EXAMPLE],
+        responses={201: EventRecordedSerializer, **_errors(400, 404, 409, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EventInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        member, event = _record(serializer.validated_data)
+        body = {"event": LoyaltyEventSerializer(event).data, "member": MemberSerializer(member).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class EventBulkView(_ApiView):
+    """Record many events; each one on its own, answered in order."""
+
+    @extend_schema(
+        operation_id="events_bulk_create",
+        summary="Record loyalty events in bulk",
+        description="Each event is recorded in its own transaction: one refused event does not stop the "
+        "others. The request fails as a whole (400) only when it is not `{\"events\": [...]}` or has too "
+        "many events.",
+        request=BulkEventsRequestSerializer,
+        responses={200: BulkEventsResponseSerializer, **_errors(400, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = BulkEventsInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        results = [self._one(index, item) for index, item in enumerate(serializer.validated_data["events"])]
+        errors = sum(1 for result in results if result["status"] != status.HTTP_201_CREATED)
+        return Response({"results": results, "total": len(results), "errors": errors})
+
+    @staticmethod
+    def _one(index: int, item: Any) -> dict[str, Any]:
+        event_input = EventInputSerializer(data=item)
+        if not event_input.is_valid():
+            return {"index": index, "status": 400, "error": validation_error_body(event_input.errors)}
+        try:
+            _, event = _record(event_input.validated_data)
+        except LoyaltyError as error:
+            return {"index": index, "status": loyalty_error_status(error), "error": loyalty_error_body(error)}
+        return {"index": index, "status": 201, "event": LoyaltyEventSerializer(event).data}
