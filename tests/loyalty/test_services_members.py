@@ -1,0 +1,148 @@
+"""member_create / member_update: profile fields, custom field types, computed fields, signals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db.models.signals import post_save
+
+from loyaltysync import services
+from loyaltysync.errors import InvalidData, MemberAlreadyExists
+from loyaltysync.models import Member, MemberStatus
+
+from .conftest import CUSTOM_FIELD_CASES
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member(tiers, loyalty_settings):
+    return services.member_create(member_id="M-1", source="api", first_name="Ada")
+
+
+def test_member_create_enrols_an_active_member(member, tiers):
+    assert member.pk and member.status == MemberStatus.ACTIVE and member.opted_in_at
+    assert member.tier == tiers["Bronze"]
+    assert list(member.events.order_by("id").values_list("action", flat=True)) == ["opt_in", "tier_reached"]
+    assert member.events.get(action="opt_in").data == {"first_name": "Ada"}
+
+
+def test_member_create_of_an_inactive_member_records_no_opt_in(tiers, loyalty_settings):
+    member = services.member_create(member_id="M-9", source="import", status="inactive")
+    assert not member.events.filter(action="opt_in").exists()
+    assert member.opted_in_at is None
+
+
+def test_member_create_refuses_an_existing_id(member):
+    with pytest.raises(MemberAlreadyExists) as caught:
+        services.member_create(member_id="M-1", source="api")
+    assert caught.value.field == "member_id"
+
+
+@pytest.mark.parametrize("member_id", ["", "has space", "x" * 256, 42, "nul\x00"])
+def test_member_create_refuses_bad_ids(db, member_id):
+    with pytest.raises(InvalidData) as caught:
+        services.member_create(member_id=member_id, source="api")
+    assert "member_id" in caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("profile", "path"),
+    [
+        ({"email": "nope"}, "email"),
+        ({"email": 5}, "email"),
+        ({"birth_date": "2020-02-30"}, "birth_date"),
+        ({"birth_date": "2999-01-01"}, "birth_date"),
+        ({"gender": "robot"}, "gender"),
+        ({"country": "Germany"}, "country"),
+        ({"language": "english!"}, "language"),
+        ({"status": "gone"}, "status"),
+        ({"first_name": "x" * 151}, "first_name"),
+        ({"points_spendable": 1_000_000}, "points_spendable"),
+        ({"tier": "Platinum"}, "tier"),
+        ({"member_id": "M-2"}, "member_id"),
+        ({"favourite_colour": "red"}, "favourite_colour"),
+    ],
+)
+def test_member_update_names_the_bad_field(member, profile, path):
+    with pytest.raises(InvalidData) as caught:
+        services.member_update(member=member, profile=profile, source="api")
+    assert path in caught.value.errors
+    fresh = Member.objects.get()
+    assert (fresh.points_spendable, fresh.tier.name, fresh.member_id) == (0, "Bronze", "M-1")
+
+
+def test_member_update_saves_and_records_only_real_changes(member):
+    saves = []
+
+    def on_save(sender, instance, created, **kwargs):
+        saves.append(instance.changed_fields())
+
+    post_save.connect(on_save, sender=Member)
+    try:
+        # When the same values are written again, nothing is saved and no event is recorded
+        services.member_update(member=member, profile={"first_name": "Ada"}, source="api")
+        assert saves == [] and not member.events.filter(action="profile").exists()
+
+        # When a value changes, one save that reports the change, and a profile event with the new value
+        updated = services.member_update(
+            member=member, profile={"first_name": "Ada", "country": "de", "birth_date": "1990-12-10"}, source="admin"
+        )
+    finally:
+        post_save.disconnect(on_save, sender=Member)
+    assert len(saves) == 1 and saves[0] - {"updated_at"} == {"country", "birth_date"}
+    assert (updated.country, updated.birth_date) == ("DE", dt.date(1990, 12, 10))
+    event = member.events.get(action="profile")
+    assert (event.data, event.source) == ({"country": "DE", "birth_date": "1990-12-10"}, "admin")
+
+
+def test_status_change_through_the_profile_sets_the_timestamps(member):
+    updated = services.member_update(member=member, profile={"status": "opted_out"}, source="admin")
+    assert updated.status == MemberStatus.OPTED_OUT and updated.opted_out_at is not None
+
+
+@pytest.mark.parametrize("key", list(CUSTOM_FIELD_CASES))
+def test_custom_field_good_value_is_stored_converted(member, custom_fields, key):
+    _type, good, stored, _bad = CUSTOM_FIELD_CASES[key]
+    updated = services.member_update(member=member, custom_fields={key: good}, source="api")
+    assert updated.custom_fields == {key: stored}
+    assert Member.objects.get().custom_fields == {key: stored}
+
+
+@pytest.mark.parametrize("key", list(CUSTOM_FIELD_CASES))
+def test_custom_field_bad_value_is_refused_naming_the_field(member, custom_fields, key):
+    _type, _good, _stored, bad = CUSTOM_FIELD_CASES[key]
+    with pytest.raises(InvalidData) as caught:
+        services.member_update(member=member, custom_fields={key: bad}, source="api")
+    assert list(caught.value.errors) == [f"custom_fields.{key}"]
+    assert Member.objects.get().custom_fields == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("shoe_size", 2**70),
+        ("avg_basket", 10**400),
+        ("avg_basket", float("inf")),
+        ("interests", ["ok", "\x00"]),
+        ("preferences", {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": {"r": {"s": {"t": {"u": {"v": 1}}}}}}}}}}}}}}}}}}}}}}),
+        ("last_visit_at", "0001-01-01T00:00:00+05:00"),
+    ],
+)
+def test_custom_field_extreme_values_are_refused_not_crashing(member, custom_fields, key, value):
+    with pytest.raises(InvalidData) as caught:
+        services.member_update(member=member, custom_fields={key: value}, source="api")
+    assert any(path.startswith(f"custom_fields.{key}") for path in caught.value.errors)
+
+
+def test_custom_fields_merge_and_null_clears(member, custom_fields):
+    services.member_update(member=member, custom_fields={"shoe_size": 41, "newsletter": True}, source="api")
+    updated = services.member_update(member=member, custom_fields={"shoe_size": None}, source="api")
+    assert updated.custom_fields == {"newsletter": True}
+
+
+def test_unknown_custom_field_is_named(member, custom_fields):
+    with pytest.raises(InvalidData) as caught:
+        services.member_update(member=member, custom_fields={"eye_colour": "green"}, source="api")
+    assert caught.value.errors == {"custom_fields.eye_colour": ["is not a defined custom field."]}
