@@ -288,10 +288,12 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
 class Deliverer:
     """Sends the claimed members of one batch and writes back every outcome."""
 
-    def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync"):
+    def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync", partial: bool = False):
         self.connection = connection
         self.client = client
         self.trigger = trigger
+        # A partial send (some mapped fields only) must not mark a member with other changes as synced.
+        self.partial = partial
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False) -> DeliveryReport:
         report = DeliveryReport()
@@ -501,10 +503,11 @@ class Deliverer:
                 work = by_pk[state.pk]
                 if work.sent_values or state.last_sent_values is None:
                     state.last_sent_values = {**(state.last_sent_values or {}), **work.sent_values}
-                state.synced_version = work.version
-                state.status = SyncStatus.SYNCED if state.version == work.version else SyncStatus.PENDING
-                if state.status == SyncStatus.SYNCED:
-                    state.dirty_since = None
+                if not self.partial:
+                    state.synced_version = work.version
+                    state.status = SyncStatus.SYNCED if state.version == work.version else SyncStatus.PENDING
+                    if state.status == SyncStatus.SYNCED:
+                        state.dirty_since = None
                 state.last_synced_at = now if (request or state.last_synced_at is None) else state.last_synced_at
                 state.attempts, state.next_attempt_at = 0, None
                 state.last_error, state.last_error_kind = "", ""

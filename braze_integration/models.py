@@ -271,3 +271,37 @@ class RateLimitWindow(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["connection", "window_start"], name="one_rate_window")]
+
+
+class ResyncStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+class ResyncRun(models.Model):
+    """One `braze_resync` (or admin resync): its selection, how far it got, and its totals.
+
+    Members are walked in primary-key order and ``cursor`` is the last one done, so an interrupted
+    run resumes where it stopped."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=ResyncStatus.choices, default=ResyncStatus.RUNNING)
+    options = models.JSONField(default=dict, help_text="The selection and flags it was started with.")
+    cursor = models.BigIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    members_done = models.PositiveIntegerField(default=0)
+    members_sent = models.PositiveIntegerField(default=0)
+    members_unchanged = models.PositiveIntegerField(default=0)
+    members_failed = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    data_points = models.PositiveBigIntegerField(default=0)
+    elapsed_seconds = models.FloatField(default=0)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Resync #{self.pk} ({self.status})"

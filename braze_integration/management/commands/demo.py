@@ -1,0 +1,225 @@
+"""`make demo`: everything on the embedded defaults (SQLite, django-q2's ORM broker), no servers needed.
+
+Migrates, loads the demo program, starts the local Braze sandbox, a django-q2 worker and the web
+server, connects to the sandbox with mappings of every Braze type, runs the initial sync and
+prints where to look. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from braze_integration import services
+from braze_integration.models import Connection, FieldMapping, MemberSyncState, SyncStatus
+from loyaltysync.models import Member
+
+DEMO_KEY = "demo-sandbox-key-0000-1111-2222"
+DEMO_MAPPINGS = [
+    ("first_name", "first_name"),
+    ("email", "email"),
+    ("points_spendable", "loyalty_points"),
+    ("points_pending", "loyalty_points_pending"),
+    ("purchase_total", "loyalty_purchase_total"),
+    ("tier", "loyalty_tier"),
+    ("opted_in", "loyalty_opted_in"),
+    ("tier_since", "loyalty_tier_since"),
+    ("last_purchase_products", "loyalty_last_products"),
+    ("loyalty_summary", "loyalty_summary"),
+    ("last_purchase_items", "loyalty_last_items"),
+    ("points_to_next_tier", "loyalty_points_to_next_tier"),
+]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Command(BaseCommand):
+    help = "Run the demo: sandbox, worker and web server with demo data (Ctrl-C stops it)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
+        parser.add_argument(
+            "--sandbox-port", type=int, default=9400, help="Braze sandbox port (default 9400)"
+        )
+        parser.add_argument(
+            "--exit-after-sync",
+            action="store_true",
+            help="stop once the initial sync is done (used by the tests)",
+        )
+
+    def handle(self, *args, port: int, sandbox_port: int, exit_after_sync: bool, **options):
+        for name, number in (("--port", port), ("--sandbox-port", sandbox_port)):
+            if not _port_free(number):
+                raise CommandError(
+                    f"Port {number} is in use ({name}); stop what runs there or pick another port."
+                )
+        settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+        call_command("migrate", verbosity=0)
+        self._load_demo_data()
+        password = self._ensure_admin()
+        token = self._ensure_token()
+
+        env = {**os.environ, "BRAZE_ALLOW_LOCAL_ENDPOINTS": "1", "PYTHONUNBUFFERED": "1"}
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        children: list[subprocess.Popen] = []
+        try:
+            children.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "braze_integration.sandbox",
+                        "--port",
+                        str(sandbox_port),
+                        "--api-key",
+                        DEMO_KEY,
+                    ],
+                    env=env,
+                    cwd=settings.BASE_DIR,
+                )
+            )
+            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            self._wait_for(f"{sandbox_url}/sandbox/stats", "the Braze sandbox")
+            connection = self._ensure_connection(sandbox_url)
+            result = services.connection_verify(connection=connection)
+            self.stdout.write(f"Connect: {result.message}")
+            children.append(subprocess.Popen([*manage, "qcluster"], env=env, cwd=settings.BASE_DIR))
+            if not exit_after_sync:
+                children.append(
+                    subprocess.Popen(
+                        [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+                        env=env,
+                        cwd=settings.BASE_DIR,
+                    )
+                )
+            self._initial_sync(sandbox_url)
+            if exit_after_sync:
+                return
+            self._wait_for(f"http://127.0.0.1:{port}/admin/login/", "the web server")
+            self._banner(port, sandbox_url, password, token)
+            signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            raise CommandError("A demo process stopped unexpectedly; see its output above.")
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping the demo…")
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    def _load_demo_data(self) -> None:
+        if Member.objects.exists():
+            self.stdout.write("Demo data already loaded.")
+            return
+        fixtures = Path(settings.BASE_DIR) / "fixtures"
+        for name in ("demo.json", "workflows.json"):
+            if (fixtures / name).exists():
+                call_command("loaddata", str(fixtures / name), verbosity=0)
+        self.stdout.write(f"Loaded the demo program: {Member.objects.count()} members.")
+
+    def _ensure_admin(self) -> str:
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "admin@example.com", "admin")
+            return "admin"
+        return "(the password you set)"
+
+    def _ensure_token(self) -> str:
+        from rest_framework.authtoken.models import Token
+
+        user = get_user_model().objects.get(username="admin")
+        return Token.objects.get_or_create(user=user)[0].key
+
+    def _ensure_connection(self, sandbox_url: str) -> Connection:
+        with transaction.atomic():
+            connection = Connection.objects.filter(active=True).first() or Connection(
+                name="Braze sandbox (demo)"
+            )
+            connection.instance_url = sandbox_url
+            connection.set_api_key(DEMO_KEY)
+            connection.app_id = "demo-app"
+            connection.full_clean()
+            connection.save()
+            if not connection.mappings.exists():
+                FieldMapping.objects.bulk_create(
+                    FieldMapping(
+                        connection=connection, loyalty_field=field, remote_field=remote, position=index
+                    )
+                    for index, (field, remote) in enumerate(DEMO_MAPPINGS)
+                )
+                for index, key in enumerate(
+                    ("favourite_store", "shoe_size", "newsletter", "interests", "preferences", "children")
+                ):
+                    if Member.objects.filter(custom_fields__has_key=key).exists():
+                        FieldMapping.objects.get_or_create(
+                            connection=connection,
+                            remote_field=f"loyalty_{key}",
+                            defaults={"loyalty_field": f"custom.{key}", "position": 100 + index},
+                        )
+        services.sync_config_invalidate()
+        return connection
+
+    def _initial_sync(self, sandbox_url: str) -> None:
+        ids = list(Member.objects.values_list("pk", flat=True))
+        with transaction.atomic():
+            services.member_sync_enqueue(member_ids=ids)
+        self.stdout.write(f"Initial sync of {len(ids)} members through the worker…")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pending = MemberSyncState.objects.filter(status=SyncStatus.PENDING).count()
+            if not pending:
+                break
+            time.sleep(0.5)
+        users = requests.get(f"{sandbox_url}/sandbox/stats", timeout=5).json().get("users")
+        failed = MemberSyncState.objects.filter(status__in=[SyncStatus.FAILED, SyncStatus.DEAD]).count()
+        self.stdout.write(f"Initial sync done: the sandbox holds {users} profiles; {failed} members failed.")
+
+    def _wait_for(self, url: str, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                requests.get(url, timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise CommandError(f"{what} did not start within {timeout:.0f}s at {url}")
+
+    def _banner(self, port: int, sandbox_url: str, password: str, token: str) -> None:
+        self.stdout.write(
+            self.style.SUCCESS(f"""
+loyaltysync demo is running (Ctrl-C stops it)
+  Admin:            http://127.0.0.1:{port}/admin/   login admin / {password}
+  Braze dashboard:  http://127.0.0.1:{port}/admin/braze_integration/connection/
+  Braze sandbox:    {sandbox_url}/sandbox/   (the profiles Braze would hold)
+  REST API docs:    http://127.0.0.1:{port}/api/docs/   token {token}
+Try: edit a member's first name or points in the admin, then reload its profile in the sandbox; or
+  curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\
+       -d '{{"customer": "demo-001", "action": "checkout", "data": {{"transaction_id": "t-{int(time.time())}", "total": 80, "currency": "EUR", "items": []}}}}' \\
+       http://127.0.0.1:{port}/api/v1/events
+""")
+        )

@@ -1,0 +1,248 @@
+"""Full or partial resync: push the whole program (or a selection) to Braze.
+
+Members are walked in primary-key order in chunks (keyset pagination: memory stays flat however
+many members there are). Each chunk is claimed like the worker claims pending members, so a
+resync and the workers never send one member at the same time, and goes through the same
+``Deliverer``: the same batching, rate limiter, retry rules and request log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from loyaltysync.models import Member
+
+from . import delivery, payloads, services
+from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus
+
+
+class ResyncError(Exception):
+    """The resync cannot start or go on; the message says why and what to do."""
+
+
+@dataclass
+class Selection:
+    all: bool = False
+    member_ids: list[str] = field(default_factory=list)
+    since: datetime | None = None
+    tier: str | None = None
+    fields: list[str] = field(default_factory=list)
+
+    def queryset(self) -> QuerySet[Member]:
+        if not (self.all or self.member_ids or self.since or self.tier):
+            raise ResyncError("Choose what to resync: --all, --member ID, --since DATE or --tier NAME.")
+        qs = Member.objects.all()
+        if self.member_ids:
+            qs = qs.filter(member_id__in=self.member_ids)
+        if self.since:
+            qs = qs.filter(updated_at__gte=self.since)
+        if self.tier:
+            qs = qs.filter(tier__name=self.tier)
+        return qs.order_by("pk")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["since"] = self.since.isoformat() if self.since else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Selection:
+        data = dict(data)
+        data["since"] = datetime.fromisoformat(data["since"]) if data.get("since") else None
+        return cls(**data)
+
+
+@dataclass
+class DryRunReport:
+    members: int
+    would_send: int
+    unchanged: int
+    unsendable: int
+    requests: int
+    data_points: int
+    sample: dict[str, Any] | None
+    errors: list[str]
+
+
+def _mapping_plan(connection: Connection, selection: Selection) -> delivery.MappingPlan:
+    only = set(selection.fields) if selection.fields else None
+    plan = delivery.MappingPlan.load(connection, only=only)
+    if only:
+        known = {spec.remote_field for _, spec in plan.specs} | {f.key for f, _ in plan.specs}
+        unknown = sorted(only - known)
+        if unknown:
+            raise ResyncError(f"--fields: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not mapped "
+                              "(give Braze attribute names or loyalty field keys of existing mappings).")
+    if not plan.specs:
+        raise ResyncError("The connection has no field mappings to send.")
+    return plan
+
+
+def _require_connection() -> Connection:
+    connection = services.connection_active()
+    if connection is None:
+        raise ResyncError("There is no active Braze connection.")
+    return connection
+
+
+def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int | None = None) -> DryRunReport:
+    """What a resync would send, without sending or changing anything."""
+    connection = _require_connection()
+    plan = _mapping_plan(connection, selection)
+    batch_size = batch_size or connection.batch_size
+    ids = selection.queryset().values_list("pk", flat=True)
+    report = DryRunReport(0, 0, 0, 0, 0, 0, None, [])
+    pending_objects = 0
+    chunk: list[int] = []
+
+    def flush(chunk_ids: list[int]) -> None:
+        nonlocal pending_objects
+        last_sent = dict(MemberSyncState.objects.filter(pk__in=chunk_ids).values_list("pk", "last_sent_values"))
+        for row in Member.objects.filter(pk__in=chunk_ids).values(*plan.columns):
+            report.members += 1
+            try:
+                values = plan.values(row)
+            except payloads.PayloadError as err:
+                report.unsendable += 1
+                if len(report.errors) < 20:
+                    report.errors.append(f"{row['member_id']}: {err}")
+                continue
+            before = last_sent.get(row["id"]) or {}
+            changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
+            if not changed and not force:
+                report.unchanged += 1
+                continue
+            sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
+            report.would_send += 1
+            report.data_points += delivery._data_points(sent)
+            pending_objects += 1
+            if report.sample is None:
+                report.sample = {"attributes": [payloads.attributes_object(row["member_id"], sent)]}
+
+    for pk in ids.iterator(chunk_size=2000):
+        chunk.append(pk)
+        if len(chunk) >= 2000:
+            flush(chunk)
+            chunk = []
+    if chunk:
+        flush(chunk)
+    report.requests = -(-pending_objects // batch_size)
+    return report
+
+
+ProgressCallback = Callable[[int, ResyncRun], None]
+
+
+def resync_start(*, selection: Selection, force: bool = False, batch_size: int | None = None) -> ResyncRun:
+    connection = _require_connection()
+    _mapping_plan(connection, selection)  # refuse unknown --fields before anything starts
+    return ResyncRun.objects.create(
+        options={"selection": selection.to_json(), "force": force, "batch_size": batch_size or connection.batch_size},
+        total=selection.queryset().count(),
+    )
+
+
+def resync_last_interrupted() -> ResyncRun | None:
+    return ResyncRun.objects.exclude(status=ResyncStatus.FINISHED).order_by("-created_at").first()
+
+
+def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:
+    """Send the run's members from its cursor on. Ctrl-C or a crash leaves the run resumable."""
+    connection = _require_connection()
+    if connection.status == ConnectionStatus.NEEDS_ATTENTION:
+        raise ResyncError(f"The connection needs attention: {connection.last_message} Fix it and run braze_check.")
+    selection = Selection.from_json(run.options["selection"])
+    force = bool(run.options.get("force"))
+    connection.batch_size = min(75, int(run.options.get("batch_size") or connection.batch_size))
+    plan = _mapping_plan(connection, selection)
+    chunk_size = connection.batch_size * 8
+    client = services.client_for(connection)
+    deliverer = delivery.Deliverer(connection, client, trigger="resync", partial=bool(selection.fields))
+    started = time.monotonic() - run.elapsed_seconds
+    run.status = ResyncStatus.RUNNING
+    run.save(update_fields=["status"])
+    try:
+        while True:
+            ids = list(selection.queryset().filter(pk__gt=run.cursor).values_list("pk", flat=True)[:chunk_size])
+            if not ids:
+                break
+            _ensure_states(ids)
+            report = _deliver_chunk(deliverer, ids, plan, force, max_stalls)
+            run.cursor = ids[-1]
+            run.members_done += len(ids)
+            run.members_sent += report.members_sent
+            run.members_unchanged += report.members_unchanged
+            run.members_failed += report.members_failed
+            run.requests += report.requests
+            run.data_points += report.data_points
+            run.elapsed_seconds = time.monotonic() - started
+            run.save()
+            if progress:
+                progress(len(ids), run)
+    except KeyboardInterrupt:
+        _stop(run, started, ResyncStatus.INTERRUPTED, "Interrupted; run again with --resume to go on.")
+        raise
+    except ResyncError as err:
+        _stop(run, started, ResyncStatus.INTERRUPTED, str(err))
+        raise
+    _stop(run, started, ResyncStatus.FINISHED, "")
+    return run
+
+
+def _stop(run: ResyncRun, started: float, status: str, message: str) -> None:
+    run.status = status
+    run.message = message
+    run.elapsed_seconds = time.monotonic() - started
+    run.finished_at = timezone.now() if status == ResyncStatus.FINISHED else None
+    run.save()
+
+
+def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: delivery.MappingPlan, force: bool,
+                   max_stalls: int) -> delivery.DeliveryReport:
+    total = delivery.DeliveryReport()
+    remaining = list(ids)
+    stalls = 0
+    while remaining:
+        token, claimed = delivery.claim(limit=len(remaining), member_ids=remaining, include_synced=True)
+        if not claimed:
+            # Workers hold these members right now; they will send them.
+            stalls += 1
+            if stalls > max_stalls:
+                raise ResyncError("Members stayed claimed by workers for too long; try again later.")
+            time.sleep(0.5)
+            continue
+        try:
+            total.merge(deliverer.deliver(token, plan=plan, force=force))
+            remaining = [pk for pk in remaining if pk not in set(claimed)]
+            stalls = 0
+        except delivery.SyncStopped as stop:
+            delivery.release(token)
+            connection = Connection.objects.get(pk=deliverer.connection.pk)
+            if connection.status == ConnectionStatus.NEEDS_ATTENTION:
+                raise ResyncError(f"Stopped: {connection.last_message}") from None
+            stalls += 1
+            if stalls > max_stalls:
+                raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.") from None
+            paused = connection.paused_until
+            wait = max(stop.wait, (paused - timezone.now()).total_seconds() if paused else 0.0, 0.5)
+            time.sleep(min(wait, 30.0))
+    return total
+
+
+def _ensure_states(ids: list[int]) -> None:
+    """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
+    table = MemberSyncState._meta.db_table
+    q = db_connection.ops.quote_name
+    values = ", ".join(["(%s, 'pending', 1, 0, 0, '', '')"] * len(ids))
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(table)} (member_id, status, version, synced_version, attempts, last_error, last_error_kind) "
+            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", ids)

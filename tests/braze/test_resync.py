@@ -1,0 +1,107 @@
+"""`braze_resync`: selections, dry-run figures, resume after an interruption, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from braze_integration import resync
+from braze_integration.models import MemberSyncState, ResyncRun, ResyncStatus
+from loyaltysync.models import Member, Tier
+
+
+@pytest.fixture
+def members(braze_connection):
+    gold = Tier.objects.create(name="Gold", points_threshold=0)
+    Member.objects.bulk_create(
+        Member(member_id=f"r-{i:04d}", first_name=f"N{i}", points_spendable=i, tier=gold if i % 2 else None)
+        for i in range(300))
+    return Member.objects.order_by("pk")
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("braze_resync", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_given_300_members_when_resyncing_all_then_every_profile_is_in_the_sandbox(members, sandbox):
+    output = run("--all")
+
+    assert sandbox.stats()["users"] == 300
+    assert sandbox.user("r-0007")["attributes"]["loyalty_points"] == 7
+    assert "sent 300" in output and "4 requests" in output
+    assert MemberSyncState.objects.filter(status="synced").count() == 300
+
+
+def test_given_a_finished_resync_when_run_again_then_unchanged_members_are_not_sent_unless_forced(members, sandbox):
+    run("--all")
+    sandbox.reset()
+
+    assert "unchanged 300" in run("--all")
+    assert sandbox.stats()["requests"] == 0
+    assert "sent 300" in run("--all", "--force")
+    assert sandbox.stats()["users"] == 300
+
+
+def test_dry_run_prints_the_figures_and_sends_nothing(members, sandbox):
+    output = run("--all", "--dry-run", "--batch-size", "50")
+
+    assert "300 members selected; 300 would be sent" in output
+    assert "6 requests" in output
+    assert '"external_id": "r-0000"' in output
+    assert sandbox.stats()["requests"] == 0
+
+
+def test_since_selects_only_members_changed_after_the_date(members, sandbox):
+    Member.objects.update(updated_at=timezone.now() - dt.timedelta(days=10))
+    Member.objects.filter(member_id__in=["r-0001", "r-0002"]).update(updated_at=timezone.now())
+
+    run("--since", (timezone.now() - dt.timedelta(days=1)).date().isoformat())
+
+    assert sorted(sandbox.session.get(f"{sandbox.url}/sandbox/users").json()["external_ids"]) == ["r-0001", "r-0002"]
+
+
+def test_fields_sends_only_the_named_attributes(members, sandbox):
+    run("--all", "--fields", "loyalty_points")
+
+    assert sandbox.user("r-0003")["attributes"] == {"loyalty_points": 3}
+
+
+def test_unknown_field_is_refused_with_its_name(members):
+    with pytest.raises(CommandError, match="pointz"):
+        run("--all", "--fields", "pointz")
+
+
+def test_given_an_interrupted_resync_when_resumed_then_it_goes_on_from_where_it_stopped(members, sandbox):
+    selection = resync.Selection(all=True)
+    started = resync.resync_start(selection=selection, batch_size=25)  # chunks of 200 members
+
+    def interrupt(done, current):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started, progress=interrupt)
+    started.refresh_from_db()
+    assert started.status == ResyncStatus.INTERRUPTED
+    assert 0 < started.members_done < 300
+    first_part = sandbox.stats()["users"]
+    requests_before = sandbox.stats()["requests"]
+
+    output = run("--resume")
+
+    assert sandbox.stats()["users"] == 300
+    assert first_part == started.members_done
+    # Nothing sent twice: the resumed run only sent the members after the cursor.
+    assert sandbox.stats()["requests"] - requests_before == -(-(300 - first_part) // 25)
+    assert ResyncRun.objects.get().status == ResyncStatus.FINISHED
+    assert "done: 300 members" in output
+
+
+def test_nothing_selected_is_a_clear_error(braze_connection):
+    with pytest.raises(CommandError, match="--all"):
+        run()
