@@ -36,6 +36,7 @@ TRACK_PATH = "/users/track"
 SANDBOX_PREFIX = "/sandbox"
 DEFAULT_REQUESTS_LIMIT = 100
 MAX_CONTROL_BODY_BYTES = 1024 * 1024
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
 HTML_PROFILE_LIMIT = 1000
 
 KeyAccess = Literal["granted", "no_permission", "invalid"]
@@ -308,19 +309,33 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._send_json(500, {"message": "Sandbox internal error"})
 
     def _read_body(self, max_bytes: int) -> tuple[bytes | None, bool]:
-        """(body, too_large). An unread body leaves the stream unusable, so then we close."""
+        """(body, too_large); body None when it is too large or its length is unknown.
+
+        A body too large to keep is still read and discarded (up to `MAX_DRAIN_BYTES`): closing
+        a socket with unread data makes the kernel send a reset, which can destroy the 413
+        before the client reads it. Beyond that, or without a length, the connection is closed.
+        """
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
             return None, False
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
+            length = -1
+        if length < 0:
             self.close_connection = True
             return None, False
-        if length > max_bytes:
+        if length <= max_bytes:
+            return (self.rfile.read(length) if length else b""), False
+        if length > MAX_DRAIN_BYTES:
             self.close_connection = True
             return None, True
-        return (self.rfile.read(length) if length > 0 else b""), False
+        while length > 0:
+            chunk = self.rfile.read(min(length, 64 * 1024))
+            if not chunk:
+                break
+            length -= len(chunk)
+        return None, True
 
     def _send(
         self,
@@ -340,9 +355,7 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_json(
-        self, status: int, payload: Any, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         self._send(status, body, "application/json", headers)
 
@@ -497,9 +510,7 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
         errors = len(validated.errors)
         if sandbox.fault_injector.take_ack_lost():
             self._drop_without_answer()
-            sandbox.store.record_request(
-                status=None, object_counts=counts, fault="ack_lost", errors=errors
-            )
+            sandbox.store.record_request(status=None, object_counts=counts, fault="ack_lost", errors=errors)
             return
         payload = {
             "message": "success",
@@ -523,9 +534,7 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
     ) -> None:
         self.sandbox.pause(self.sandbox.fault_injector.latency_seconds)
         self._send_json(status, payload, headers)
-        self.sandbox.store.record_request(
-            status=status, object_counts=counts, fault=fault, errors=errors
-        )
+        self.sandbox.store.record_request(status=status, object_counts=counts, fault=fault, errors=errors)
 
     # --- control endpoints ----------------------------------------------------------------
 
@@ -549,9 +558,13 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
     def _handle_keys_update(self, body: bytes) -> None:
         changes = _decode_object(body)
         allowed = {"api_keys", "no_permission_keys"}
-        if changes is None or not set(changes) <= allowed or not all(
-            isinstance(keys, list) and all(isinstance(key, str) for key in keys)
-            for keys in changes.values()
+        if (
+            changes is None
+            or not set(changes) <= allowed
+            or not all(
+                isinstance(keys, list) and all(isinstance(key, str) for key in keys)
+                for keys in changes.values()
+            )
         ):
             message = 'Expected {"api_keys": [...], "no_permission_keys": [...]} (both optional)'
             self._send_json(400, {"message": message})
@@ -612,7 +625,7 @@ def _render_overview(sandbox: SandboxServer) -> str:
     stats = store.stats()
     summaries = store.profile_summaries(limit=HTML_PROFILE_LIMIT)
     rows = "\n".join(
-        "<tr><td><a href=\"/sandbox/users/{href}\">{key}</a></td>"
+        '<tr><td><a href="/sandbox/users/{href}">{key}</a></td>'
         "<td>{attributes}</td><td>{events}</td><td>{purchases}</td></tr>".format(
             href=html.escape(quote(summary.key, safe=""), quote=True),
             key=html.escape(summary.key),
@@ -625,8 +638,7 @@ def _render_overview(sandbox: SandboxServer) -> str:
     more = stats["users"] - len(summaries)
     more_note = f"<p>… and {more} more (see /sandbox/users).</p>" if more > 0 else ""
     status_counts = ", ".join(
-        f"{html.escape(status)}: {count}"
-        for status, count in sorted(stats["requests_by_status"].items())
+        f"{html.escape(status)}: {count}" for status, count in sorted(stats["requests_by_status"].items())
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Braze sandbox</title>
