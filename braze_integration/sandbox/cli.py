@@ -106,9 +106,7 @@ def config_from_options(options: Mapping[str, Any]) -> SandboxConfig:
     )
 
 
-def serve_until_interrupted(
-    config: SandboxConfig, *, announce: Callable[[str], None] = print
-) -> None:
+def serve_until_interrupted(config: SandboxConfig, *, announce: Callable[[str], None] = print) -> None:
     """Run the sandbox in the foreground until Ctrl-C."""
     with SandboxServer(config) as server:
         announce(f"Braze sandbox listening on {server.url}")

@@ -38,9 +38,7 @@ class FixedWindowRateLimiter:
     Refused requests count too, so hammering a full window does not open it early.
     """
 
-    def __init__(
-        self, limit: int, window_seconds: float, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, limit: int, window_seconds: float, *, clock: Callable[[], float] = time.time) -> None:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("limit and window_seconds must be positive")
         self.limit = limit

@@ -291,9 +291,7 @@ class ProfileStore:
                 data_points += points
         return data_points
 
-    def _write_attribute(
-        self, attributes: dict[str, Any], name: str, value: Any, merge_objects: bool
-    ) -> int:
+    def _write_attribute(self, attributes: dict[str, Any], name: str, value: Any, merge_objects: bool) -> int:
         kind = type(value)
         if value is None:
             attributes.pop(name, None)
@@ -392,4 +390,3 @@ def _leaf_count(obj: Mapping[str, Any]) -> int:
         else:
             count += 1
     return count
-

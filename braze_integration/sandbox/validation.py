@@ -17,9 +17,7 @@ from typing import Any, Literal, TypedDict
 InputArray = Literal["attributes", "events", "purchases"]
 INPUT_ARRAYS: tuple[InputArray, ...] = ("attributes", "events", "purchases")
 
-NO_VALID_DATA_MESSAGE = (
-    "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
-)
+NO_VALID_DATA_MESSAGE = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
 MAX_INPUT_LENGTH_MESSAGE = "Max Input Length Exceeded"
 
 IDENTIFIER_KEYS = ("external_id", "user_alias", "braze_id")
@@ -109,10 +107,7 @@ def object_counts(body: Any) -> dict[InputArray, int]:
     """Count the objects a body carries per array, whatever their validity (for stats and logs)."""
     if not isinstance(body, dict):
         return {name: 0 for name in INPUT_ARRAYS}
-    return {
-        name: len(value) if isinstance(value := body.get(name), list) else 0
-        for name in INPUT_ARRAYS
-    }
+    return {name: len(value) if isinstance(value := body.get(name), list) else 0 for name in INPUT_ARRAYS}
 
 
 def validate_track_request(
@@ -296,15 +291,9 @@ def _scalar_array_error(name: str, values: Any, limits: ValidationLimits) -> str
         )
     for item in values:
         if not isinstance(item, _SCALAR_TYPES):
-            return (
-                f"Attribute '{name}' array must hold only strings, numbers and booleans, "
-                "or only objects."
-            )
+            return f"Attribute '{name}' array must hold only strings, numbers and booleans, or only objects."
         if type(item) is str and len(item) > limits.max_string_length:
-            return (
-                f"Attribute '{name}' array element is longer than "
-                f"{limits.max_string_length} characters."
-            )
+            return f"Attribute '{name}' array element is longer than {limits.max_string_length} characters."
     return None
 
 
@@ -343,9 +332,7 @@ def _attribute_operation_error(
     return _size_error(name, value, limits.max_nested_object_bytes)
 
 
-def _object_list_error(
-    name: str, operation: str, items: Any, limits: ValidationLimits
-) -> str | None:
+def _object_list_error(name: str, operation: str, items: Any, limits: ValidationLimits) -> str | None:
     if not isinstance(items, list) or not all(type(item) is dict for item in items):
         return f"Attribute '{name}' '{operation}' expects an array of objects."
     for position, item in enumerate(items):
@@ -446,8 +433,7 @@ def event_object_error(obj: Any, limits: ValidationLimits = DEFAULT_LIMITS) -> s
         return "Event 'properties' must be an object."
     if len(properties) > limits.max_event_properties:
         return (
-            f"Event has {len(properties)} properties, more than the maximum of "
-            f"{limits.max_event_properties}."
+            f"Event has {len(properties)} properties, more than the maximum of {limits.max_event_properties}."
         )
     return _properties_error(
         properties,
@@ -534,9 +520,7 @@ def _properties_error(
         if key in reserved:
             return f"{owner} property key '{key}' is reserved."
         if type(value) is str and len(value) > limits.max_string_length:
-            return (
-                f"{owner} property '{key}' is longer than {limits.max_string_length} characters."
-            )
+            return f"{owner} property '{key}' is longer than {limits.max_string_length} characters."
     return _size_error(f"{owner.lower()} properties", properties, max_bytes)
 
 

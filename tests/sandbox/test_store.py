@@ -114,7 +114,11 @@ def test_given_nested_object_when_sent_without_merge_then_whole_object_replaced(
 def test_given_nested_object_when_sent_with_merge_then_deep_merged(store: ProfileStore) -> None:
     write(store, member(address={"city": "Oslo", "geo": {"lat": 59.9, "lon": 10.7}}))
     write(store, member(address={"geo": {"lat": 60.4}, "zip": "5003"}, _merge_objects=True))
-    assert attributes_of(store)["address"] == {"city": "Oslo", "geo": {"lat": 60.4, "lon": 10.7}, "zip": "5003"}
+    assert attributes_of(store)["address"] == {
+        "city": "Oslo",
+        "geo": {"lat": 60.4, "lon": 10.7},
+        "zip": "5003",
+    }
 
 
 def test_given_time_inside_nested_object_when_stored_then_kept_as_sent(store: ProfileStore) -> None:
@@ -141,7 +145,9 @@ def test_given_array_of_objects_when_dollar_add_then_appended(store: ProfileStor
     assert pets(store) == [{"id": 1}, {"id": 2}, {"id": 3}]
 
 
-def test_given_array_of_objects_when_dollar_remove_then_matching_elements_dropped(store: ProfileStore) -> None:
+def test_given_array_of_objects_when_dollar_remove_then_matching_elements_dropped(
+    store: ProfileStore,
+) -> None:
     write(store, member(pets=[{"id": 1}, {"id": 2}, {"id": 1, "twin": True}]))
     write(store, member(pets={"$remove": [{"$identifier_key": "id", "$identifier_value": 1}]}))
     assert pets(store) == [{"id": 2}]
@@ -234,12 +240,16 @@ def test_given_one_request_when_applied_then_attributes_come_before_events(store
 def test_given_scalar_attributes_when_applied_then_one_data_point_each_except_free_ones(
     store: ProfileStore,
 ) -> None:
-    result = write(store, member(first_name="Ada", tier="gold", country="NO", language="nb", points={"inc": 1}))
+    result = write(
+        store, member(first_name="Ada", tier="gold", country="NO", language="nb", points={"inc": 1})
+    )
     assert result.data_points == 3  # first_name, tier, points; country and language are free
 
 
 def test_given_nested_object_when_applied_then_each_leaf_counts(store: ProfileStore) -> None:
-    result = write(store, member(address={"city": "Oslo", "geo": {"lat": 1, "lon": 2}, "since": {"$time": TIME}}))
+    result = write(
+        store, member(address={"city": "Oslo", "geo": {"lat": 1, "lon": 2}, "since": {"$time": TIME}})
+    )
     assert result.data_points == 4
 
 

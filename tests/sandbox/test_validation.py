@@ -305,11 +305,7 @@ def test_given_dollar_remove_without_identifier_value_when_checked_then_error() 
 
 
 def test_given_dollar_update_without_merge_objects_when_checked_then_error() -> None:
-    update = {
-        "$update": [
-            {"$identifier_key": "id", "$identifier_value": 1, "$new_object": {"age": 3}}
-        ]
-    }
+    update = {"$update": [{"$identifier_key": "id", "$identifier_value": 1, "$new_object": {"age": 3}}]}
     problem = attributes_object_error(attrs(pets=update))
     assert problem is not None and "_merge_objects" in problem
     assert attributes_object_error(attrs(pets=update, _merge_objects=True)) is None
@@ -331,7 +327,9 @@ def test_given_complete_event_when_checked_then_valid() -> None:
     assert event_object_error(event(properties=properties, app_id="app")) is None
 
 
-@pytest.mark.parametrize("moment", [TIME, "2026-11-25T10:00:00+01:00", "2026-11-25", "2026-11-25T10:00:00.123456"])
+@pytest.mark.parametrize(
+    "moment", [TIME, "2026-11-25T10:00:00+01:00", "2026-11-25", "2026-11-25T10:00:00.123456"]
+)
 def test_given_iso_8601_time_when_event_checked_then_valid(moment: str) -> None:
     assert event_object_error(event(time=moment)) is None
 
