@@ -1,0 +1,351 @@
+"""The REST API: authentication, members, events, bulk events, the error shape and the schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from loyaltysync.models import LoyaltyEvent, Member
+
+pytestmark = pytest.mark.django_db
+
+EVENTS = "/api/v1/events"
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "fields"}, body
+    return body["error"]
+
+
+def checkout_body(customer="M-1", transaction_id="T-1", total=100, **data):
+    return {
+        "customer": customer,
+        "action": "checkout",
+        "data": {"transaction_id": transaction_id, "total": total, "currency": "EUR", **data},
+    }
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/v1/members/"),
+        ("post", "/api/v1/members/"),
+        ("get", "/api/v1/members/M-1/"),
+        ("patch", "/api/v1/members/M-1/"),
+        ("get", "/api/v1/members/M-1/events/"),
+        ("post", EVENTS),
+        ("post", EVENTS + "/bulk"),
+    ],
+)
+def test_every_endpoint_needs_a_token(anonymous_api, enrol, method, url):
+    enrol("M-1")
+    response = getattr(anonymous_api, method)(url, {}, format="json")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert error_of(response)["code"] == "not_authenticated"
+
+
+def test_a_wrong_token_is_refused(anonymous_api, db):
+    anonymous_api.credentials(HTTP_AUTHORIZATION="Token not-a-real-key")
+    response = anonymous_api.get("/api/v1/members/")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+
+
+# --- members ------------------------------------------------------------------------------------------
+
+
+def test_create_then_get_a_member(api, tiers, loyalty_settings, custom_fields):
+    response = api.post(
+        "/api/v1/members/",
+        {"member_id": "M-7", "first_name": "Grace", "email": "grace@example.com", "custom_fields": {"shoe_size": 40}},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["tier"] == "Bronze"
+
+    member = api.get("/api/v1/members/M-7/").json()
+    assert (member["first_name"], member["custom_fields"], member["points_spendable"]) == (
+        "Grace", {"shoe_size": 40}, 0,
+    )
+
+
+def test_creating_an_existing_member_is_a_conflict(api, enrol):
+    enrol("M-1")
+    response = api.post("/api/v1/members/", {"member_id": "M-1"}, format="json")
+    assert response.status_code == 409
+    assert error_of(response)["fields"] == {"member_id": ["A member with id 'M-1' exists already."]}
+
+
+def test_list_filters_and_searches(api, enrol, record):
+    enrol("M-1", first_name="Ada")
+    enrol("M-2", first_name="Grace")
+    record("M-2", "point_add", points=600)
+    record("M-1", "opt_out")
+
+    def ids(query):
+        response = api.get("/api/v1/members/", query)
+        assert response.status_code == 200
+        return [member["member_id"] for member in response.json()["results"]]
+
+    assert ids({}) == ["M-1", "M-2"]
+    assert ids({"status": "opted_out"}) == ["M-1"]
+    assert ids({"tier": "silver"}) == ["M-2"]
+    assert ids({"search": "grac"}) == ["M-2"]
+    assert api.get("/api/v1/members/").json()["count"] == 2
+
+
+def test_list_with_a_bad_filter_names_it(api, db):
+    response = api.get("/api/v1/members/", {"status": "sleeping"})
+    assert response.status_code == 400
+    assert list(error_of(response)["fields"]) == ["status"]
+
+
+def test_unknown_member_is_404(api, db):
+    for url in ("/api/v1/members/ghost/", "/api/v1/members/ghost/events/"):
+        response = api.get(url)
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "member_not_found"
+
+
+def test_member_ids_with_a_slash_can_be_addressed(api, enrol):
+    enrol("shop/42")
+    assert api.get("/api/v1/members/shop/42/").json()["member_id"] == "shop/42"
+    assert api.get("/api/v1/members/shop/42/events/").json()["count"] == 2
+
+
+def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
+    enrol("M-1")
+    response = api.patch(
+        "/api/v1/members/M-1/",
+        {"last_name": "Hopper", "custom_fields": {"interests": ["navy"], "newsletter": False}},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["last_name"] == "Hopper"
+    assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
+
+
+@pytest.mark.parametrize("field", ["points_spendable", "points_earned", "tier", "purchase_total", "last_purchase"])
+def test_patch_of_a_computed_field_is_refused_naming_it(api, enrol, field):
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", {field: 99999}, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {field: ["is computed by the loyalty engine and cannot be written."]}
+    assert Member.objects.get().points_spendable == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"email": "nope"}, "email"),
+        ({"first_name": 12}, "first_name"),
+        ({"birth_date": 19900101}, "birth_date"),
+        ({"custom_fields": {"shoe_size": "big"}}, "custom_fields.shoe_size"),
+        ({"custom_fields": {"unknown_key": 1}}, "custom_fields.unknown_key"),
+        ({"custom_fields": ["not", "an", "object"]}, "custom_fields"),
+        ({"member_id": "other"}, "member_id"),
+        (["not", "an", "object"], "body"),
+    ],
+)
+def test_patch_with_bad_values_names_the_field(api, enrol, custom_fields, body, path):
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", body, format="json")
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid" and path in error["fields"], error
+
+
+def test_member_events_are_paginated_newest_first(api, enrol, record):
+    enrol("M-1")
+    record("M-1", "store_visit", effective_timestamp="2026-01-01T00:00:00Z")
+    record("M-1", "point_add", points=5)
+    body = api.get("/api/v1/members/M-1/events/").json()
+    assert body["count"] == 4
+    assert [event["action"] for event in body["results"]][0] == "point_add"
+    assert body["results"][-1]["action"] == "store_visit"
+    assert body["results"][0]["customer"] == "M-1"
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def test_post_event_answers_with_the_event_and_the_updated_member(api, enrol):
+    enrol("M-1")
+    response = api.post(EVENTS, checkout_body(total=250), format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["event"]["action"] == "checkout" and body["event"]["transaction_id"] == "T-1"
+    assert body["event"]["data"]["points_earned"] == 250
+    assert (body["member"]["points_spendable"], body["member"]["purchase_count"]) == (250, 1)
+    assert body["member"]["purchase_total"] == "250.00"
+
+
+def test_events_url_with_trailing_slash_works_too(api, enrol):
+    enrol("M-1")
+    response = api.post(EVENTS + "/", {"customer": "M-1", "action": "store_visit"}, format="json")
+    assert response.status_code == 201
+
+
+def test_opt_in_through_the_api_creates_the_member(api, tiers, loyalty_settings):
+    response = api.post(EVENTS, {"customer": "new-1", "action": "opt_in", "data": {"first_name": "Lin"}}, format="json")
+    assert response.status_code == 201
+    assert response.json()["member"]["first_name"] == "Lin"
+    assert Member.objects.filter(member_id="new-1").exists()
+
+
+def test_event_for_unknown_member_is_404(api, db):
+    response = api.post(EVENTS, checkout_body(customer="ghost"), format="json")
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["code"] == "member_not_found" and "customer" in error["fields"]
+
+
+def test_duplicate_transaction_is_409_and_not_double_counted(api, enrol):
+    enrol("M-1")
+    assert api.post(EVENTS, checkout_body(), format="json").status_code == 201
+    response = api.post(EVENTS, checkout_body(), format="json")
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "duplicate_transaction"
+    assert Member.objects.get().purchase_count == 1
+
+
+def test_overspending_is_409(api, enrol):
+    enrol("M-1")
+    response = api.post(EVENTS, {"customer": "M-1", "action": "point_spend", "data": {"points": 5}}, format="json")
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "insufficient_points" and error["fields"] == {"data.points": [error["message"]]}
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"customer": "M-1", "action": "checkout", "data": []}, "data"),
+        ({"customer": "M-1", "action": "checkout", "data": "x"}, "data"),
+        ({"customer": 5, "action": "checkout"}, "customer"),
+        ({"customer": "M 1", "action": "checkout"}, "customer"),
+        ({"action": "checkout"}, "customer"),
+        ({"customer": "M-1", "action": ["checkout"]}, "action"),
+        ({"customer": "M-1", "action": "Bad Action"}, "action"),
+        ({"customer": "M-1", "action": "checkout", "data": {"total": "x"}}, "data.total"),
+        (checkout_body(total=1e308), "data.total"),
+        (checkout_body(total=10**300), "data.total"),
+        (checkout_body(items=[{"product_id": "P", "product_name": "N", "price": 1, "quantity": -1}]),
+         "data.items[0].quantity"),
+        ("just a string", "body"),
+    ],
+)
+def test_bad_events_are_400_naming_the_field(api, enrol, body, path):
+    enrol("M-1")
+    response = api.post(EVENTS, body, format="json")
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert path in error["fields"], error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b'{"customer": "M-1", "action": "x", "data": {"n": NaN}}',
+        b'{"customer": "M-1", "action": "x", "data": {"n": 1e400}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"customer": "M-1", "action": "x", "data": {"s": "\\ud800"}}',
+        b'{"customer": "M-1", "action": "x", "data": {"s": "nul\\u0000"}}',
+    ],
+)
+def test_malformed_json_is_400_not_500(api, enrol, raw):
+    enrol("M-1")
+    response = api.post(EVENTS, raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert error_of(response)["fields"]
+
+
+def test_a_body_that_is_not_json_is_415(api, db):
+    response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert error_of(response)["code"] == "unsupported_media_type"
+
+
+def test_error_messages_do_not_leak_other_members_data(api, enrol, record):
+    enrol("M-2", email="secret@example.com")
+    record("M-2", "checkout", transaction_id="T-2", total=70, currency="EUR")
+    enrol("M-1")
+    responses = [
+        api.post(EVENTS, {"customer": "M-1", "action": "refund", "data": {"transaction_id": "T-2"}}, format="json"),
+        api.post(EVENTS, checkout_body(transaction_id="T-2"), format="json"),
+    ]
+    for response in responses:
+        assert response.status_code in (400, 409)
+        assert "M-2" not in response.content.decode() and "secret" not in response.content.decode()
+
+
+# --- bulk -----------------------------------------------------------------------------------------------
+
+
+def test_bulk_answers_per_event_and_one_bad_event_does_not_stop_the_others(api, enrol):
+    enrol("M-1")
+    events = [
+        checkout_body(transaction_id="T-1", total=10),
+        {"customer": "M-1", "action": "checkout", "data": {"transaction_id": "T-2", "total": -1, "currency": "EUR"}},
+        checkout_body(customer="ghost", transaction_id="T-3"),
+        checkout_body(transaction_id="T-1", total=10),
+        "not an event",
+        {"customer": "M-1", "action": "point_add", "data": {"points": 5}},
+    ]
+    response = api.post(EVENTS + "/bulk", {"events": events}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["total"], body["errors"]) == (6, 4)
+    assert [result["index"] for result in body["results"]] == list(range(6))
+    assert [result["status"] for result in body["results"]] == [201, 400, 404, 409, 400, 201]
+    assert "data.total" in body["results"][1]["error"]["fields"]
+    assert body["results"][4]["error"]["fields"] == {"body": ["Invalid data. Expected a dictionary, but got str."]}
+    assert body["results"][5]["event"]["action"] == "point_add"
+    member = Member.objects.get()
+    assert (member.purchase_count, member.points_earned) == (1, 15)
+
+
+def test_bulk_with_too_many_events_is_refused_as_a_whole(api, enrol, loyalty_settings):
+    enrol("M-1")
+    events = [{"customer": "M-1", "action": "store_visit"}] * 101
+    response = api.post(EVENTS + "/bulk", {"events": events}, format="json")
+    assert response.status_code == 400
+    assert list(error_of(response)["fields"]) == ["events"]
+    assert not LoyaltyEvent.objects.filter(action="store_visit").exists()
+
+
+@pytest.mark.parametrize("body", [{"events": "x"}, {}, [], {"events": {"a": 1}}])
+def test_bulk_that_is_not_a_list_of_events_names_events(api, db, body):
+    response = api.post(EVENTS + "/bulk", body, format="json")
+    assert response.status_code == 400
+    assert list(error_of(response)["fields"]) in (["events"], ["body"])
+
+
+# --- schema -----------------------------------------------------------------------------------------------
+
+
+def test_openapi_schema_documents_the_endpoints_and_error_shape(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = json.loads(response.content) if response["Content-Type"].startswith("application/json") else (
+        yaml.safe_load(response.content)
+    )
+    paths = schema["paths"]
+    assert {"/api/v1/members/", "/api/v1/members/{member_id}/", "/api/v1/members/{member_id}/events/",
+            "/api/v1/events", "/api/v1/events/bulk"} <= set(paths)
+    event_post = paths["/api/v1/events"]["post"]["responses"]
+    assert {"201", "400", "401", "404", "409"} <= set(event_post)
+    assert event_post["409"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    error_detail = schema["components"]["schemas"]["ErrorDetail"]
+    assert set(error_detail["properties"]) == {"code", "message", "fields"}
+    member_props = schema["components"]["schemas"]["Member"]["properties"]
+    assert member_props["points_spendable"]["readOnly"] is True
