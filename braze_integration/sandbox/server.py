@@ -46,9 +46,11 @@ _ERROR_MESSAGES = {500: "Internal Server Error", 503: "Service Unavailable"}
 class SandboxServer:
     """A local stand-in for Braze's `/users/track`, for tests, the demo and benchmarks.
 
-    >>> with SandboxServer(SandboxConfig(api_keys={"k"})) as server:
-    ...     requests.post(f"{server.url}/users/track", ...)
-    ...     server.store.profile("member-1")
+    Example::
+
+        with SandboxServer(SandboxConfig(api_keys={"k"})) as server:
+            requests.post(server.track_url, json=body, headers={"Authorization": "Bearer k"})
+            assert server.store.profile("member-1")["attributes"] == {...}
 
     `start()` binds (port 0 picks a free port) and serves from a daemon thread; `stop()` closes
     the listening socket and every open connection. Faults, the rate limit and the accepted
@@ -278,7 +280,7 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         return accepted
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         if self.sandbox.config.log_requests:
             super().log_message(format, *args)
 
@@ -302,6 +304,8 @@ class _SandboxRequestHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         try:
             route(path, query)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away; the server's handle_error drops these quietly
         except Exception:  # a sandbox bug must answer 500, not look like a network fault
             traceback.print_exc(file=sys.stderr)
             if not self._responded:
