@@ -6,6 +6,7 @@ servers. Business configuration (the Braze connection, field mappings, workflows
 lives in models edited in the admin.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -89,8 +90,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
         }
     )
-    # A file, not :memory:, so tests can share the database with real worker processes.
-    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_SQLITE_NAME", default=str(VAR_DIR / "test.sqlite3"))}
+    # A file, not :memory:, so tests can share the database with real worker processes; one per
+    # test run, so runs side by side never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("TEST_SQLITE_NAME", default=str(VAR_DIR / f"test-{os.getpid()}.sqlite3"))
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
