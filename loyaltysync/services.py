@@ -457,6 +457,19 @@ def _profile_apply(
     return changes
 
 
+def member_profile_check(
+    *, member: Member | None, member_id: str | None = None, profile: dict[str, Any], custom_fields: Any = None
+) -> None:
+    """Raise ``InvalidData`` if ``member_update`` (or ``member_create`` when ``member`` is None) would refuse
+    these values; writes nothing. Forms (the admin) call it to show errors next to the fields."""
+    if member is None:
+        _member_id_check(member_id, "member_id")
+        candidate = Member(member_id=member_id)
+    else:
+        candidate = Member.objects.get(pk=member.pk)
+    _profile_apply(candidate, profile=profile, custom_fields=custom_fields, at=timezone.now(), creating=member is None)
+
+
 def _member_id_check(member_id: Any, path: str) -> str:
     if not isinstance(member_id, str) or not _MEMBER_ID.match(member_id) or _string_problem(member_id):
         raise InvalidData({path: "must be 1-255 characters without spaces."})
@@ -1132,6 +1145,7 @@ __all__ = [
     "event_record",
     "member_create",
     "member_points_refresh",
+    "member_profile_check",
     "member_update",
     "points_expire_due",
     "points_release_pending",

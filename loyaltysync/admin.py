@@ -1,0 +1,295 @@
+"""Admin of the loyalty domain. Thin: member saves go through ``services.member_create/member_update``;
+events and ledger rows are read-only.
+
+``MemberAdmin`` is meant to be extended by other apps (the Braze integration adds a sync panel and
+actions): ``readonly_fields``, ``fieldsets`` and ``actions`` are plain lists, extend them on
+``admin.site._registry[Member]`` or subclass and re-register.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
+
+from . import selectors, services
+from .errors import InvalidData
+from .models import CustomField, EventSource, LoyaltyEvent, Member, PointsTransaction, Tier
+
+LATEST_ROWS = 20
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+class MemberAdminForm(forms.ModelForm):
+    """Validates with the same rules as the services, so errors show next to their field."""
+
+    class Meta:
+        model = Member
+        fields = ["member_id", *services.PROFILE_FIELDS, "custom_fields"]
+
+    def clean(self):
+        cleaned = super().clean()
+        profile = {name: cleaned[name] for name in services.PROFILE_FIELDS if name in cleaned}
+        creating = self.instance.pk is None
+        try:
+            services.member_profile_check(
+                member=None if creating else self.instance,
+                member_id=cleaned.get("member_id"),
+                profile=profile,
+                custom_fields=cleaned.get("custom_fields") or None,
+            )
+        except InvalidData as error:
+            for path, problems in error.errors.items():
+                name = path.split(".", 1)[0]
+                field = name if name in self.fields else None
+                already = {str(message) for message in self.errors.get(field or "__all__", [])}
+                message = [problem if name == path else f"{path}: {problem}" for problem in problems]
+                message = [text for text in message if text not in already]
+                if message:
+                    self.add_error(field, message)
+        return cleaned
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    form = MemberAdminForm
+    list_display = [
+        "member_id",
+        "full_name",
+        "email",
+        "status",
+        "tier",
+        "points_spendable",
+        "points_earned",
+        "purchase_total",
+        "updated_at",
+    ]
+    list_filter = ["status", "tier"]
+    search_fields = ["member_id", "email", "first_name", "last_name"]
+    list_select_related = ["tier"]
+    ordering = ["member_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "opted_in_at",
+        "opted_out_at",
+        "points_earned",
+        "points_spent",
+        "points_pending",
+        "points_expired",
+        "points_spendable",
+        "purchase_count",
+        "purchase_total",
+        "last_purchase_at",
+        "last_purchase_pretty",
+        "tier",
+        "tier_since",
+        "created_at",
+        "updated_at",
+        "latest_events",
+        "latest_ledger",
+    ]
+    fieldsets = [
+        (None, {"fields": ["member_id", "status", "opted_in_at", "opted_out_at"]}),
+        (
+            "Profile",
+            {"fields": ["first_name", "last_name", "email", "phone", "birth_date", "gender", "language", "country"]},
+        ),
+        (
+            "Custom fields",
+            {
+                "fields": ["custom_fields"],
+                "description": "Values by custom field key (JSON), checked against each field's type.",
+            },
+        ),
+        (
+            "Points",
+            {
+                "fields": [
+                    "points_earned",
+                    "points_spent",
+                    "points_pending",
+                    "points_expired",
+                    "points_spendable",
+                    "tier",
+                    "tier_since",
+                ]
+            },
+        ),
+        ("Purchases", {"fields": ["purchase_count", "purchase_total", "last_purchase_at", "last_purchase_pretty"]}),
+        ("Latest events", {"fields": ["latest_events"], "classes": ["collapse"]}),
+        ("Points ledger", {"fields": ["latest_ledger"], "classes": ["collapse"]}),
+        ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["recalculate_points"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.pk:
+            fields.append("member_id")  # it is Braze's external_id: changing it would orphan the Braze profile
+        return fields
+
+    @admin.display(description="Last purchase")
+    def last_purchase_pretty(self, obj: Member) -> str:
+        if not obj.last_purchase:
+            return "-"
+        return format_html("<pre>{}</pre>", _pretty_json(obj.last_purchase))
+
+    @admin.display(description=f"Latest {LATEST_ROWS} events")
+    def latest_events(self, obj: Member) -> str:
+        if not obj.pk:
+            return "-"
+        events = selectors.member_events(member=obj)[:LATEST_ROWS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><a href='{}'>{}</a></td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (
+                    localtime(event.occurred_at).strftime("%Y-%m-%d %H:%M"),
+                    reverse("admin:loyaltysync_loyaltyevent_change", args=[event.pk]),
+                    event.action,
+                    event.get_source_display(),
+                    json.dumps(event.data, ensure_ascii=False, default=str)[:200],
+                )
+                for event in events
+            ),
+        )
+        every = reverse("admin:loyaltysync_loyaltyevent_changelist") + f"?member__id__exact={obj.pk}"
+        return format_html(
+            "<table><tr><th>When</th><th>Action</th><th>Source</th><th>Data</th></tr>{}</table>"
+            "<p><a href='{}'>All events of this member</a></p>",
+            rows,
+            every,
+        )
+
+    @admin.display(description=f"Latest {LATEST_ROWS} ledger rows")
+    def latest_ledger(self, obj: Member) -> str:
+        if not obj.pk:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    localtime(row.created_at).strftime("%Y-%m-%d %H:%M"),
+                    row.get_kind_display(),
+                    f"{row.points:+d}",
+                    row.remaining,
+                    "pending until " + localtime(row.available_at).strftime("%Y-%m-%d") if row.pending else "",
+                    localtime(row.expires_at).strftime("%Y-%m-%d") if row.expires_at else "",
+                    row.note,
+                )
+                for row in selectors.member_ledger(member=obj)[:LATEST_ROWS]
+            ),
+        )
+        every = reverse("admin:loyaltysync_pointstransaction_changelist") + f"?member__id__exact={obj.pk}"
+        return format_html(
+            "<table><tr><th>When</th><th>Kind</th><th>Points</th><th>Remaining</th><th>State</th>"
+            "<th>Expires</th><th>Note</th></tr>{}</table><p><a href='{}'>Whole ledger</a></p>",
+            rows,
+            every,
+        )
+
+    def save_model(self, request, obj: Member, form, change: bool) -> None:
+        """Profile changes go through the services, so events are recorded and listeners hear of them."""
+        profile = {name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.changed_data}
+        new_custom = form.cleaned_data.get("custom_fields") or {}
+        if change:
+            current = Member.objects.get(pk=obj.pk)
+            old_custom = current.custom_fields or {}
+            custom = {key: value for key, value in new_custom.items() if old_custom.get(key) != value}
+            custom.update({key: None for key in old_custom if key not in new_custom})
+            saved = services.member_update(
+                member=current, profile=profile, custom_fields=custom or None, source=EventSource.ADMIN
+            )
+        else:
+            saved = services.member_create(
+                member_id=form.cleaned_data["member_id"],
+                source=EventSource.ADMIN,
+                custom_fields=new_custom or None,
+                **{name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.cleaned_data},
+            )
+        # The admin goes on with ``obj`` (log entry, redirect): make it the saved row.
+        obj.pk = saved.pk
+        obj._state.adding = False
+        obj._state.db = saved._state.db
+        obj.refresh_from_db()
+
+    @admin.action(description="Recalculate points and tier from the ledger")
+    def recalculate_points(self, request, queryset) -> None:
+        for member in queryset:
+            services.member_points_refresh(member=member, source=EventSource.ADMIN)
+        self.message_user(request, f"Recalculated {queryset.count()} member(s).", messages.SUCCESS)
+
+
+@admin.register(CustomField)
+class CustomFieldAdmin(admin.ModelAdmin):
+    list_display = ["key", "label", "type", "help_text"]
+    list_filter = ["type"]
+    search_fields = ["key", "label"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Stored values and Braze mappings refer to the key; renaming it would orphan them.
+        return ["key"] if obj is not None else []
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = ["name", "points_threshold", "multiplier", "order", "member_count"]
+    ordering = ["points_threshold"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_total=Count("members"))
+
+    @admin.display(description="Members", ordering="member_total")
+    def member_count(self, obj: Tier) -> int:
+        return obj.member_total
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Write-once records: visible, never added, changed or deleted here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LoyaltyEvent)
+class LoyaltyEventAdmin(_ReadOnlyAdmin):
+    list_display = ["occurred_at", "member", "action", "source", "transaction_id", "created_at"]
+    list_filter = ["action", "source"]
+    search_fields = ["member__member_id", "transaction_id"]
+    list_select_related = ["member"]
+    date_hierarchy = "occurred_at"
+    fields = ["member", "action", "source", "occurred_at", "created_at", "transaction_id", "data_pretty"]
+    readonly_fields = fields
+
+    @admin.display(description="Data")
+    def data_pretty(self, obj: LoyaltyEvent) -> str:
+        return format_html("<pre>{}</pre>", _pretty_json(obj.data))
+
+
+@admin.register(PointsTransaction)
+class PointsTransactionAdmin(_ReadOnlyAdmin):
+    list_display = ["created_at", "member", "kind", "points", "remaining", "pending", "available_at", "expires_at"]
+    list_filter = ["kind", "pending"]
+    search_fields = ["member__member_id", "note"]
+    list_select_related = ["member"]
+    fields = [
+        "member", "kind", "points", "remaining", "pending", "available_at", "expires_at", "event", "note", "created_at",
+    ]
+    readonly_fields = fields
+
