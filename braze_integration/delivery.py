@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -44,7 +45,6 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(seconds=120)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 600.0
 DEAD_AFTER = timedelta(hours=24)
@@ -127,6 +127,10 @@ def _claimable(now) -> Q:
     )
 
 
+def claim_lease() -> timedelta:
+    return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
+
+
 def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False) -> tuple[uuid.UUID, list[int]]:
     """Stamp up to ``limit`` due members with a fresh token; at most one claim holds a member."""
     token = uuid.uuid4()
@@ -141,9 +145,12 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
             qs = qs.filter(pk__in=list(member_ids))
         else:
             qs = qs.order_by("dirty_since")
-        ids = list(qs.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
+        ids = [pk for pk, _ in rows]
+        # A token still on a free row belongs to a worker that stopped while holding it.
+        _recover_lost({old for _, old in rows if old is not None})
         if ids:
-            MemberSyncState.objects.filter(pk__in=ids).update(claim_token=token, claimed_until=now + CLAIM_LEASE)
+            MemberSyncState.objects.filter(pk__in=ids).update(claim_token=token, claimed_until=now + claim_lease())
     return token, ids
 
 
@@ -152,14 +159,18 @@ def claimable_exists() -> bool:
 
 
 def next_due_in() -> float | None:
-    """Seconds until the soonest member waiting for a retry is due, if any."""
-    soonest = (
-        MemberSyncState.objects.filter(status=SyncStatus.PENDING, next_attempt_at__isnull=False)
-        .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
-    )
+    """Seconds until the soonest pending member becomes claimable (a retry comes due, or the lease of
+    a worker that stopped runs out), if any."""
+    now = timezone.now()
+    pending = MemberSyncState.objects.filter(status=SyncStatus.PENDING)
+    candidates = [
+        pending.filter(next_attempt_at__gt=now).order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first(),
+        pending.filter(claimed_until__gt=now).order_by("claimed_until").values_list("claimed_until", flat=True).first(),
+    ]
+    soonest = min((c for c in candidates if c is not None), default=None)
     if soonest is None:
         return None
-    return max(0.0, (soonest - timezone.now()).total_seconds())
+    return max(0.0, (soonest - now).total_seconds())
 
 
 def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
@@ -170,19 +181,30 @@ def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
     qs.update(claim_token=None, claimed_until=None)
 
 
-def recover_lost_requests(*, older_than: timedelta = CLAIM_LEASE) -> int:
-    """Requests still "sending" after the lease: their worker died. Braze may have processed them,
-    so their events count as ambiguous sends; the members are claimable again once the lease ends."""
-    cutoff = timezone.now() - older_than
-    lost = list(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, created_at__lt=cutoff).values_list("pk", "errors"))
+def _recover_lost(tokens: set[uuid.UUID]) -> int:
+    """Requests still "sending" under a claim that expired: their worker died. Braze may have
+    processed them, so their events count as ambiguous sends (possible duplicates)."""
+    if not tokens:
+        return 0
+    lost = list(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, claim_token__in=tokens)
+                .values_list("pk", "errors"))
     for pk, outbox_ids in lost:
-        ids = outbox_ids if isinstance(outbox_ids, list) else []
-        OutboxItem.objects.filter(pk__in=[i for i in ids if isinstance(i, int)]).update(ambiguous_sends=F("ambiguous_sends") + 1)
+        ids = [i for i in outbox_ids if isinstance(i, int)] if isinstance(outbox_ids, list) else []
+        OutboxItem.objects.filter(pk__in=ids).update(ambiguous_sends=F("ambiguous_sends") + 1)
         SyncRequest.objects.filter(pk=pk).update(
             outcome=RequestOutcome.LOST, maybe_delivered=True, errors=[],
-            message="The worker stopped before Braze answered; the members were sent again.",
-        )
+            message="The worker stopped before Braze answered; the members were sent again.")
     return len(lost)
+
+
+def recover_lost_requests(*, older_than: timedelta | None = None) -> int:
+    """Housekeeping: requests "sending" for longer than a lease whose members were never claimed again."""
+    cutoff = timezone.now() - (older_than or claim_lease())
+    tokens = set(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, created_at__lt=cutoff)
+                 .exclude(claim_token=None).values_list("claim_token", flat=True))
+    live = set(MemberSyncState.objects.filter(claim_token__in=tokens, claimed_until__gte=timezone.now())
+               .values_list("claim_token", flat=True))
+    return _recover_lost(tokens - live)
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -319,9 +341,7 @@ class Deliverer:
         return report
 
     def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> None:
-        body = plan.body()
-        data = payloads.encode(body)
-        members = _members_of(plan)
+        data = payloads.encode(plan.body())
         outbox_ids = [o.item.pk for owners in plan.owners.values() for o in owners if isinstance(o, OutboxOwner)]
         try:
             ratelimit.acquire(self.connection)
@@ -332,51 +352,68 @@ class Deliverer:
             events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
             data_points=sum(_data_points(obj) for obj in plan.attributes),
             # While sending, ``errors`` holds the outbox ids: if the worker dies, recovery counts them as ambiguous.
-            errors=outbox_ids,
+            errors=outbox_ids, claim_token=token,
         )
         report.requests += 1
         try:
-            result = self.client.post_bytes(data)
-        except errors.BrazeRequestRejected as err:
-            self._log(request, err, RequestOutcome.REJECTED)
-            if err.errors and err.status == 400:
-                self._apply_success(token, request, plan, err.errors, report, all_failed=True, message=err.message)
-                return
+            answer: TrackResult | errors.BrazeError = self.client.post_bytes(data)
+        except errors.BrazeError as err:
+            answer = err
+        if isinstance(answer, errors.BrazeRequestRejected) and not (answer.errors and answer.status == 400):
+            # Refused as a whole without saying which object: halve it to isolate the bad ones.
+            self._log(request, answer, RequestOutcome.REJECTED)
+            report.count_error(answer.kind)
             halves = payloads.split_plan(plan)
             if halves is None:
-                self._fail(token, request, plan, f"Braze refused the request ({err.status}): {err.message}", report, err)
+                with transaction.atomic():
+                    self._fail(token, request, plan, f"Braze refused the request ({answer.status}): {answer.message}",
+                               report, answer)
                 return
             for half in halves:
                 self._send(token, half, report)
             return
-        except errors.BrazeRateLimited as err:
+        # Recording the answer is one transaction: a worker killed half-way leaves the request
+        # "sending", which the next claim of these members reads as lost (and counts).
+        with transaction.atomic():
+            stop = self._record(token, request, plan, answer, report)
+        if stop is not None:
+            raise stop
+
+    def _record(self, token: uuid.UUID, request: SyncRequest, plan: payloads.RequestPlan,
+                answer: TrackResult | errors.BrazeError, report: DeliveryReport) -> SyncStopped | None:
+        """Apply Braze's answer to every member and item of the request; returns a stop when sending must pause."""
+        members = _members_of(plan)
+        if isinstance(answer, TrackResult):
+            self._log(request, answer, RequestOutcome.PARTIAL if answer.errors else RequestOutcome.SUCCESS)
+            self._apply_success(token, request, plan, answer.errors, report, message=answer.message)
+            return None
+        err = answer
+        report.count_error(err.kind)
+        if isinstance(err, errors.BrazeRequestRejected):  # 400 naming every object: all of them are invalid
+            self._log(request, err, RequestOutcome.REJECTED)
+            self._apply_success(token, request, plan, err.errors, report, all_failed=True, message=err.message)
+            return None
+        if isinstance(err, errors.BrazeRateLimited):
             self._log(request, err, RequestOutcome.RATE_LIMITED)
-            report.count_error(err.kind)
             self._pause(err.retry_after, f"Rate limited by Braze: {err.message}")
             release(token, members)
-            raise SyncStopped("rate limited", wait=err.retry_after) from None
-        except errors.BrazeAuthError as err:
+            return SyncStopped("rate limited", wait=err.retry_after)
+        if isinstance(err, errors.BrazeAuthError):
             self._log(request, err, RequestOutcome.AUTH_ERROR)
-            report.count_error(err.kind)
             Connection.objects.filter(pk=self.connection.pk).update(
                 status=ConnectionStatus.NEEDS_ATTENTION, last_message=_auth_message(err), last_checked_at=timezone.now())
             release(token, members)
-            raise SyncStopped("connection needs attention") from None
-        except (errors.BrazeServerError, errors.BrazeTransportError) as err:
+            return SyncStopped("connection needs attention")
+        if isinstance(err, errors.BrazeServerError | errors.BrazeTransportError):
             maybe = isinstance(err, errors.BrazeTransportError) and err.maybe_delivered
             self._log(request, err, RequestOutcome.SERVER_ERROR if isinstance(err, errors.BrazeServerError)
                       else RequestOutcome.TRANSPORT, maybe_delivered=maybe)
-            report.count_error(err.kind)
             attempts = self._retry_later(token, plan, err, maybe_delivered=maybe, report=report)
             self._pause(backoff_seconds(attempts), f"Braze did not answer properly: {err.message}")
-            raise SyncStopped("Braze unavailable", wait=1.0) from None
-        except errors.BrazeClientBug as err:
-            self._log(request, err, RequestOutcome.CLIENT_ERROR)
-            self._fail(token, request, plan, f"Braze refused the request ({err.status}): {err.message}", report, err)
-            return
-        outcome = RequestOutcome.PARTIAL if result.errors else RequestOutcome.SUCCESS
-        self._log(request, result, outcome)
-        self._apply_success(token, request, plan, result.errors, report, message=result.message)
+            return SyncStopped("Braze unavailable", wait=1.0)
+        self._log(request, err, RequestOutcome.CLIENT_ERROR)
+        self._fail(token, request, plan, f"Braze refused the request ({err.status}): {err.message}", report, err)
+        return None
 
     # --- outcomes ---------------------------------------------------------------------------------
 
@@ -446,7 +483,6 @@ class Deliverer:
         self._finish_failed(token, failed, request, report)
 
     def _fail(self, token, request, plan, message: str, report: DeliveryReport, err: errors.BrazeError) -> None:
-        report.count_error(err.kind)
         self._apply_success(token, request, plan, [], report, all_failed=True, message=message)
 
     def _retry_later(self, token, plan: payloads.RequestPlan, err: errors.BrazeError, *, maybe_delivered: bool,

@@ -230,6 +230,9 @@ class SyncRequest(models.Model):
     message = models.TextField(blank=True, help_text="Braze's message.")
     errors = models.JSONField(default=list, blank=True, help_text="Objects Braze refused, with its reasons.")
     maybe_delivered = models.BooleanField(default=False, help_text="No answer, but Braze may have processed it.")
+    # The claim it was sent under: if that claim expires while the request is still "sending", its
+    # worker died and the request is lost.
+    claim_token = models.UUIDField(null=True, blank=True, db_index=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -3,6 +3,7 @@ leave the rest to the worker. No HTTP, no payload building here."""
 
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
+from django_q.signals import post_spawn
 
 from loyaltysync.models import CustomField, Member
 from loyaltysync.signals import members_changed
@@ -34,6 +35,15 @@ def members_bulk_changed(sender, member_ids, fields=None, **kwargs):
 @receiver([post_save, post_delete], sender=CustomField, dispatch_uid="braze_custom_field_changed")
 def configuration_changed(**kwargs):
     services.sync_config_invalidate()
+
+
+@receiver(post_spawn, dispatch_uid="braze_worker_started")
+def worker_started(sender, proc_name=None, **kwargs):
+    """A worker (re)starting looks for work left behind (e.g. by a worker that was killed)."""
+    try:
+        services.flush_request()
+    except Exception:  # the database may not be migrated yet; the periodic flush covers it
+        pass
 
 
 @receiver(post_migrate, dispatch_uid="braze_schedules")

@@ -189,6 +189,10 @@ if not BRAZE_ENCRYPTION_KEYS and DEBUG:
 # Loopback http:// endpoints (the local Braze sandbox) are refused unless this is on.
 BRAZE_ALLOW_LOCAL_ENDPOINTS = env.bool("BRAZE_ALLOW_LOCAL_ENDPOINTS", default=DEBUG)
 BRAZE_HTTP_TIMEOUT = env.float("BRAZE_HTTP_TIMEOUT", default=10.0)
+# How long a worker holds the members it is sending; a killed worker's members are free again after it.
+BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)
+# Flush tasks that may run at once (each takes a slot); more workers than this idle.
+BRAZE_SYNC_CONCURRENCY = env.int("BRAZE_SYNC_CONCURRENCY", default=4)
 
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:
