@@ -60,6 +60,7 @@ def changelist_url(model_name: str, **params: Any) -> str:
 
 # --- Connect ---------------------------------------------------------------------------------------
 
+
 def connection_connect(request: HttpRequest, model_admin: ModelAdmin, object_id: str) -> HttpResponse:
     """The Connect button: check the URL and key with Braze and show what Braze said."""
     if request.method != "POST":
@@ -75,6 +76,7 @@ def connection_connect(request: HttpRequest, model_admin: ModelAdmin, object_id:
 
 # --- dashboard -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class HourBar:
     start: datetime
@@ -83,6 +85,7 @@ class HourBar:
     url: str
     height: float = 0.0
     x: int = 0
+    y: float = 0.0
 
 
 def objects_per_hour(*, hours: int = 24, now: datetime | None = None) -> list[tuple[datetime, int, int]]:
@@ -93,23 +96,49 @@ def objects_per_hour(*, hours: int = 24, now: datetime | None = None) -> list[tu
         SyncRequest.objects.filter(created_at__gte=first)
         .annotate(hour=TruncHour("created_at", tzinfo=UTC))
         .values("hour")
-        .annotate(objects=Sum(F("attributes_count") + F("events_count") + F("purchases_count")), requests=Count("pk"))
+        .annotate(
+            objects=Sum(F("attributes_count") + F("events_count") + F("purchases_count")),
+            requests=Count("pk"),
+        )
         .values_list("hour", "objects", "requests")
     )
     found = {hour.astimezone(UTC): (objects or 0, count or 0) for hour, objects, count in rows}
-    return [(first + timedelta(hours=i), *found.get(first + timedelta(hours=i), (0, 0))) for i in range(hours)]
+    return [
+        (first + timedelta(hours=i), *found.get(first + timedelta(hours=i), (0, 0))) for i in range(hours)
+    ]
 
 
-def _chart(bars: list[tuple[datetime, int, int]], *, height: int = 100, bar_width: int = 18, gap: int = 4) -> dict:
+def _chart(
+    bars: list[tuple[datetime, int, int]], *, height: int = 100, bar_width: int = 18, gap: int = 4
+) -> dict:
     top = max((objects for _, objects, _ in bars), default=0) or 1
     shown = []
     for index, (start, objects, count) in enumerate(bars):
-        url = changelist_url("syncrequest", created_at__gte=start.isoformat(),
-                             created_at__lt=(start + timedelta(hours=1)).isoformat())
-        shown.append(HourBar(start=start, objects=objects, requests=count, url=url,
-                             height=round(height * objects / top, 1) if objects else 0, x=index * (bar_width + gap)))
-    return {"bars": shown, "max": top if any(b.objects for b in shown) else 0, "height": height,
-            "bar_width": bar_width, "width": len(bars) * (bar_width + gap), "total": sum(b.objects for b in shown)}
+        url = changelist_url(
+            "syncrequest",
+            created_at__gte=start.isoformat(),
+            created_at__lt=(start + timedelta(hours=1)).isoformat(),
+        )
+        bar_height = max(1.0, round(height * objects / top, 1)) if objects else 0.0
+        shown.append(
+            HourBar(
+                start=start,
+                objects=objects,
+                requests=count,
+                url=url,
+                height=bar_height,
+                x=index * (bar_width + gap),
+                y=height - bar_height,
+            )
+        )
+    return {
+        "bars": shown,
+        "max": top if any(b.objects for b in shown) else 0,
+        "height": height,
+        "bar_width": bar_width,
+        "width": len(bars) * (bar_width + gap),
+        "total": sum(b.objects for b in shown),
+    }
 
 
 def _age(seconds: float) -> str:
@@ -133,18 +162,29 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)  # the day sync_status_summary counts
     today_param = {"created_at__gte": today.isoformat()}
     members = [
-        (SyncStatus(status).label, summary["members"].get(status, 0),
-         changelist_url("membersyncstate", status__exact=status), status)
+        (
+            SyncStatus(status).label,
+            summary["members"].get(status, 0),
+            changelist_url("membersyncstate", status__exact=status),
+            status,
+        )
         for status in (SyncStatus.SYNCED, SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.DEAD)
     ]
     errors = [
-        (RequestOutcome(outcome).label if outcome in RequestOutcome.values else outcome, count,
-         changelist_url("syncrequest", outcome__exact=outcome, **today_param))
+        (
+            RequestOutcome(outcome).label if outcome in RequestOutcome.values else outcome,
+            count,
+            changelist_url("syncrequest", outcome__exact=outcome, **today_param),
+        )
         for outcome, count in sorted(summary["errors_today"].items(), key=lambda item: -item[1])
     ]
     outbox = [
-        (OutboxStatus(status).label, summary["outbox"].get(status, 0),
-         changelist_url("outboxitem", status__exact=status), status)
+        (
+            OutboxStatus(status).label,
+            summary["outbox"].get(status, 0),
+            changelist_url("outboxitem", status__exact=status),
+            status,
+        )
         for status in OutboxStatus.values
     ]
     connection = services.connection_active()
@@ -155,14 +195,17 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         "summary": summary,
         "connection": connection,
         "connection_url": reverse("admin:braze_integration_connection_change", args=[connection.pk])
-        if connection else reverse("admin:braze_integration_connection_add"),
+        if connection
+        else reverse("admin:braze_integration_connection_add"),
         "members": members,
         "oldest_pending": _age(summary["oldest_pending_seconds"]),
         "oldest_pending_url": changelist_url("membersyncstate", status__exact=SyncStatus.PENDING),
         "requests_today_url": changelist_url("syncrequest", **today_param),
         "errors": errors,
         "rate_limited": summary["errors_today"].get(RequestOutcome.RATE_LIMITED, 0),
-        "rate_limited_url": changelist_url("syncrequest", outcome__exact=RequestOutcome.RATE_LIMITED, **today_param),
+        "rate_limited_url": changelist_url(
+            "syncrequest", outcome__exact=RequestOutcome.RATE_LIMITED, **today_param
+        ),
         "outbox": outbox,
         "chart": _chart(objects_per_hour(now=now)),
         "resync_runs_url": changelist_url("resyncrun"),
@@ -173,6 +216,7 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 
 
 # --- resync after a mapping change ------------------------------------------------------------------
+
 
 def _selection_from(request: HttpRequest) -> resync.Selection:
     source = request.POST if request.method == "POST" else request.GET
@@ -185,8 +229,11 @@ def resync_offer(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         raise PermissionDenied
     selection = _selection_from(request)
     connection = services.connection_active()
-    back = (reverse("admin:braze_integration_connection_change", args=[connection.pk]) if connection
-            else reverse("admin:braze_integration_connection_changelist"))
+    back = (
+        reverse("admin:braze_integration_connection_change", args=[connection.pk])
+        if connection
+        else reverse("admin:braze_integration_connection_changelist")
+    )
     if request.method == "POST":
         try:
             run = resync.resync_start(selection=selection)
@@ -195,8 +242,10 @@ def resync_offer(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             return HttpResponseRedirect(back)
         transaction.on_commit(lambda: _queue_resync(run.pk))
         model_admin.message_user(
-            request, f"Resync #{run.pk} started in the background for {run.total} members; this page shows its progress.",
-            messages.SUCCESS)
+            request,
+            f"Resync #{run.pk} started in the background for {run.total} members; this page shows its progress.",
+            messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:braze_integration_resyncrun_change", args=[run.pk]))
     report, problem = None, ""
     try:
@@ -225,6 +274,7 @@ def _queue_resync(run_id: int) -> None:
 
 # --- the member page -------------------------------------------------------------------------------
 
+
 def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_word: str) -> tuple[str, int]:
     report = result.report
     parts = []
@@ -239,8 +289,11 @@ def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_
     level = messages.SUCCESS
     if report.members_failed or report.members_retrying or result.stopped:
         level = messages.ERROR if not report.members_sent else messages.WARNING
-        errors = list(MemberSyncState.objects.filter(pk__in=member_ids).exclude(last_error="")
-                      .values_list("member__member_id", "last_error")[:3])
+        errors = list(
+            MemberSyncState.objects.filter(pk__in=member_ids)
+            .exclude(last_error="")
+            .values_list("member__member_id", "last_error")[:3]
+        )
         if errors:
             parts.append("Braze said: " + "; ".join(f"{mid}: {error}" for mid, error in errors))
     if result.stopped:
@@ -271,7 +324,12 @@ def members_sync_now(request: HttpRequest, model_admin: ModelAdmin, member_ids: 
 def payload_preview(request: HttpRequest, model_admin: ModelAdmin, members: list[Member]) -> HttpResponse:
     """What the next sync of each selected member would send (nothing is sent)."""
     previews = [
-        (member, json.dumps(services.member_payload_preview(member=member), indent=2, ensure_ascii=False, default=str))
+        (
+            member,
+            json.dumps(
+                services.member_payload_preview(member=member), indent=2, ensure_ascii=False, default=str
+            ),
+        )
         for member in members[:PREVIEW_LIMIT]
     ]
     context = {
@@ -289,5 +347,7 @@ def connection_state(connection: Connection | None) -> tuple[str, str]:
     """(words, css modifier) for a connection's state."""
     if connection is None:
         return "No active connection", "never"
-    modifier = {ConnectionStatus.CONNECTED: "ok", ConnectionStatus.NEEDS_ATTENTION: "bad"}.get(connection.status, "never")
+    modifier = {ConnectionStatus.CONNECTED: "ok", ConnectionStatus.NEEDS_ATTENTION: "bad"}.get(
+        connection.status, "never"
+    )
     return ConnectionStatus(connection.status).label, modifier

@@ -24,21 +24,39 @@ class ConnectionForm(forms.ModelForm):
     """Antavo's Connect screen: where Braze is, the key, and how fast and how much to send."""
 
     instance = forms.ChoiceField(
-        label="Instance", choices=instance_choices, initial=Instance.EU_01.value,
+        label="Instance",
+        choices=instance_choices,
+        initial=Instance.EU_01.value,
         help_text="Your Braze instance, as shown in Braze's dashboard (Settings › APIs and identifiers).",
     )
     new_api_key = forms.CharField(
-        label="REST API key", required=False, strip=True,
+        label="REST API key",
+        required=False,
+        strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password", "size": 50}),
     )
 
     class Meta:
         model = Connection
-        fields = ["name", "instance_url", "app_id", "active", "send_mode", "batch_size", "per_array_limit",
-                  "rate_limit_requests", "rate_limit_seconds", "max_attempts"]
+        fields = [
+            "name",
+            "instance_url",
+            "app_id",
+            "active",
+            "send_mode",
+            "batch_size",
+            "per_array_limit",
+            "rate_limit_requests",
+            "rate_limit_seconds",
+            "max_attempts",
+        ]
         labels = {"instance_url": "Custom URL"}
-        help_texts = {"instance_url": "Only for a Custom URL: the REST endpoint, e.g. https://rest.fra-01.braze.eu"}
-        widgets = {"instance_url": forms.TextInput(attrs={"size": 50, "placeholder": "https://rest.….braze.com"})}
+        help_texts = {
+            "instance_url": "Only for a Custom URL: the REST endpoint, e.g. https://rest.fra-01.braze.eu"
+        }
+        widgets = {
+            "instance_url": forms.TextInput(attrs={"size": 50, "placeholder": "https://rest.….braze.com"})
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,10 +68,14 @@ class ConnectionForm(forms.ModelForm):
                 self.initial["instance_url"] = ""
         key = self.fields["new_api_key"]
         if self.instance.api_key:
-            key.help_text = (f"Current key: {self.instance.api_key_display}. Leave empty to keep the current key. "
-                             "A REST API key with the users.track permission; stored encrypted.")
+            key.help_text = (
+                f"Current key: {self.instance.api_key_display}. Leave empty to keep the current key. "
+                "A REST API key with the users.track permission; stored encrypted."
+            )
         else:
-            key.help_text = "A REST API key with the users.track permission; stored encrypted, never shown again."
+            key.help_text = (
+                "A REST API key with the users.track permission; stored encrypted, never shown again."
+            )
 
     def clean(self):
         cleaned = super().clean()

@@ -1,6 +1,7 @@
 """django-q2 tasks: thin wrappers that call one service."""
 
-from . import services
+from . import resync, services
+from .models import ResyncRun
 
 
 def sync_flush(slot_id: int | None = None) -> str:
@@ -14,3 +15,10 @@ def sync_periodic() -> None:
     """Every minute: pick up retries that came due, work a lost task left behind, old rate windows."""
     services.sync_housekeeping()
     services.flush_request()
+
+
+def resync_run(run_id: int) -> str:
+    """A resync started from the admin: run it (or resume it) from its cursor."""
+    run = resync.resync_execute(run=ResyncRun.objects.get(pk=run_id))
+    return (f"resync #{run.pk}: {run.members_done}/{run.total} members, sent {run.members_sent}, "
+            f"unchanged {run.members_unchanged}, failed {run.members_failed}, requests {run.requests}")
