@@ -57,6 +57,8 @@ class ErrorSerializer(serializers.Serializer):
 class MemberSerializer(serializers.ModelSerializer):
     """A member as the API shows it. Points, purchases and tier are computed by the engine."""
 
+    # A plain string: the address may be blank, which the "email" format would not allow.
+    email = serializers.CharField(read_only=True, help_text="E-mail address (may be empty).")
     tier = serializers.CharField(source="tier.name", read_only=True, allow_null=True, help_text="Current tier name.")
     custom_fields = serializers.DictField(read_only=True, help_text="Custom field values by key.")
     last_purchase = serializers.DictField(
@@ -183,26 +185,26 @@ class EventRecordedSerializer(serializers.Serializer):
     member = MemberSerializer(help_text="The member's state after the event.")
 
 
-class BulkEventsInputSerializer(serializers.Serializer):
-    """Parses a bulk request; each event is checked on its own later, so items are not checked here."""
-
-    events = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
-
-    def validate_events(self, events):
-        limit = settings.LOYALTY["BULK_EVENTS_MAX"]
-        if len(events) > limit:
-            raise serializers.ValidationError(f"At most {limit} events per request (got {len(events)}).")
-        return events
-
-
 class BulkEventsRequestSerializer(serializers.Serializer):
-    """The documented shape of a bulk request."""
+    """A bulk request. Only the shape of each event is checked here; what it means is checked per event."""
 
     events = serializers.ListField(
         child=EventInputSerializer(),
+        allow_empty=True,
         max_length=settings.LOYALTY["BULK_EVENTS_MAX"],
-        help_text=f"At most {settings.LOYALTY['BULK_EVENTS_MAX']} events, each processed on its own.",
+        help_text=f"At most {settings.LOYALTY['BULK_EVENTS_MAX']} events, each recorded on its own.",
     )
+
+    def to_internal_value(self, data):
+        # Counted before each event is checked (a huge list is refused without looking at its items), against
+        # the setting as it is now: tests and deployments may change it.
+        if isinstance(data, dict) and isinstance(data.get("events"), list):
+            limit = settings.LOYALTY["BULK_EVENTS_MAX"]
+            if len(data["events"]) > limit:
+                raise serializers.ValidationError(
+                    {"events": [f"At most {limit} events per request (got {len(data['events'])})."]}
+                )
+        return super().to_internal_value(data)
 
 
 class BulkEventResultSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -17,11 +18,10 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..errors import LoyaltyError
 from ..models import EventSource, MemberStatus
-from .exceptions import loyalty_error_body, loyalty_error_status, validation_error_body
+from .exceptions import loyalty_error_body, loyalty_error_status
 from .parsers import StrictJSONParser
 from .permissions import IsApiUser
 from .serializers import (
-    BulkEventsInputSerializer,
     BulkEventsRequestSerializer,
     BulkEventsResponseSerializer,
     ErrorSerializer,
@@ -58,9 +58,17 @@ _MEMBER_ID_PARAMETER = OpenApiParameter(
 )
 
 
+class TokenAuthSchema(AutoSchema):
+    """Documents token authentication only: sessions serve the browsable API, not API clients."""
+
+    def get_auth(self):
+        return [requirement for requirement in super().get_auth() if "cookieAuth" not in requirement]
+
+
 class _ApiView(APIView):
     permission_classes = (IsApiUser,)
     parser_classes = (StrictJSONParser,)
+    schema = TokenAuthSchema()
 
 
 class MemberListCreateView(generics.ListAPIView):
@@ -68,6 +76,7 @@ class MemberListCreateView(generics.ListAPIView):
 
     permission_classes = (IsApiUser,)
     parser_classes = (StrictJSONParser,)
+    schema = TokenAuthSchema()
     serializer_class = MemberSerializer
 
     def get_queryset(self):
@@ -147,6 +156,7 @@ class MemberEventsView(generics.ListAPIView):
     """A member's loyalty events, newest first."""
 
     permission_classes = (IsApiUser,)
+    schema = TokenAuthSchema()
     serializer_class = LoyaltyEventSerializer
 
     def get_queryset(self):
@@ -209,26 +219,25 @@ class EventBulkView(_ApiView):
     @extend_schema(
         operation_id="events_bulk_create",
         summary="Record loyalty events in bulk",
-        description="Each event is recorded in its own transaction: one refused event does not stop the "
-        "others. The request fails as a whole (400) only when it is not `{\"events\": [...]}` or has too "
-        "many events.",
+        description="Each event is recorded in its own transaction and answered in `results`, in order: one "
+        "refused event (unknown member, invalid data, duplicate transaction, not enough points) does not stop "
+        "the others. The request fails as a whole (400) when it is not `{\"events\": [...]}`, has too many "
+        "events, or an event does not have the documented shape (e.g. `data` not an object): then "
+        "`error.fields` names it as `events[<index>].<field>` and nothing is recorded.",
         request=BulkEventsRequestSerializer,
         responses={200: BulkEventsResponseSerializer, **_errors(400, 415)},
     )
     def post(self, request: Request) -> Response:
-        serializer = BulkEventsInputSerializer(data=request.data)
+        serializer = BulkEventsRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = [self._one(index, item) for index, item in enumerate(serializer.validated_data["events"])]
+        results = [self._one(index, values) for index, values in enumerate(serializer.validated_data["events"])]
         errors = sum(1 for result in results if result["status"] != status.HTTP_201_CREATED)
         return Response({"results": results, "total": len(results), "errors": errors})
 
     @staticmethod
-    def _one(index: int, item: Any) -> dict[str, Any]:
-        event_input = EventInputSerializer(data=item)
-        if not event_input.is_valid():
-            return {"index": index, "status": 400, "error": validation_error_body(event_input.errors)}
+    def _one(index: int, values: dict[str, Any]) -> dict[str, Any]:
         try:
-            _, event = _record(event_input.validated_data)
+            _, event = _record(values)
         except LoyaltyError as error:
             return {"index": index, "status": loyalty_error_status(error), "error": loyalty_error_body(error)}
         return {"index": index, "status": 201, "event": LoyaltyEventSerializer(event).data}

@@ -292,26 +292,45 @@ def test_error_messages_do_not_leak_other_members_data(api, enrol, record):
 
 
 def test_bulk_answers_per_event_and_one_bad_event_does_not_stop_the_others(api, enrol):
+    # Given events of which the 2nd has invalid data, the 3rd an unknown member and the 4th a duplicate id
     enrol("M-1")
     events = [
         checkout_body(transaction_id="T-1", total=10),
         {"customer": "M-1", "action": "checkout", "data": {"transaction_id": "T-2", "total": -1, "currency": "EUR"}},
         checkout_body(customer="ghost", transaction_id="T-3"),
         checkout_body(transaction_id="T-1", total=10),
-        "not an event",
+        {"customer": "M-1", "action": "point_spend", "data": {"points": 500}},
         {"customer": "M-1", "action": "point_add", "data": {"points": 5}},
     ]
+
+    # When they are posted in bulk
     response = api.post(EVENTS + "/bulk", {"events": events}, format="json")
+
+    # Then each is answered in order, and the good ones are recorded
     assert response.status_code == 200
     body = response.json()
     assert (body["total"], body["errors"]) == (6, 4)
     assert [result["index"] for result in body["results"]] == list(range(6))
-    assert [result["status"] for result in body["results"]] == [201, 400, 404, 409, 400, 201]
+    assert [result["status"] for result in body["results"]] == [201, 400, 404, 409, 409, 201]
     assert "data.total" in body["results"][1]["error"]["fields"]
-    assert body["results"][4]["error"]["fields"] == {"body": ["Invalid data. Expected a dictionary, but got str."]}
+    assert body["results"][2]["error"]["code"] == "member_not_found"
+    assert body["results"][4]["error"]["code"] == "insufficient_points"
     assert body["results"][5]["event"]["action"] == "point_add"
     member = Member.objects.get()
     assert (member.purchase_count, member.points_earned) == (1, 15)
+
+
+def test_bulk_with_a_misshapen_event_is_refused_as_a_whole_naming_it(api, enrol):
+    enrol("M-1")
+    events = [
+        {"customer": "M-1", "action": "point_add", "data": {"points": 5}},
+        {"customer": "M-1", "action": "checkout", "data": ["not", "an", "object"]},
+        "not an event",
+    ]
+    response = api.post(EVENTS + "/bulk", {"events": events}, format="json")
+    assert response.status_code == 400
+    assert set(error_of(response)["fields"]) == {"events[1].data", "events[2]"}
+    assert not LoyaltyEvent.objects.filter(action="point_add").exists()
 
 
 def test_bulk_with_too_many_events_is_refused_as_a_whole(api, enrol, loyalty_settings):
