@@ -491,7 +491,8 @@ class ConditionSet:
 
 def _describe_failure(item: Condition | ConditionSet, data: Mapping[str, Any]) -> str:
     if isinstance(item, ConditionSet):
-        return f"({item.explain(data)})"
+        text = item.explain(data)
+        return text if len(item.items) == 1 or item.logic == Logic.AND else f"({text})"
     actual = lookup(data, item.attribute)
     shown = "missing" if actual is MISSING else json.dumps(actual, default=str)
     if len(shown) > 80:

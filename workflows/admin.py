@@ -1,0 +1,229 @@
+"""Workflows in the admin: the editor (conditions and actions inline, values per action), and the
+read-only logs (runs, trigger records, date scans) in the manner of django-q2's task admins."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .context import EVENT_ATTRIBUTES, MEMBER_ATTRIBUTES
+from .models import (
+    Action,
+    ActionValue,
+    Condition,
+    DateTriggerScan,
+    TriggerRecord,
+    Workflow,
+    WorkflowRun,
+    custom_field_types,
+)
+
+
+class DatalistInput(forms.TextInput):
+    """A text input that suggests values (the attributes a condition can name) without limiting them."""
+
+    def __init__(self, suggestions, attrs=None):
+        super().__init__(attrs)
+        self.suggestions = suggestions
+
+    def render(self, name, value, attrs=None, renderer=None):
+        list_id = f"{name}-suggestions"
+        attrs = {**(attrs or {}), "list": list_id, "size": 36}
+        options = format_html_join("", '<option value="{}">', ((item,) for item in self.suggestions()))
+        return format_html('{}<datalist id="{}">{}</datalist>', super().render(name, value, attrs, renderer),
+                           list_id, options)
+
+
+def _attribute_suggestions() -> list[str]:
+    names = [f"member.{name}" for name in MEMBER_ATTRIBUTES]
+    names += [f"member.custom_fields.{key}" for key in custom_field_types()]
+    names += list(EVENT_ATTRIBUTES) + ["event.total", "event.currency", "event.points", "event.points_earned",
+                                       "event.tier", "event.transaction_id"]
+    names += [f"previous.{name}" for name in MEMBER_ATTRIBUTES] + ["trigger.years", "trigger.period"]
+    return names
+
+
+class ConditionForm(forms.ModelForm):
+    class Meta:
+        model = Condition
+        fields = ("position", "attribute", "operator", "value")
+        widgets = {"attribute": DatalistInput(_attribute_suggestions), "value": forms.TextInput(attrs={"size": 30})}
+
+
+class ConditionInline(admin.TabularInline):
+    model = Condition
+    form = ConditionForm
+    extra = 0
+
+
+class ActionInline(admin.StackedInline):
+    model = Action
+    extra = 0
+    show_change_link = True
+    fields = (("position", "kind"), "event_name", "merge_objects", ("items_path", "currency_path"), "values_list")
+    readonly_fields = ("values_list",)
+
+    @admin.display(description="Attributes / properties")
+    def values_list(self, obj: Action) -> str:
+        if not obj.pk:
+            return "Save the workflow, then open the action to add its values."
+        rows = format_html_join(", ", "{} ({}: {})", ((v.name, v.braze_type, v.source) for v in obj.values.all()))
+        link = reverse("admin:workflows_action_change", args=[obj.pk])
+        return format_html('{} <a href="{}">Edit values</a>', rows or "none yet.", link)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = ("name", "active", "priority", "trigger_summary", "version", "runs_link", "updated_at")
+    list_filter = ("active", "trigger_kind")
+    search_fields = ("name", "description", "trigger_action", "trigger_field")
+    readonly_fields = ("version", "created_at", "updated_at", "runs_link", "snapshot_json")
+    inlines = [ConditionInline, ActionInline]
+    fieldsets = (
+        (None, {"fields": ("name", "description", ("active", "priority"))}),
+        ("Trigger", {"fields": ("trigger_kind", "trigger_action", "trigger_field", ("trigger_from", "trigger_to"))}),
+        ("Schedule (date and anniversary triggers)", {"fields": (
+            "schedule_frequency", "schedule_time", ("schedule_weekday", "schedule_day", "schedule_month"))}),
+        ("Conditions", {"fields": ("logic",)}),
+        ("History", {"classes": ("collapse",), "fields": ("version", "created_at", "updated_at", "runs_link",
+                                                         "snapshot_json")}),
+    )
+
+    @admin.display(description="Trigger")
+    def trigger_summary(self, obj: Workflow) -> str:
+        return obj.trigger_description
+
+    @admin.display(description="Runs")
+    def runs_link(self, obj: Workflow) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("admin:workflows_workflowrun_changelist") + f"?workflow__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} runs</a>', url, obj.runs.count())
+
+    @admin.display(description="Snapshot (what a run uses)")
+    def snapshot_json(self, obj: Workflow) -> str:
+        if not obj.pk:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(obj.snapshot(), indent=2, ensure_ascii=False))
+
+
+class ActionValueInline(admin.TabularInline):
+    model = ActionValue
+    extra = 1
+    fields = ("position", "name", "braze_type", "source", "path", "constant", "template", "required")
+    formfield_overrides = {
+        ActionValue._meta.get_field("constant"): {"widget": forms.Textarea(attrs={"rows": 1, "cols": 24})},
+        ActionValue._meta.get_field("template"): {"widget": forms.Textarea(attrs={"rows": 1, "cols": 36})},
+    }
+
+
+@admin.register(Action)
+class ActionAdmin(admin.ModelAdmin):
+    """Reached from a workflow's actions ("Edit values"); not listed on the admin index."""
+
+    list_display = ("__str__", "workflow", "position")
+    list_select_related = ("workflow",)
+    fields = ("workflow", ("position", "kind"), "event_name", "merge_objects", ("items_path", "currency_path"))
+    inlines = [ActionValueInline]
+
+    def get_model_perms(self, request):
+        return {}
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("workflow",) if obj else ()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs: nobody adds or edits them by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "workflow_link", "workflow_version", "member_link", "trigger_description",
+                    "outcome", "duration_ms", "queued_summary")
+    list_filter = ("outcome", "workflow")
+    search_fields = ("member__member_id", "workflow_name")
+    date_hierarchy = "started_at"
+    list_select_related = ("member", "workflow")
+    fields = ("workflow", "workflow_name", "workflow_version", "member", "trigger", "trigger_description",
+              "started_at", "duration_ms", "outcome", "detail", "error", "queued_json", "snapshot_json")
+    readonly_fields = fields
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The per-member list: ?member__id__exact=<pk> (linked from each run).
+        return lookup in ("member__id__exact", "trigger__id__exact") or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="Workflow", ordering="workflow_name")
+    def workflow_link(self, obj: WorkflowRun) -> str:
+        if obj.workflow_id is None:
+            return f"{obj.workflow_name} (deleted)"
+        return format_html('<a href="{}">{}</a>', reverse("admin:workflows_workflow_change", args=[obj.workflow_id]),
+                           obj.workflow_name)
+
+    @admin.display(description="Member", ordering="member__member_id")
+    def member_link(self, obj: WorkflowRun) -> str:
+        url = reverse("admin:workflows_workflowrun_changelist") + f"?member__id__exact={obj.member_id}"
+        return format_html('<a href="{}" title="Runs for this member">{}</a>', url, obj.member.member_id)
+
+    @admin.display(description="Queued")
+    def queued_summary(self, obj: WorkflowRun) -> str:
+        if obj.error:
+            return obj.error[:120]
+        if obj.detail:
+            return obj.detail[:120]
+        return "; ".join(item["summary"] + (" (already queued)" if item.get("duplicate") else "")
+                         for item in obj.queued) or "-"
+
+    @admin.display(description="Queued items")
+    def queued_json(self, obj: WorkflowRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.queued, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Workflow as the run saw it")
+    def snapshot_json(self, obj: WorkflowRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.snapshot, indent=2, ensure_ascii=False))
+
+
+@admin.register(TriggerRecord)
+class TriggerRecordAdmin(ReadOnlyAdmin):
+    list_display = ("key", "kind", "member", "status", "attempts", "created_at", "processed_at", "runs_link")
+    list_filter = ("status", "kind")
+    search_fields = ("key", "member__member_id")
+    list_select_related = ("member",)
+    fields = ("key", "kind", "member", "event", "workflow", "changes", "period", "occurred_at", "status", "attempts",
+              "claimed_until", "processed_at", "last_error", "created_at")
+    readonly_fields = fields
+    actions = ["process_again"]
+
+    @admin.display(description="Runs")
+    def runs_link(self, obj: TriggerRecord) -> str:
+        url = reverse("admin:workflows_workflowrun_changelist") + f"?trigger__id__exact={obj.pk}"
+        return format_html('<a href="{}">runs</a>', url)
+
+    @admin.action(description="Process again (Braze gets nothing twice)")
+    def process_again(self, request, queryset):
+        runs = 0
+        for record_id in queryset.values_list("pk", flat=True):
+            runs += services.trigger_record_process(record_id=record_id, force=True).runs
+        self.message_user(request, f"Processed {queryset.count()} trigger(s): {runs} run(s).", messages.SUCCESS)
+
+
+@admin.register(DateTriggerScan)
+class DateTriggerScanAdmin(ReadOnlyAdmin):
+    list_display = ("workflow", "period", "due_at", "started_at", "finished_at", "members_matched", "error")
+    list_filter = ("workflow",)
+    readonly_fields = ("workflow", "period", "due_at", "started_at", "finished_at", "members_matched", "error")
+
