@@ -101,7 +101,18 @@ class MemberAdmin(admin.ModelAdmin):
         (None, {"fields": ["member_id", "status", "opted_in_at", "opted_out_at"]}),
         (
             "Profile",
-            {"fields": ["first_name", "last_name", "email", "phone", "birth_date", "gender", "language", "country"]},
+            {
+                "fields": [
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "phone",
+                    "birth_date",
+                    "gender",
+                    "language",
+                    "country",
+                ]
+            },
         ),
         (
             "Custom fields",
@@ -124,7 +135,10 @@ class MemberAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Purchases", {"fields": ["purchase_count", "purchase_total", "last_purchase_at", "last_purchase_pretty"]}),
+        (
+            "Purchases",
+            {"fields": ["purchase_count", "purchase_total", "last_purchase_at", "last_purchase_pretty"]},
+        ),
         ("Latest events", {"fields": ["latest_events"], "classes": ["collapse"]}),
         ("Points ledger", {"fields": ["latest_ledger"], "classes": ["collapse"]}),
         ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
@@ -134,7 +148,9 @@ class MemberAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.pk:
-            fields.append("member_id")  # it is Braze's external_id: changing it would orphan the Braze profile
+            fields.append(
+                "member_id"
+            )  # it is Braze's external_id: changing it would orphan the Braze profile
         return fields
 
     @admin.display(description="Last purchase")
@@ -183,7 +199,9 @@ class MemberAdmin(admin.ModelAdmin):
                     row.get_kind_display(),
                     f"{row.points:+d}",
                     row.remaining,
-                    "pending until " + localtime(row.available_at).strftime("%Y-%m-%d") if row.pending else "",
+                    "pending until " + localtime(row.available_at).strftime("%Y-%m-%d")
+                    if row.pending
+                    else "",
                     localtime(row.expires_at).strftime("%Y-%m-%d") if row.expires_at else "",
                     row.note,
                 )
@@ -200,7 +218,9 @@ class MemberAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Member, form, change: bool) -> None:
         """Profile changes go through the services, so events are recorded and listeners hear of them."""
-        profile = {name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.changed_data}
+        profile = {
+            name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.changed_data
+        }
         new_custom = form.cleaned_data.get("custom_fields") or {}
         if change:
             current = Member.objects.get(pk=obj.pk)
@@ -215,7 +235,11 @@ class MemberAdmin(admin.ModelAdmin):
                 member_id=form.cleaned_data["member_id"],
                 source=EventSource.ADMIN,
                 custom_fields=new_custom or None,
-                **{name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.cleaned_data},
+                **{
+                    name: form.cleaned_data[name]
+                    for name in services.PROFILE_FIELDS
+                    if name in form.cleaned_data
+                },
             )
         # The admin goes on with ``obj`` (log entry, redirect): make it the saved row.
         obj.pk = saved.pk
@@ -284,12 +308,29 @@ class LoyaltyEventAdmin(_ReadOnlyAdmin):
 
 @admin.register(PointsTransaction)
 class PointsTransactionAdmin(_ReadOnlyAdmin):
-    list_display = ["created_at", "member", "kind", "points", "remaining", "pending", "available_at", "expires_at"]
+    list_display = [
+        "created_at",
+        "member",
+        "kind",
+        "points",
+        "remaining",
+        "pending",
+        "available_at",
+        "expires_at",
+    ]
     list_filter = ["kind", "pending"]
     search_fields = ["member__member_id", "note"]
     list_select_related = ["member"]
     fields = [
-        "member", "kind", "points", "remaining", "pending", "available_at", "expires_at", "event", "note", "created_at",
+        "member",
+        "kind",
+        "points",
+        "remaining",
+        "pending",
+        "available_at",
+        "expires_at",
+        "event",
+        "note",
+        "created_at",
     ]
     readonly_fields = fields
-

@@ -60,7 +60,9 @@ class InvalidData(LoyaltyError):
             path: [problem] if isinstance(problem, str) else list(problem) for path, problem in errors.items()
         }
         if message is None:
-            message = "; ".join(f"{path}: {' '.join(problems)}" for path, problems in self.field_errors.items())
+            message = "; ".join(
+                f"{path}: {' '.join(problems)}" for path, problems in self.field_errors.items()
+            )
         super().__init__(message or "Invalid input.", field=next(iter(self.field_errors), None))
 
     @property

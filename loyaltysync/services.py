@@ -217,7 +217,9 @@ def _money(
         return None
     number = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     if number < 0 or (number == 0 and not allow_zero):
-        errors.add(path, "must be a positive number (at least 0.01)." if not allow_zero else "must not be negative.")
+        errors.add(
+            path, "must be a positive number (at least 0.01)." if not allow_zero else "must not be negative."
+        )
         return None
     return number
 
@@ -305,7 +307,9 @@ def custom_fields_validate(*, values: Any) -> dict[str, Any]:
     if not isinstance(values, dict):
         errors.add("custom_fields", f"must be an object, not {_json_type(values)}.")
         errors.raise_if_any()
-    definitions = {definition.key: definition for definition in CustomField.objects.filter(key__in=list(values))}
+    definitions = {
+        definition.key: definition for definition in CustomField.objects.filter(key__in=list(values))
+    }
     cleaned: dict[str, Any] = {}
     for key, value in values.items():
         path = f"custom_fields.{key}"
@@ -467,7 +471,9 @@ def member_profile_check(
         candidate = Member(member_id=member_id)
     else:
         candidate = Member.objects.get(pk=member.pk)
-    _profile_apply(candidate, profile=profile, custom_fields=custom_fields, at=timezone.now(), creating=member is None)
+    _profile_apply(
+        candidate, profile=profile, custom_fields=custom_fields, at=timezone.now(), creating=member is None
+    )
 
 
 def _member_id_check(member_id: Any, path: str) -> str:
@@ -543,7 +549,9 @@ def _member_insert(member: Member) -> None:
         with transaction.atomic():  # a savepoint: a concurrent insert must not break the caller's transaction
             member.save()
     except IntegrityError:
-        raise MemberAlreadyExists(f"A member with id {member.member_id!r} exists already.", field="member_id") from None
+        raise MemberAlreadyExists(
+            f"A member with id {member.member_id!r} exists already.", field="member_id"
+        ) from None
 
 
 def _member_save(member: Member) -> None:
@@ -629,7 +637,9 @@ def event_record(
     if not isinstance(member_id, str) or not _MEMBER_ID.match(member_id) or _string_problem(member_id):
         errors.add("customer", "must be a member id: 1-255 characters without spaces.")
     if not isinstance(action, str) or not ACTION_PATTERN.match(action):
-        errors.add("action", "must be 1-64 lower-case letters, digits or underscores, starting with a letter.")
+        errors.add(
+            "action", "must be 1-64 lower-case letters, digits or underscores, starting with a letter."
+        )
     elif action in ENGINE_ACTIONS and source != EventSource.ENGINE:
         errors.add("action", "is recorded by the loyalty engine only.")
     if not isinstance(data, dict):
@@ -641,7 +651,11 @@ def event_record(
     data = dict(data)
     effective = data.pop("effective_timestamp", None)
     if occurred_at is None:
-        occurred_at = timezone.now() if effective is None else _parse_moment(effective, "data.effective_timestamp", errors)
+        occurred_at = (
+            timezone.now()
+            if effective is None
+            else _parse_moment(effective, "data.effective_timestamp", errors)
+        )
     errors.raise_if_any(InvalidEventData)
 
     handler = _HANDLERS.get(action, _record_as_is)
@@ -723,10 +737,16 @@ def _items_clean(value: Any, errors: _Errors) -> list[dict[str, Any]]:
         if isinstance(product_id, int) and not isinstance(product_id, bool):
             product_id = str(product_id)
         cleaned = dict(item)
-        cleaned["product_id"] = _string(product_id, f"{path}.product_id", errors, required=True, max_length=128)
-        cleaned["product_name"] = _string(item.get("product_name"), f"{path}.product_name", errors, required=True)
+        cleaned["product_id"] = _string(
+            product_id, f"{path}.product_id", errors, required=True, max_length=128
+        )
+        cleaned["product_name"] = _string(
+            item.get("product_name"), f"{path}.product_name", errors, required=True
+        )
         price = _money(item.get("price"), f"{path}.price", errors, required=True, allow_zero=True)
-        quantity = _positive_int(item.get("quantity"), f"{path}.quantity", errors, required=True, maximum=1_000_000)
+        quantity = _positive_int(
+            item.get("quantity"), f"{path}.quantity", errors, required=True, maximum=1_000_000
+        )
         cleaned["quantity"] = quantity
         for name, amount in (
             ("price", price),
@@ -742,7 +762,9 @@ def _items_clean(value: Any, errors: _Errors) -> list[dict[str, Any]]:
 def _checkout(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     """A purchase: earns points by total and tier, counts towards purchase totals, may burn points."""
     errors = _Errors()
-    transaction_id = _string(data.get("transaction_id"), "data.transaction_id", errors, required=True, max_length=128)
+    transaction_id = _string(
+        data.get("transaction_id"), "data.transaction_id", errors, required=True, max_length=128
+    )
     total = _money(data.get("total"), "data.total", errors, required=True)
     currency = data.get("currency")
     if not isinstance(currency, str) or not _CURRENCY.match(currency.upper()):
@@ -810,7 +832,9 @@ def _refund(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     back at all is reported in the event (``points_not_recovered``) rather than making balances negative.
     """
     errors = _Errors()
-    transaction_id = _string(data.get("transaction_id"), "data.transaction_id", errors, required=True, max_length=128)
+    transaction_id = _string(
+        data.get("transaction_id"), "data.transaction_id", errors, required=True, max_length=128
+    )
     amount = _money(data.get("amount"), "data.amount", errors)
     errors.raise_if_any(InvalidEventData)
 
@@ -834,7 +858,9 @@ def _refund(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
         amount = refundable
     elif amount > refundable:
         raise InvalidEventData(
-            {"data.amount": f"must be at most {refundable} (what remains of the checkout's {checkout_total})."}
+            {
+                "data.amount": f"must be at most {refundable} (what remains of the checkout's {checkout_total})."
+            }
         )
     # Cumulative rounding, so that refunding a checkout in parts takes back exactly what it earned.
     checkout_points = int(checkout.data.get("points_earned", 0) or 0)
@@ -861,9 +887,13 @@ def _point_add(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     reason = _string(data.get("reason"), "data.reason", errors)
     errors.raise_if_any(InvalidEventData)
     if context.member.points_earned + points > MAX_POINTS_BALANCE:
-        raise InvalidEventData({"data.points": f"would take the member's points beyond {MAX_POINTS_BALANCE}."})
+        raise InvalidEventData(
+            {"data.points": f"would take the member's points beyond {MAX_POINTS_BALANCE}."}
+        )
     event = _event_create(context, "point_add", {**data, "points": points})
-    _points_credit(context, points, event, kind=LedgerKind.ADJUST, pending_days=0, note=reason or "Points added")
+    _points_credit(
+        context, points, event, kind=LedgerKind.ADJUST, pending_days=0, note=reason or "Points added"
+    )
     _standing_refresh(context)
     return event
 
@@ -910,7 +940,9 @@ _HANDLERS = {
 
 
 def _open_credits(member: Member) -> QuerySet[PointsTransaction]:
-    return member.ledger.filter(kind__in=_CREDIT_KINDS, points__gt=0, remaining__gt=0).order_by("created_at", "id")
+    return member.ledger.filter(kind__in=_CREDIT_KINDS, points__gt=0, remaining__gt=0).order_by(
+        "created_at", "id"
+    )
 
 
 def _points_credit(
@@ -1010,13 +1042,17 @@ def _standing_refresh(context: _Context) -> None:
     """Recompute balances from the ledger and the tier from lifetime points; record tier changes."""
     member = context.member
     _balances_refresh(member)
-    new_tier = Tier.objects.filter(points_threshold__lte=member.points_earned).order_by("-points_threshold").first()
+    new_tier = (
+        Tier.objects.filter(points_threshold__lte=member.points_earned).order_by("-points_threshold").first()
+    )
     if (new_tier.pk if new_tier else None) == member.tier_id:
         return
     old_tier = member.tier if member.tier_id else None
     member.tier = new_tier
     member.tier_since = context.occurred_at
-    upgrade = new_tier is not None and (old_tier is None or new_tier.points_threshold > old_tier.points_threshold)
+    upgrade = new_tier is not None and (
+        old_tier is None or new_tier.points_threshold > old_tier.points_threshold
+    )
     _event_create(
         context,
         "tier_reached" if upgrade else "tier_lost",
@@ -1063,7 +1099,9 @@ def points_release_pending(*, now: dt.datetime | None = None) -> int:
             _standing_refresh(context)
             if points:
                 _event_create(
-                    context, "points_spendable", {"points": points, "points_spendable": member.points_spendable}
+                    context,
+                    "points_spendable",
+                    {"points": points, "points_spendable": member.points_spendable},
                 )
                 released += 1
             _member_save(member)

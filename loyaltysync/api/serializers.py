@@ -30,16 +30,16 @@ class MemberIdField(StrictCharField):
         kwargs.setdefault("max_length", 255)
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
-        self.validators.append(
-            RegexValidator(r"^\S+$", "Must be 1-255 characters without spaces.")
-        )
+        self.validators.append(RegexValidator(r"^\S+$", "Must be 1-255 characters without spaces."))
 
 
 # --- Errors (documentation of api.exceptions' shape) --------------------------------------------
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid`, `member_not_found`.")
+    code = serializers.CharField(
+        help_text="Stable machine-readable code, e.g. `invalid`, `member_not_found`."
+    )
     message = serializers.CharField(help_text="What went wrong, for people.")
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
@@ -59,7 +59,9 @@ class MemberSerializer(serializers.ModelSerializer):
 
     # A plain string: the address may be blank, which the "email" format would not allow.
     email = serializers.CharField(read_only=True, help_text="E-mail address (may be empty).")
-    tier = serializers.CharField(source="tier.name", read_only=True, allow_null=True, help_text="Current tier name.")
+    tier = serializers.CharField(
+        source="tier.name", read_only=True, allow_null=True, help_text="Current tier name."
+    )
     custom_fields = serializers.DictField(read_only=True, help_text="Custom field values by key.")
     last_purchase = serializers.DictField(
         read_only=True,
@@ -101,8 +103,12 @@ class MemberWriteSerializer(serializers.Serializer):
     phone = StrictCharField(required=False, allow_blank=True, max_length=32)
     birth_date = serializers.DateField(required=False, allow_null=True)
     gender = serializers.ChoiceField(choices=Gender.choices, required=False, allow_blank=True)
-    language = StrictCharField(required=False, allow_blank=True, max_length=10, help_text="ISO 639-1, e.g. en.")
-    country = StrictCharField(required=False, allow_blank=True, max_length=2, help_text="ISO 3166-1 alpha-2, e.g. DE.")
+    language = StrictCharField(
+        required=False, allow_blank=True, max_length=10, help_text="ISO 639-1, e.g. en."
+    )
+    country = StrictCharField(
+        required=False, allow_blank=True, max_length=2, help_text="ISO 3166-1 alpha-2, e.g. DE."
+    )
     status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
     custom_fields = serializers.DictField(
         required=False,
@@ -209,7 +215,9 @@ class BulkEventsRequestSerializer(serializers.Serializer):
 
 class BulkEventResultSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the event in the request.")
-    status = serializers.IntegerField(help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict.")
+    status = serializers.IntegerField(
+        help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict."
+    )
     event = LoyaltyEventSerializer(required=False, help_text="The recorded event (when status is 201).")
     error = ErrorDetailSerializer(required=False, help_text="Why the event was refused (otherwise).")
 

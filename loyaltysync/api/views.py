@@ -88,8 +88,12 @@ class MemberListCreateView(generics.ListAPIView):
         operation_id="members_list",
         summary="List members",
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=MemberStatus.values, description="Only this status."),
-            OpenApiParameter("tier", OpenApiTypes.STR, description="Only members of this tier (name, any case)."),
+            OpenApiParameter(
+                "status", OpenApiTypes.STR, enum=MemberStatus.values, description="Only this status."
+            ),
+            OpenApiParameter(
+                "tier", OpenApiTypes.STR, description="Only members of this tier (name, any case)."
+            ),
             OpenApiParameter("search", OpenApiTypes.STR, description="Text in member id, e-mail or name."),
         ],
         responses={200: MemberSerializer(many=True), **_errors(400, 404)},
@@ -221,7 +225,7 @@ class EventBulkView(_ApiView):
         summary="Record loyalty events in bulk",
         description="Each event is recorded in its own transaction and answered in `results`, in order: one "
         "refused event (unknown member, invalid data, duplicate transaction, not enough points) does not stop "
-        "the others. The request fails as a whole (400) when it is not `{\"events\": [...]}`, has too many "
+        'the others. The request fails as a whole (400) when it is not `{"events": [...]}`, has too many '
         "events, or an event does not have the documented shape (e.g. `data` not an object): then "
         "`error.fields` names it as `events[<index>].<field>` and nothing is recorded.",
         request=BulkEventsRequestSerializer,
@@ -230,7 +234,9 @@ class EventBulkView(_ApiView):
     def post(self, request: Request) -> Response:
         serializer = BulkEventsRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = [self._one(index, values) for index, values in enumerate(serializer.validated_data["events"])]
+        results = [
+            self._one(index, values) for index, values in enumerate(serializer.validated_data["events"])
+        ]
         errors = sum(1 for result in results if result["status"] != status.HTTP_201_CREATED)
         return Response({"results": results, "total": len(results), "errors": errors})
 

@@ -44,7 +44,10 @@ def loyalty_settings(settings):
 def tiers(db):
     return {
         name: Tier.objects.create(
-            name=name, points_threshold=threshold, multiplier=Decimal(multiplier), order=index,
+            name=name,
+            points_threshold=threshold,
+            multiplier=Decimal(multiplier),
+            order=index,
             benefits=f"{name} benefits",
         )
         for index, (name, threshold, multiplier) in enumerate(TIERS)

@@ -14,15 +14,26 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_superuser(username="admin", email="admin@example.com", password=None)
+    user = get_user_model().objects.create_superuser(
+        username="admin", email="admin@example.com", password=None
+    )
     client.force_login(user)
     return client
 
 
 def member_form(**values):
     form = {
-        "member_id": "M-1", "status": "active", "first_name": "", "last_name": "", "email": "", "phone": "",
-        "birth_date": "", "gender": "", "language": "", "country": "", "custom_fields": "{}",
+        "member_id": "M-1",
+        "status": "active",
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "phone": "",
+        "birth_date": "",
+        "gender": "",
+        "language": "",
+        "country": "",
+        "custom_fields": "{}",
     }
     form.update(values)
     return form
@@ -43,9 +54,16 @@ def test_member_pages_render(staff_client, enrol, record):
     page = staff_client.get(f"/admin/loyaltysync/member/{member.pk}/change/")
     assert page.status_code == 200
     content = page.content.decode()
-    assert "checkout</a>" in content and "Checkout T-1" in content, content[content.find("Latest 20"):][:3000]  # latest events and ledger
-    for url in ("/admin/loyaltysync/loyaltyevent/?action=checkout", "/admin/loyaltysync/pointstransaction/",
-                "/admin/loyaltysync/tier/", "/admin/loyaltysync/customfield/", "/admin/loyaltysync/member/add/"):
+    assert "checkout</a>" in content and "Checkout T-1" in content, content[content.find("Latest 20") :][
+        :3000
+    ]  # latest events and ledger
+    for url in (
+        "/admin/loyaltysync/loyaltyevent/?action=checkout",
+        "/admin/loyaltysync/pointstransaction/",
+        "/admin/loyaltysync/tier/",
+        "/admin/loyaltysync/customfield/",
+        "/admin/loyaltysync/member/add/",
+    ):
         assert staff_client.get(url).status_code == 200, url
 
 
@@ -71,7 +89,8 @@ def test_changing_a_member_in_the_admin_goes_through_member_update(staff_client,
     assert member.last_name == "Hopper" and member.custom_fields == {"shoe_size": 41}
     event = member.events.get(action="profile")
     assert (event.source, event.data) == (
-        "admin", {"last_name": "Hopper", "custom_fields": {"shoe_size": 41, "newsletter": None}},
+        "admin",
+        {"last_name": "Hopper", "custom_fields": {"shoe_size": 41, "newsletter": None}},
     )
 
 
@@ -91,7 +110,10 @@ def test_events_cannot_be_added_changed_or_deleted(staff_client, enrol):
     enrol("M-1")
     event = LoyaltyEvent.objects.first()
     assert staff_client.get("/admin/loyaltysync/loyaltyevent/add/").status_code == 403
-    assert staff_client.post(f"/admin/loyaltysync/loyaltyevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        staff_client.post(f"/admin/loyaltysync/loyaltyevent/{event.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     page = staff_client.get(f"/admin/loyaltysync/loyaltyevent/{event.pk}/change/")
     assert page.status_code == 200 and b'name="_save"' not in page.content
 

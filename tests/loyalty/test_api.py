@@ -65,7 +65,12 @@ def test_a_wrong_token_is_refused(anonymous_api, db):
 def test_create_then_get_a_member(api, tiers, loyalty_settings, custom_fields):
     response = api.post(
         "/api/v1/members/",
-        {"member_id": "M-7", "first_name": "Grace", "email": "grace@example.com", "custom_fields": {"shoe_size": 40}},
+        {
+            "member_id": "M-7",
+            "first_name": "Grace",
+            "email": "grace@example.com",
+            "custom_fields": {"shoe_size": 40},
+        },
         format="json",
     )
     assert response.status_code == 201, response.json()
@@ -73,7 +78,9 @@ def test_create_then_get_a_member(api, tiers, loyalty_settings, custom_fields):
 
     member = api.get("/api/v1/members/M-7/").json()
     assert (member["first_name"], member["custom_fields"], member["points_spendable"]) == (
-        "Grace", {"shoe_size": 40}, 0,
+        "Grace",
+        {"shoe_size": 40},
+        0,
     )
 
 
@@ -133,12 +140,16 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
 
 
-@pytest.mark.parametrize("field", ["points_spendable", "points_earned", "tier", "purchase_total", "last_purchase"])
+@pytest.mark.parametrize(
+    "field", ["points_spendable", "points_earned", "tier", "purchase_total", "last_purchase"]
+)
 def test_patch_of_a_computed_field_is_refused_naming_it(api, enrol, field):
     enrol("M-1")
     response = api.patch("/api/v1/members/M-1/", {field: 99999}, format="json")
     assert response.status_code == 400
-    assert error_of(response)["fields"] == {field: ["is computed by the loyalty engine and cannot be written."]}
+    assert error_of(response)["fields"] == {
+        field: ["is computed by the loyalty engine and cannot be written."]
+    }
     assert Member.objects.get().points_spendable == 0
 
 
@@ -195,7 +206,9 @@ def test_events_url_with_trailing_slash_works_too(api, enrol):
 
 
 def test_opt_in_through_the_api_creates_the_member(api, tiers, loyalty_settings):
-    response = api.post(EVENTS, {"customer": "new-1", "action": "opt_in", "data": {"first_name": "Lin"}}, format="json")
+    response = api.post(
+        EVENTS, {"customer": "new-1", "action": "opt_in", "data": {"first_name": "Lin"}}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["member"]["first_name"] == "Lin"
     assert Member.objects.filter(member_id="new-1").exists()
@@ -219,7 +232,9 @@ def test_duplicate_transaction_is_409_and_not_double_counted(api, enrol):
 
 def test_overspending_is_409(api, enrol):
     enrol("M-1")
-    response = api.post(EVENTS, {"customer": "M-1", "action": "point_spend", "data": {"points": 5}}, format="json")
+    response = api.post(
+        EVENTS, {"customer": "M-1", "action": "point_spend", "data": {"points": 5}}, format="json"
+    )
     assert response.status_code == 409
     error = error_of(response)
     assert error["code"] == "insufficient_points" and error["fields"] == {"data.points": [error["message"]]}
@@ -238,8 +253,10 @@ def test_overspending_is_409(api, enrol):
         ({"customer": "M-1", "action": "checkout", "data": {"total": "x"}}, "data.total"),
         (checkout_body(total=1e308), "data.total"),
         (checkout_body(total=10**300), "data.total"),
-        (checkout_body(items=[{"product_id": "P", "product_name": "N", "price": 1, "quantity": -1}]),
-         "data.items[0].quantity"),
+        (
+            checkout_body(items=[{"product_id": "P", "product_name": "N", "price": 1, "quantity": -1}]),
+            "data.items[0].quantity",
+        ),
         ("just a string", "body"),
     ],
 )
@@ -280,7 +297,9 @@ def test_error_messages_do_not_leak_other_members_data(api, enrol, record):
     record("M-2", "checkout", transaction_id="T-2", total=70, currency="EUR")
     enrol("M-1")
     responses = [
-        api.post(EVENTS, {"customer": "M-1", "action": "refund", "data": {"transaction_id": "T-2"}}, format="json"),
+        api.post(
+            EVENTS, {"customer": "M-1", "action": "refund", "data": {"transaction_id": "T-2"}}, format="json"
+        ),
         api.post(EVENTS, checkout_body(transaction_id="T-2"), format="json"),
     ]
     for response in responses:
@@ -296,7 +315,11 @@ def test_bulk_answers_per_event_and_one_bad_event_does_not_stop_the_others(api, 
     enrol("M-1")
     events = [
         checkout_body(transaction_id="T-1", total=10),
-        {"customer": "M-1", "action": "checkout", "data": {"transaction_id": "T-2", "total": -1, "currency": "EUR"}},
+        {
+            "customer": "M-1",
+            "action": "checkout",
+            "data": {"transaction_id": "T-2", "total": -1, "currency": "EUR"},
+        },
         checkout_body(customer="ghost", transaction_id="T-3"),
         checkout_body(transaction_id="T-1", total=10),
         {"customer": "M-1", "action": "point_spend", "data": {"points": 500}},
@@ -355,12 +378,19 @@ def test_bulk_that_is_not_a_list_of_events_names_events(api, db, body):
 def test_openapi_schema_documents_the_endpoints_and_error_shape(api):
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
-    schema = json.loads(response.content) if response["Content-Type"].startswith("application/json") else (
-        yaml.safe_load(response.content)
+    schema = (
+        json.loads(response.content)
+        if response["Content-Type"].startswith("application/json")
+        else (yaml.safe_load(response.content))
     )
     paths = schema["paths"]
-    assert {"/api/v1/members/", "/api/v1/members/{member_id}/", "/api/v1/members/{member_id}/events/",
-            "/api/v1/events", "/api/v1/events/bulk"} <= set(paths)
+    assert {
+        "/api/v1/members/",
+        "/api/v1/members/{member_id}/",
+        "/api/v1/members/{member_id}/events/",
+        "/api/v1/events",
+        "/api/v1/events/bulk",
+    } <= set(paths)
     event_post = paths["/api/v1/events"]["post"]["responses"]
     assert {"201", "400", "401", "404", "409"} <= set(event_post)
     assert event_post["409"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"

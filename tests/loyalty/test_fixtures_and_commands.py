@@ -15,20 +15,43 @@ from loyaltysync.signals import members_changed
 pytestmark = pytest.mark.django_db
 
 DEMO = Path(settings.BASE_DIR) / "fixtures" / "demo.json"
-BALANCES = ("points_earned", "points_spent", "points_pending", "points_expired", "points_spendable", "tier_id")
+BALANCES = (
+    "points_earned",
+    "points_spent",
+    "points_pending",
+    "points_expired",
+    "points_spendable",
+    "tier_id",
+)
 
 
 def test_demo_fixture_loads_with_tiers_every_field_type_and_varied_members():
     call_command("loaddata", str(DEMO), verbosity=0)
     assert list(Tier.objects.values_list("name", "points_threshold")) == [
-        ("Bronze", 0), ("Silver", 500), ("Gold", 2000), ("Platinum", 5000),
+        ("Bronze", 0),
+        ("Silver", 500),
+        ("Gold", 2000),
+        ("Platinum", 5000),
     ]
     assert set(CustomField.objects.values_list("type", flat=True)) == set(FieldType.values)
     assert 35 <= Member.objects.count() <= 50
     assert set(Member.objects.values_list("status", flat=True)) == set(MemberStatus.values)
-    assert set(Member.objects.values_list("tier__name", flat=True)) == {"Bronze", "Silver", "Gold", "Platinum"}
+    assert set(Member.objects.values_list("tier__name", flat=True)) == {
+        "Bronze",
+        "Silver",
+        "Gold",
+        "Platinum",
+    }
     assert LoyaltyEvent.objects.filter(action="checkout").count() > 50
-    for action in ("opt_in", "opt_out", "refund", "point_add", "point_spend", "tier_reached", "points_expired"):
+    for action in (
+        "opt_in",
+        "opt_out",
+        "refund",
+        "point_add",
+        "point_spend",
+        "tier_reached",
+        "points_expired",
+    ):
         assert LoyaltyEvent.objects.filter(action=action).exists(), action
 
 

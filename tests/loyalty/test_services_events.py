@@ -171,7 +171,9 @@ def test_checkout_uses_the_tier_multiplier_and_upgrades(enrol, record, tiers):
     member, _ = checkout(record, transaction_id="T-1", total=500)
     assert member.tier == tiers["Silver"]
     assert member.events.filter(action="tier_reached").first().data == {
-        "tier": "Silver", "previous_tier": "Bronze", "benefits": "Silver benefits",
+        "tier": "Silver",
+        "previous_tier": "Bronze",
+        "benefits": "Silver benefits",
     }
 
     # When they buy again as Silver (1.25)
@@ -238,13 +240,21 @@ def test_database_constraint_catches_a_duplicate_the_check_missed(enrol, record,
         ({"transaction_id": "T", "total": 10, "currency": "EUR", "items": {}}, "data.items"),
         ({"transaction_id": "T", "total": 10, "currency": "EUR", "items": ["x"]}, "data.items[0]"),
         (
-            {"transaction_id": "T", "total": 10, "currency": "EUR",
-             "items": [{"product_id": "P", "product_name": "N", "price": -1, "quantity": 1}]},
+            {
+                "transaction_id": "T",
+                "total": 10,
+                "currency": "EUR",
+                "items": [{"product_id": "P", "product_name": "N", "price": -1, "quantity": 1}],
+            },
             "data.items[0].price",
         ),
         (
-            {"transaction_id": "T", "total": 10, "currency": "EUR",
-             "items": [{"product_id": "P", "product_name": "N", "price": 1, "quantity": 1.5}]},
+            {
+                "transaction_id": "T",
+                "total": 10,
+                "currency": "EUR",
+                "items": [{"product_id": "P", "product_name": "N", "price": 1, "quantity": 1.5}],
+            },
             "data.items[0].quantity",
         ),
         ({"transaction_id": "T", "total": 10, "currency": "EUR", "points_burned": -5}, "data.points_burned"),

@@ -47,7 +47,12 @@ def test_released_points_can_be_spent(enrol, record, loyalty_settings):
 def test_expired_points_leave_the_balance_but_not_the_lifetime_total(enrol, record, tiers):
     # Given 600 points earned 400 days ago, 100 of them spent, and 50 earned today
     enrol("M-1")
-    record("M-1", "point_add", points=600, effective_timestamp=(timezone.now() - dt.timedelta(days=400)).isoformat())
+    record(
+        "M-1",
+        "point_add",
+        points=600,
+        effective_timestamp=(timezone.now() - dt.timedelta(days=400)).isoformat(),
+    )
     record("M-1", "point_spend", points=100)
     record("M-1", "point_add", points=50)
 
@@ -78,7 +83,12 @@ def test_no_expiry_when_expiry_days_is_zero(enrol, record, loyalty_settings):
 def test_tasks_call_the_services(enrol, record, loyalty_settings):
     loyalty_settings["PENDING_DAYS"] = 0
     enrol("M-1")
-    record("M-1", "point_add", points=10, effective_timestamp=(timezone.now() - dt.timedelta(days=366)).isoformat())
+    record(
+        "M-1",
+        "point_add",
+        points=10,
+        effective_timestamp=(timezone.now() - dt.timedelta(days=366)).isoformat(),
+    )
     assert tasks.points_release_pending() == 0
     assert tasks.points_expire_due() == 1
     assert LoyaltyEvent.objects.filter(action="points_expired").exists()

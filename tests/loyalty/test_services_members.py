@@ -87,7 +87,9 @@ def test_member_update_saves_and_records_only_real_changes(member):
 
         # When a value changes, one save that reports the change, and a profile event with the new value
         updated = services.member_update(
-            member=member, profile={"first_name": "Ada", "country": "de", "birth_date": "1990-12-10"}, source="admin"
+            member=member,
+            profile={"first_name": "Ada", "country": "de", "birth_date": "1990-12-10"},
+            source="admin",
         )
     finally:
         post_save.disconnect(on_save, sender=Member)
@@ -126,7 +128,52 @@ def test_custom_field_bad_value_is_refused_naming_the_field(member, custom_field
         ("avg_basket", 10**400),
         ("avg_basket", float("inf")),
         ("interests", ["ok", "\x00"]),
-        ("preferences", {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": {"r": {"s": {"t": {"u": {"v": 1}}}}}}}}}}}}}}}}}}}}}}),
+        (
+            "preferences",
+            {
+                "a": {
+                    "b": {
+                        "c": {
+                            "d": {
+                                "e": {
+                                    "f": {
+                                        "g": {
+                                            "h": {
+                                                "i": {
+                                                    "j": {
+                                                        "k": {
+                                                            "l": {
+                                                                "m": {
+                                                                    "n": {
+                                                                        "o": {
+                                                                            "p": {
+                                                                                "q": {
+                                                                                    "r": {
+                                                                                        "s": {
+                                                                                            "t": {
+                                                                                                "u": {"v": 1}
+                                                                                            }
+                                                                                        }
+                                                                                    }
+                                                                                }
+                                                                            }
+                                                                        }
+                                                                    }
+                                                                }
+                                                            }
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        ),
         ("last_visit_at", "0001-01-01T00:00:00+05:00"),
     ],
 )

@@ -42,16 +42,68 @@ CUSTOM_FIELDS = [
     ("preferences", "Preferences", FieldType.OBJECT, "Contact and style preferences."),
     ("children", "Children", FieldType.ARRAY_OF_OBJECTS, "Name and birth year of each child."),
 ]
-FIRST_NAMES = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Katherine", "Dennis", "Barbara", "Ken", "Frances",
-               "Edsger", "Radia", "Donald", "Hedy", "Tim", "Sophie", "John", "Joan", "Niklaus", "Anita"]
-LAST_NAMES = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Johnson", "Ritchie", "Liskov", "Thompson",
-              "Allen", "Dijkstra", "Perlman", "Knuth", "Lamarr", "Berners-Lee", "Wilson", "Backus", "Clarke"]
+FIRST_NAMES = [
+    "Ada",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Alan",
+    "Katherine",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Donald",
+    "Hedy",
+    "Tim",
+    "Sophie",
+    "John",
+    "Joan",
+    "Niklaus",
+    "Anita",
+]
+LAST_NAMES = [
+    "Lovelace",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Turing",
+    "Johnson",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Knuth",
+    "Lamarr",
+    "Berners-Lee",
+    "Wilson",
+    "Backus",
+    "Clarke",
+]
 STORES = ["Berlin Mitte", "Hamburg Altona", "Munich Centre", "Vienna Ring", "Zurich HB", "Online"]
 INTERESTS = ["running", "hiking", "yoga", "tennis", "cycling", "swimming", "fashion", "outdoor"]
-PRODUCTS = [("P-100", "Running shoe", 119.0), ("P-101", "Trail shoe", 139.0), ("P-200", "Sports socks", 12.5),
-            ("P-300", "Rain jacket", 189.0), ("P-301", "Fleece", 79.9), ("P-400", "Yoga mat", 39.0),
-            ("P-500", "Water bottle", 19.9), ("P-600", "Backpack 30l", 99.0), ("P-700", "Tennis racket", 159.0)]
-COUNTRIES = [("DE", "de", "EUR"), ("AT", "de", "EUR"), ("CH", "de", "CHF"), ("FR", "fr", "EUR"), ("GB", "en", "GBP")]
+PRODUCTS = [
+    ("P-100", "Running shoe", 119.0),
+    ("P-101", "Trail shoe", 139.0),
+    ("P-200", "Sports socks", 12.5),
+    ("P-300", "Rain jacket", 189.0),
+    ("P-301", "Fleece", 79.9),
+    ("P-400", "Yoga mat", 39.0),
+    ("P-500", "Water bottle", 19.9),
+    ("P-600", "Backpack 30l", 99.0),
+    ("P-700", "Tennis racket", 159.0),
+]
+COUNTRIES = [
+    ("DE", "de", "EUR"),
+    ("AT", "de", "EUR"),
+    ("CH", "de", "CHF"),
+    ("FR", "fr", "EUR"),
+    ("GB", "en", "GBP"),
+]
 
 
 class Command(BaseCommand):
@@ -65,8 +117,12 @@ class Command(BaseCommand):
     def handle(self, *args, output: str, members: int, seed: int, **options):
         if Member.objects.exists() or Tier.objects.exists() or CustomField.objects.exists():
             raise CommandError("Run this on an empty database: the fixture's ids must start at 1.")
-        loyalty = {"POINTS_PER_CURRENCY_UNIT": 1.0, "PENDING_DAYS": 14, "POINTS_EXPIRY_DAYS": 365,
-                   "BULK_EVENTS_MAX": 100}
+        loyalty = {
+            "POINTS_PER_CURRENCY_UNIT": 1.0,
+            "PENDING_DAYS": 14,
+            "POINTS_EXPIRY_DAYS": 365,
+            "BULK_EVENTS_MAX": 100,
+        }
         with override_settings(LOYALTY=loyalty), transaction.atomic():
             self._build(random.Random(seed), members)
             objects = [
@@ -80,12 +136,19 @@ class Command(BaseCommand):
             Path(output).write_text(serializers.serialize("json", objects, indent=1) + "\n")
             counts = (Member.objects.count(), LoyaltyEvent.objects.count(), PointsTransaction.objects.count())
             transaction.set_rollback(True)
-        self.stdout.write(f"Wrote {output}: {counts[0]} members, {counts[1]} events, {counts[2]} ledger rows.")
+        self.stdout.write(
+            f"Wrote {output}: {counts[0]} members, {counts[1]} events, {counts[2]} ledger rows."
+        )
 
     def _build(self, rng: random.Random, count: int) -> None:
         for order, (name, threshold, multiplier, benefits) in enumerate(TIERS):
-            Tier.objects.create(name=name, points_threshold=threshold, multiplier=Decimal(multiplier), order=order,
-                                benefits=benefits)
+            Tier.objects.create(
+                name=name,
+                points_threshold=threshold,
+                multiplier=Decimal(multiplier),
+                order=order,
+                benefits=benefits,
+            )
         for key, label, field_type, help_text in CUSTOM_FIELDS:
             CustomField.objects.create(key=key, label=label, type=field_type, help_text=help_text)
 
@@ -96,7 +159,9 @@ class Command(BaseCommand):
         timeline.sort(key=lambda entry: entry[0])
         for when, member_id, action, data, source in timeline:
             try:
-                services.event_record(member_id=member_id, action=action, data=data, source=source, occurred_at=when)
+                services.event_record(
+                    member_id=member_id, action=action, data=data, source=source, occurred_at=when
+                )
             except LoyaltyError as error:  # e.g. a spend the balance does not allow: skipped, as a shop would
                 self.stderr.write(f"skipped {action} for {member_id}: {error.message}")
         services.points_expire_due(now=now)
@@ -116,7 +181,9 @@ class Command(BaseCommand):
             "last_name": last,
             "email": f"{first}.{last}.{number}@example.com".lower(),
             "phone": f"+49 30 {rng.randint(1000000, 9999999)}" if rng.random() < 0.7 else "",
-            "birth_date": dt.date(rng.randint(1950, 2004), rng.randint(1, 12), rng.randint(1, 28)).isoformat(),
+            "birth_date": dt.date(
+                rng.randint(1950, 2004), rng.randint(1, 12), rng.randint(1, 28)
+            ).isoformat(),
             "gender": rng.choice(["female", "male", "other", ""]),
             "language": language,
             "country": country,
@@ -132,35 +199,76 @@ class Command(BaseCommand):
             items = []
             for product_id, name, price in rng.sample(PRODUCTS, rng.randint(1, 3)):
                 quantity = rng.randint(1, 2)
-                items.append({"product_id": product_id, "product_name": name, "price": price, "quantity": quantity,
-                              "subtotal": round(price * quantity, 2)})
+                items.append(
+                    {
+                        "product_id": product_id,
+                        "product_name": name,
+                        "price": price,
+                        "quantity": quantity,
+                        "subtotal": round(price * quantity, 2),
+                    }
+                )
             total = round(sum(item["subtotal"] for item in items) * (3 if vip else 1), 2)
             transaction_id = f"ORD-{number:03d}-{index + 1:02d}"
             checkouts.append((when, transaction_id, total))
-            story.append((when, member_id, "checkout",
-                          {"transaction_id": transaction_id, "total": total, "currency": currency, "items": items},
-                          "api"))
+            story.append(
+                (
+                    when,
+                    member_id,
+                    "checkout",
+                    {"transaction_id": transaction_id, "total": total, "currency": currency, "items": items},
+                    "api",
+                )
+            )
         if checkouts and rng.random() < 0.3:
             when, transaction_id, total = rng.choice(checkouts)
             later = min(when + dt.timedelta(days=rng.randint(1, 10)), now)
             if rng.random() < 0.5:
                 story.append((later, member_id, "refund", {"transaction_id": transaction_id}, "api"))
             else:
-                story.append((later, member_id, "partial_refund",
-                              {"transaction_id": transaction_id, "amount": round(total / 3, 2)}, "api"))
+                story.append(
+                    (
+                        later,
+                        member_id,
+                        "partial_refund",
+                        {"transaction_id": transaction_id, "amount": round(total / 3, 2)},
+                        "api",
+                    )
+                )
         if rng.random() < 0.35:
-            story.append((joined + dt.timedelta(days=1), member_id, "point_add",
-                          {"points": rng.choice([50, 100, 250]), "reason": "Welcome bonus"}, "admin"))
+            story.append(
+                (
+                    joined + dt.timedelta(days=1),
+                    member_id,
+                    "point_add",
+                    {"points": rng.choice([50, 100, 250]), "reason": "Welcome bonus"},
+                    "admin",
+                )
+            )
         if purchases > 2 and rng.random() < 0.5:
             when = now - dt.timedelta(days=rng.randint(1, 15))
-            story.append((when, member_id, "point_spend",
-                          {"points": rng.choice([50, 100, 200]), "reason": "Voucher"}, "api"))
+            story.append(
+                (
+                    when,
+                    member_id,
+                    "point_spend",
+                    {"points": rng.choice([50, 100, 200]), "reason": "Voucher"},
+                    "api",
+                )
+            )
         if rng.random() < 0.4:
             when = joined + dt.timedelta(seconds=span * rng.random())
             story.append((when, member_id, "store_visit", {"store": rng.choice(STORES)}, "api"))
         if number % 8 == 3:
-            story.append((now - dt.timedelta(days=rng.randint(1, 10)), member_id, "opt_out",
-                          {"reason": "No longer interested"}, "api"))
+            story.append(
+                (
+                    now - dt.timedelta(days=rng.randint(1, 10)),
+                    member_id,
+                    "opt_out",
+                    {"reason": "No longer interested"},
+                    "api",
+                )
+            )
         return story
 
     @staticmethod
@@ -170,12 +278,19 @@ class Command(BaseCommand):
             "shoe_size": rng.randint(36, 47),
             "avg_basket": round(rng.uniform(20, 180), 2),
             "newsletter": rng.random() < 0.6,
-            "anniversary_date": dt.date(rng.randint(1990, 2023), rng.randint(1, 12), rng.randint(1, 28)).isoformat(),
+            "anniversary_date": dt.date(
+                rng.randint(1990, 2023), rng.randint(1, 12), rng.randint(1, 28)
+            ).isoformat(),
             "last_visit_at": (now - dt.timedelta(days=rng.randint(1, 90))).isoformat().replace("+00:00", "Z"),
             "interests": rng.sample(INTERESTS, rng.randint(1, 3)),
-            "preferences": {"channel": rng.choice(["email", "sms", "push"]), "fit": rng.choice(["slim", "regular"])},
-            "children": [{"name": rng.choice(FIRST_NAMES), "birth_year": rng.randint(2008, 2022)}
-                         for _ in range(rng.randint(0, 2))],
+            "preferences": {
+                "channel": rng.choice(["email", "sms", "push"]),
+                "fit": rng.choice(["slim", "regular"]),
+            },
+            "children": [
+                {"name": rng.choice(FIRST_NAMES), "birth_year": rng.randint(2008, 2022)}
+                for _ in range(rng.randint(0, 2))
+            ],
         }
         # Not everybody filled in everything.
         return {key: value for key, value in values.items() if number % 5 == 0 or rng.random() < 0.75}

@@ -20,7 +20,17 @@ from loyaltysync.models import CustomField, FieldType, Member, MemberStatus, Tie
 from loyaltysync.signals import members_changed
 
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Katherine", "Dennis", "Barbara", "Ken", "Hedy"]
-LAST_NAMES = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Johnson", "Ritchie", "Liskov", "Lamarr"]
+LAST_NAMES = [
+    "Lovelace",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Turing",
+    "Johnson",
+    "Ritchie",
+    "Liskov",
+    "Lamarr",
+]
 COUNTRIES = [("DE", "de"), ("AT", "de"), ("CH", "de"), ("FR", "fr"), ("GB", "en"), ("US", "en")]
 
 
@@ -45,7 +55,9 @@ def random_custom_value(rng: random.Random, field_type: str, now: dt.datetime):
         case FieldType.OBJECT:
             return {"channel": rng.choice(["email", "sms", "push"])}
         case FieldType.ARRAY_OF_OBJECTS:
-            return [{"name": rng.choice(FIRST_NAMES), "age": rng.randint(1, 18)} for _ in range(rng.randint(0, 2))]
+            return [
+                {"name": rng.choice(FIRST_NAMES), "age": rng.randint(1, 18)} for _ in range(rng.randint(0, 2))
+            ]
     return None
 
 
@@ -54,7 +66,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--count", type=int, default=1000, help="How many members (default 1000).")
-        parser.add_argument("--batch", type=int, default=5000, help="Members per INSERT batch (default 5000).")
+        parser.add_argument(
+            "--batch", type=int, default=5000, help="Members per INSERT batch (default 5000)."
+        )
         parser.add_argument("--prefix", default="", help="Member id prefix (default: seed-<random>-).")
         parser.add_argument("--seed", type=int, default=None, help="Random seed, for repeatable data.")
 
@@ -111,5 +125,7 @@ class Command(BaseCommand):
             opted_out_at=now if status == MemberStatus.OPTED_OUT else None,
             tier=entry_tier,
             tier_since=joined if entry_tier else None,
-            custom_fields={key: random_custom_value(rng, field_type, now) for key, field_type in custom_fields},
+            custom_fields={
+                key: random_custom_value(rng, field_type, now) for key, field_type in custom_fields
+            },
         )
