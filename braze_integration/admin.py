@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, F
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
@@ -365,12 +366,15 @@ class SyncRequestAdmin(ReadOnlyAdmin):
             .values_list("member_id", flat=True)
             .distinct()
         )
-        count = services.member_sync_retry(member_ids=member_ids)
+        with transaction.atomic():
+            count = services.member_sync_retry(member_ids=member_ids)
+            # Re-enqueue every member carried, so their failed events go too; what Braze already has is not resent.
+            services.member_sync_enqueue(member_ids=member_ids)
         self.message_user(
             request,
-            f"{count} failed or dead-lettered member(s) put back in the queue "
-            f"(of {len(member_ids)} carried by these requests; the others need no retry).",
-            messages.SUCCESS if count else messages.INFO,
+            f"{count} failed or dead-lettered member(s) put back in the queue; all {len(member_ids)} member(s) "
+            "carried by these requests are checked again (what Braze already has is not sent again).",
+            messages.SUCCESS,
         )
 
 
@@ -482,10 +486,15 @@ class OutboxItemAdmin(ReadOnlyAdmin):
     def retry(self, request, queryset):
         stuck = queryset.filter(status__in=[OutboxStatus.FAILED, OutboxStatus.DEAD])
         member_ids = list(stuck.values_list("member_id", flat=True).distinct())
-        services.member_sync_retry(member_ids=member_ids)
+        count = stuck.count()
+        with transaction.atomic():
+            services.member_sync_retry(member_ids=member_ids)
+            # A member whose own state is synced is not claimed again by a retry alone: mark it pending so
+            # the worker picks its items up.
+            services.member_sync_enqueue(member_ids=member_ids)
         self.message_user(
             request,
-            f"{stuck.count()} item(s) of {len(member_ids)} member(s) put back in the queue "
+            f"{count} item(s) of {len(member_ids)} member(s) put back in the queue "
             "(with every other failed item of those members).",
             messages.SUCCESS,
         )

@@ -298,6 +298,13 @@ def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_
             parts.append("Braze said: " + "; ".join(f"{mid}: {error}" for mid, error in errors))
     if result.stopped:
         parts.append(f"stopped: {result.stopped}")
+        # A worker may have taken the members first (their save queued a flush): say where they stand now.
+        states = (
+            MemberSyncState.objects.filter(pk__in=member_ids).values_list("status").annotate(n=Count("pk"))
+        )
+        parts.append(
+            "now " + ", ".join(f"{n} {SyncStatus(status).label.lower()}" for status, n in sorted(states))
+        )
     return ("; ".join(parts) or "Nothing to send.") + ".", level
 
 

@@ -60,7 +60,8 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["instance_url"].required = False
+        if "instance_url" in self.fields:  # absent when the admin shows the page read-only
+            self.fields["instance_url"].required = False
         current = self.instance.instance_url
         if current:
             self.initial["instance"] = current if current in Instance.values else CUSTOM_URL
