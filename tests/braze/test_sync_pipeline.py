@@ -121,7 +121,7 @@ def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_a
         braze_connection, sandbox):
     with transaction.atomic():
         make_member("good-1")
-        make_member("bad-1", first_name="x" * 256)  # over Braze's 255 characters
+        make_member("bad-1", last_purchase={"items": ["not an object"]})  # Braze wants objects here
         make_member("good-2")
 
     assert sandbox.user("good-1") is not None
@@ -129,7 +129,7 @@ def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_a
     assert sandbox.user("bad-1") is None
     bad = MemberSyncState.objects.get(member__member_id="bad-1")
     assert bad.status == SyncStatus.FAILED
-    assert "loyalty_first_name" in bad.last_error and "255" in bad.last_error
+    assert bad.last_error == "Cannot send loyalty_last_items[0]: expected an object"
 
 
 def test_given_braze_refuses_one_object_then_only_that_member_is_marked_failed_with_brazes_words(

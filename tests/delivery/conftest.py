@@ -68,7 +68,7 @@ class Worker:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(15)
+                self.process.wait(3)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -129,3 +129,59 @@ def assert_sandbox_matches_database(sandbox) -> None:
         if not lower <= len(got) <= expected_events:
             mismatches.append((row["member_id"], f"events {len(got)} not within [{lower}, {expected_events}]"))
     assert not mismatches, mismatches[:5]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a server is missing, unless CI said every service must be there."""
+    if not condition:
+        if os.environ.get("REQUIRE_SERVICES"):
+            pytest.fail(f"{reason} (REQUIRE_SERVICES is set)")
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, so the test can stop and start it."""
+
+    def __init__(self):
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: redis.Redis.from_url(self.url).ping(), timeout=10, what="redis to start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def private_redis(monkeypatch):
+    import shutil
+
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    from django_q.conf import Conf
+
+    # This process queues its flush tasks in the same Redis as the worker.
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", server.url)
+    yield server
+    server.stop()
