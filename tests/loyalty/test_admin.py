@@ -40,6 +40,9 @@ def member_form(**values):
 
 
 def test_member_admin_is_extendable_by_other_apps():
+    """Given the admin site, when another app looks up the Member admin, then it finds MemberAdmin with
+    plain lists to extend.
+    """
     registered = admin.site._registry[Member]
     assert isinstance(registered, MemberAdmin)
     assert isinstance(MemberAdmin.readonly_fields, list | tuple)
@@ -47,6 +50,9 @@ def test_member_admin_is_extendable_by_other_apps():
 
 
 def test_member_pages_render(staff_client, enrol, record):
+    """Given a member with a checkout, when staff open the admin pages, then they render with the latest
+    events and ledger rows.
+    """
     enrol("M-1", first_name="Ada")
     record("M-1", "checkout", transaction_id="T-1", total=20, currency="EUR")
     member = Member.objects.get()
@@ -68,6 +74,9 @@ def test_member_pages_render(staff_client, enrol, record):
 
 
 def test_adding_a_member_in_the_admin_enrols_them(staff_client, tiers, loyalty_settings, custom_fields):
+    """Given the add form, when staff add a member, then member_create enrols them (opt_in from the admin,
+    converted custom values, entry tier).
+    """
     response = staff_client.post(
         "/admin/loyaltysync/member/add/", member_form(first_name="Grace", custom_fields='{"shoe_size": "39"}')
     )
@@ -78,6 +87,9 @@ def test_adding_a_member_in_the_admin_enrols_them(staff_client, tiers, loyalty_s
 
 
 def test_changing_a_member_in_the_admin_goes_through_member_update(staff_client, enrol, custom_fields):
+    """Given a member, when staff change the profile and custom fields, then member_update records a
+    profile event with the changes.
+    """
     enrol("M-1", custom_fields={"newsletter": True})
     member = Member.objects.get()
     response = staff_client.post(
@@ -95,6 +107,9 @@ def test_changing_a_member_in_the_admin_goes_through_member_update(staff_client,
 
 
 def test_bad_custom_value_in_the_admin_is_shown_on_the_field(staff_client, enrol, custom_fields):
+    """Given a member, when staff enter a bad custom value, then the form shows the error on the field and
+    nothing is saved.
+    """
     enrol("M-1")
     member = Member.objects.get()
     response = staff_client.post(
@@ -107,6 +122,9 @@ def test_bad_custom_value_in_the_admin_is_shown_on_the_field(staff_client, enrol
 
 
 def test_events_cannot_be_added_changed_or_deleted(staff_client, enrol):
+    """Given an event, when staff try to add, change or delete events, then the admin refuses and shows it
+    read-only.
+    """
     enrol("M-1")
     event = LoyaltyEvent.objects.first()
     assert staff_client.get("/admin/loyaltysync/loyaltyevent/add/").status_code == 403
@@ -119,6 +137,9 @@ def test_events_cannot_be_added_changed_or_deleted(staff_client, enrol):
 
 
 def test_recalculate_action_repairs_balances(staff_client, enrol, record):
+    """Given a balance edited by hand, when the recalculate action runs, then the balance is the ledger's
+    again.
+    """
     enrol("M-1")
     record("M-1", "point_add", points=30)
     Member.objects.update(points_spendable=999)

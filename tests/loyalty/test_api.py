@@ -45,6 +45,7 @@ def checkout_body(customer="M-1", transaction_id="T-1", total=100, **data):
     ],
 )
 def test_every_endpoint_needs_a_token(anonymous_api, enrol, method, url):
+    """Given no credentials, when any endpoint is called, then the answer is 401 asking for a token."""
     enrol("M-1")
     response = getattr(anonymous_api, method)(url, {}, format="json")
     assert response.status_code == 401
@@ -53,6 +54,7 @@ def test_every_endpoint_needs_a_token(anonymous_api, enrol, method, url):
 
 
 def test_a_wrong_token_is_refused(anonymous_api, db):
+    """Given an unknown token, when the API is called, then the answer is 401."""
     anonymous_api.credentials(HTTP_AUTHORIZATION="Token not-a-real-key")
     response = anonymous_api.get("/api/v1/members/")
     assert response.status_code == 401
@@ -63,6 +65,9 @@ def test_a_wrong_token_is_refused(anonymous_api, db):
 
 
 def test_create_then_get_a_member(api, tiers, loyalty_settings, custom_fields):
+    """Given tiers and custom fields, when a member is created, then it can be read back with its values
+    and entry tier.
+    """
     response = api.post(
         "/api/v1/members/",
         {
@@ -85,6 +90,7 @@ def test_create_then_get_a_member(api, tiers, loyalty_settings, custom_fields):
 
 
 def test_creating_an_existing_member_is_a_conflict(api, enrol):
+    """Given a member, when it is created again, then the answer is 409 naming member_id."""
     enrol("M-1")
     response = api.post("/api/v1/members/", {"member_id": "M-1"}, format="json")
     assert response.status_code == 409
@@ -92,6 +98,9 @@ def test_creating_an_existing_member_is_a_conflict(api, enrol):
 
 
 def test_list_filters_and_searches(api, enrol, record):
+    """Given members in different states, when the list is filtered or searched, then only the matching
+    ones come back.
+    """
     enrol("M-1", first_name="Ada")
     enrol("M-2", first_name="Grace")
     record("M-2", "point_add", points=600)
@@ -110,12 +119,14 @@ def test_list_filters_and_searches(api, enrol, record):
 
 
 def test_list_with_a_bad_filter_names_it(api, db):
+    """Given an unknown status, when the list is filtered by it, then the answer is 400 naming status."""
     response = api.get("/api/v1/members/", {"status": "sleeping"})
     assert response.status_code == 400
     assert list(error_of(response)["fields"]) == ["status"]
 
 
 def test_unknown_member_is_404(api, db):
+    """Given no member 'ghost', when it is read, then the answer is 404 member_not_found."""
     for url in ("/api/v1/members/ghost/", "/api/v1/members/ghost/events/"):
         response = api.get(url)
         assert response.status_code == 404
@@ -123,12 +134,14 @@ def test_unknown_member_is_404(api, db):
 
 
 def test_member_ids_with_a_slash_can_be_addressed(api, enrol):
+    """Given a member id with a slash, when it is read, then the member and its events are found."""
     enrol("shop/42")
     assert api.get("/api/v1/members/shop/42/").json()["member_id"] == "shop/42"
     assert api.get("/api/v1/members/shop/42/events/").json()["count"] == 2
 
 
 def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
+    """Given a member, when it is patched, then profile and custom fields are saved."""
     enrol("M-1")
     response = api.patch(
         "/api/v1/members/M-1/",
@@ -144,6 +157,9 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     "field", ["points_spendable", "points_earned", "tier", "purchase_total", "last_purchase"]
 )
 def test_patch_of_a_computed_field_is_refused_naming_it(api, enrol, field):
+    """Given a member, when a computed field is patched, then the answer is 400 naming it and nothing
+    changes.
+    """
     enrol("M-1")
     response = api.patch("/api/v1/members/M-1/", {field: 99999}, format="json")
     assert response.status_code == 400
@@ -167,6 +183,7 @@ def test_patch_of_a_computed_field_is_refused_naming_it(api, enrol, field):
     ],
 )
 def test_patch_with_bad_values_names_the_field(api, enrol, custom_fields, body, path):
+    """Given a member, when a bad value is patched, then the answer is 400 naming the field."""
     enrol("M-1")
     response = api.patch("/api/v1/members/M-1/", body, format="json")
     assert response.status_code == 400
@@ -175,6 +192,7 @@ def test_patch_with_bad_values_names_the_field(api, enrol, custom_fields, body, 
 
 
 def test_member_events_are_paginated_newest_first(api, enrol, record):
+    """Given a member with events, when they are listed, then they come paginated, newest first."""
     enrol("M-1")
     record("M-1", "store_visit", effective_timestamp="2026-01-01T00:00:00Z")
     record("M-1", "point_add", points=5)
@@ -189,6 +207,7 @@ def test_member_events_are_paginated_newest_first(api, enrol, record):
 
 
 def test_post_event_answers_with_the_event_and_the_updated_member(api, enrol):
+    """Given a member, when a checkout is posted, then the answer has the event and the updated member."""
     enrol("M-1")
     response = api.post(EVENTS, checkout_body(total=250), format="json")
     assert response.status_code == 201, response.json()
@@ -200,12 +219,14 @@ def test_post_event_answers_with_the_event_and_the_updated_member(api, enrol):
 
 
 def test_events_url_with_trailing_slash_works_too(api, enrol):
+    """Given a member, when an event is posted to /events/, then it is recorded too."""
     enrol("M-1")
     response = api.post(EVENTS + "/", {"customer": "M-1", "action": "store_visit"}, format="json")
     assert response.status_code == 201
 
 
 def test_opt_in_through_the_api_creates_the_member(api, tiers, loyalty_settings):
+    """Given no member, when opt_in is posted, then the member is created."""
     response = api.post(
         EVENTS, {"customer": "new-1", "action": "opt_in", "data": {"first_name": "Lin"}}, format="json"
     )
@@ -215,6 +236,7 @@ def test_opt_in_through_the_api_creates_the_member(api, tiers, loyalty_settings)
 
 
 def test_event_for_unknown_member_is_404(api, db):
+    """Given no member 'ghost', when an event for it is posted, then the answer is 404 naming customer."""
     response = api.post(EVENTS, checkout_body(customer="ghost"), format="json")
     assert response.status_code == 404
     error = error_of(response)
@@ -222,6 +244,7 @@ def test_event_for_unknown_member_is_404(api, db):
 
 
 def test_duplicate_transaction_is_409_and_not_double_counted(api, enrol):
+    """Given a checkout, when it is posted again, then the answer is 409 and it counts once."""
     enrol("M-1")
     assert api.post(EVENTS, checkout_body(), format="json").status_code == 201
     response = api.post(EVENTS, checkout_body(), format="json")
@@ -231,6 +254,7 @@ def test_duplicate_transaction_is_409_and_not_double_counted(api, enrol):
 
 
 def test_overspending_is_409(api, enrol):
+    """Given a member without points, when points are spent, then the answer is 409 insufficient_points."""
     enrol("M-1")
     response = api.post(
         EVENTS, {"customer": "M-1", "action": "point_spend", "data": {"points": 5}}, format="json"
@@ -261,6 +285,7 @@ def test_overspending_is_409(api, enrol):
     ],
 )
 def test_bad_events_are_400_naming_the_field(api, enrol, body, path):
+    """Given a member, when an invalid event is posted, then the answer is 400 naming the field."""
     enrol("M-1")
     response = api.post(EVENTS, body, format="json")
     assert response.status_code == 400, response.content
@@ -280,6 +305,7 @@ def test_bad_events_are_400_naming_the_field(api, enrol, body, path):
     ],
 )
 def test_malformed_json_is_400_not_500(api, enrol, raw):
+    """Given a member, when malformed or hostile JSON is posted, then the answer is 400, never 500."""
     enrol("M-1")
     response = api.post(EVENTS, raw, content_type="application/json")
     assert response.status_code == 400, response.content
@@ -287,12 +313,16 @@ def test_malformed_json_is_400_not_500(api, enrol, raw):
 
 
 def test_a_body_that_is_not_json_is_415(api, db):
+    """Given a form-encoded body, when it is posted, then the answer is 415 in the error shape."""
     response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 415
     assert error_of(response)["code"] == "unsupported_media_type"
 
 
 def test_error_messages_do_not_leak_other_members_data(api, enrol, record):
+    """Given another member's checkout, when it is refunded or duplicated by someone else, then the error
+    does not mention that member.
+    """
     enrol("M-2", email="secret@example.com")
     record("M-2", "checkout", transaction_id="T-2", total=70, currency="EUR")
     enrol("M-1")
@@ -344,6 +374,9 @@ def test_bulk_answers_per_event_and_one_bad_event_does_not_stop_the_others(api, 
 
 
 def test_bulk_with_a_misshapen_event_is_refused_as_a_whole_naming_it(api, enrol):
+    """Given events of which some do not have the documented shape, when they are posted in bulk, then the
+    request is refused naming them and nothing is recorded.
+    """
     enrol("M-1")
     events = [
         {"customer": "M-1", "action": "point_add", "data": {"points": 5}},
@@ -357,6 +390,9 @@ def test_bulk_with_a_misshapen_event_is_refused_as_a_whole_naming_it(api, enrol)
 
 
 def test_bulk_with_too_many_events_is_refused_as_a_whole(api, enrol, loyalty_settings):
+    """Given 101 events, when they are posted in bulk, then the answer is 400 naming events and nothing is
+    recorded.
+    """
     enrol("M-1")
     events = [{"customer": "M-1", "action": "store_visit"}] * 101
     response = api.post(EVENTS + "/bulk", {"events": events}, format="json")
@@ -367,6 +403,7 @@ def test_bulk_with_too_many_events_is_refused_as_a_whole(api, enrol, loyalty_set
 
 @pytest.mark.parametrize("body", [{"events": "x"}, {}, [], {"events": {"a": 1}}])
 def test_bulk_that_is_not_a_list_of_events_names_events(api, db, body):
+    """Given a body without a list of events, when it is posted in bulk, then the answer is 400 naming it."""
     response = api.post(EVENTS + "/bulk", body, format="json")
     assert response.status_code == 400
     assert list(error_of(response)["fields"]) in (["events"], ["body"])
@@ -376,6 +413,9 @@ def test_bulk_that_is_not_a_list_of_events_names_events(api, db, body):
 
 
 def test_openapi_schema_documents_the_endpoints_and_error_shape(api):
+    """Given the API, when its schema is fetched, then it documents the endpoints, the error answers and
+    the read-only fields.
+    """
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     schema = (

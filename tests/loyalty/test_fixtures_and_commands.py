@@ -26,6 +26,9 @@ BALANCES = (
 
 
 def test_demo_fixture_loads_with_tiers_every_field_type_and_varied_members():
+    """Given an empty database, when the demo fixture is loaded, then it has the four tiers, every field
+    type and varied members and events.
+    """
     call_command("loaddata", str(DEMO), verbosity=0)
     assert list(Tier.objects.values_list("name", "points_threshold")) == [
         ("Bronze", 0),
@@ -71,6 +74,9 @@ def test_demo_fixture_balances_match_the_ledger():
 
 
 def test_seed_members_bulk_creates_and_announces(tiers, custom_fields):
+    """Given tiers and custom fields, when seed_members runs, then it creates the members in batches and
+    sends members_changed per batch.
+    """
     heard = []
 
     def listener(sender, member_ids, fields, **kwargs):

@@ -73,6 +73,7 @@ def test_events_for_an_unknown_member_are_refused(record, tiers):
 
 
 def test_profile_event_sets_profile_and_custom_fields(enrol, record, custom_fields):
+    """Given a member, when a profile event arrives, then its profile and custom fields are set."""
     enrol("M-1")
     member, event = record("M-1", "profile", last_name="Lovelace", custom_fields={"shoe_size": 38})
     member.refresh_from_db()
@@ -81,6 +82,7 @@ def test_profile_event_sets_profile_and_custom_fields(enrol, record, custom_fiel
 
 
 def test_profile_event_names_bad_fields_under_data(enrol, record, custom_fields):
+    """Given a member, when a profile event has bad fields, then each is named under data."""
     enrol("M-1")
     with pytest.raises(InvalidEventData) as caught:
         record("M-1", "profile", email="not-an-email", points_earned=5, custom_fields={"nope": 1})
@@ -92,6 +94,9 @@ def test_profile_event_names_bad_fields_under_data(enrol, record, custom_fields)
 
 
 def test_custom_action_is_recorded_without_changing_the_member(enrol, record):
+    """Given a member, when a program-defined action arrives, then it is recorded as is and the member is
+    not saved.
+    """
     enrol("M-1")
     before = Member.objects.get().updated_at
     member, event = record("M-1", "store_visit", store="Berlin")
@@ -101,6 +106,7 @@ def test_custom_action_is_recorded_without_changing_the_member(enrol, record):
 
 @pytest.mark.parametrize("action", ["Checkout", "1st", "has space", "a" * 65, "", "tier_reached"])
 def test_bad_or_engine_only_action_names_are_refused(enrol, record, action):
+    """Given a member, when an event has a bad or engine-only action, then the error names action."""
     enrol("M-1")
     with pytest.raises(InvalidEventData) as caught:
         record("M-1", action)
@@ -108,6 +114,7 @@ def test_bad_or_engine_only_action_names_are_refused(enrol, record, action):
 
 
 def test_effective_timestamp_backdates_the_event(enrol, record):
+    """Given a member, when an event carries effective_timestamp, then it is back-dated to it (in UTC)."""
     enrol("M-1")
     _, event = record("M-1", "store_visit", effective_timestamp="2026-01-05T08:00:00+02:00")
     assert event.occurred_at == dt.datetime(2026, 1, 5, 6, 0, tzinfo=dt.UTC)
@@ -116,6 +123,7 @@ def test_effective_timestamp_backdates_the_event(enrol, record):
 
 @pytest.mark.parametrize("value", ["tomorrow", "2999-01-01T00:00:00Z", 12, "0001-01-01T00:00:00+05:00"])
 def test_bad_effective_timestamps_are_refused(enrol, record, value):
+    """Given a member, when effective_timestamp is not a past ISO date and time, then the error names it."""
     enrol("M-1")
     with pytest.raises(InvalidEventData) as caught:
         record("M-1", "store_visit", effective_timestamp=value)
@@ -123,6 +131,9 @@ def test_bad_effective_timestamps_are_refused(enrol, record, value):
 
 
 def test_every_event_is_announced_after_the_member_is_updated(enrol, record):
+    """Given a listener, when a checkout reaches a tier, then both events are announced in order, with the
+    member already updated.
+    """
     enrol("M-1")
     heard = []
 
@@ -185,6 +196,7 @@ def test_checkout_uses_the_tier_multiplier_and_upgrades(enrol, record, tiers):
 
 
 def test_points_per_currency_unit_setting_is_applied(enrol, record, loyalty_settings):
+    """Given 0.1 points per unit, when a member buys for 99, then 9 points are earned."""
     loyalty_settings["POINTS_PER_CURRENCY_UNIT"] = 0.1
     enrol("M-1")
     member, _ = checkout(record, total=99)
@@ -192,6 +204,7 @@ def test_points_per_currency_unit_setting_is_applied(enrol, record, loyalty_sett
 
 
 def test_duplicate_transaction_id_is_refused_and_not_counted_twice(enrol, record):
+    """Given a checkout T-1, when T-1 arrives again (for anyone), then it is refused and counted once."""
     enrol("M-1")
     enrol("M-2")
     checkout(record, transaction_id="T-1", total=100)
@@ -263,6 +276,9 @@ def test_database_constraint_catches_a_duplicate_the_check_missed(enrol, record,
     ],
 )
 def test_bad_checkout_data_is_refused_naming_the_field(enrol, record, data, path):
+    """Given a member, when checkout data is invalid, then the error names the field and nothing is
+    recorded.
+    """
     enrol("M-1")
     with pytest.raises(InvalidEventData) as caught:
         record("M-1", "checkout", **data)
@@ -271,6 +287,7 @@ def test_bad_checkout_data_is_refused_naming_the_field(enrol, record, data, path
 
 
 def test_checkout_can_burn_points(enrol, record):
+    """Given 300 spendable points, when a checkout burns 250, then they are spent and the ledger adds up."""
     enrol("M-1")
     record("M-1", "point_add", points=300)
     member, event = checkout(record, total=100, points_burned=250)
@@ -280,6 +297,7 @@ def test_checkout_can_burn_points(enrol, record):
 
 
 def test_checkout_burning_more_than_spendable_is_refused(enrol, record):
+    """Given 10 spendable points, when a checkout burns 11, then it is refused and not counted."""
     enrol("M-1")
     record("M-1", "point_add", points=10)
     with pytest.raises(InsufficientPoints):
@@ -288,6 +306,7 @@ def test_checkout_burning_more_than_spendable_is_refused(enrol, record):
 
 
 def test_pending_days_keep_checkout_points_pending(enrol, record, loyalty_settings):
+    """Given 14 pending days, when a member buys, then the points are pending and cannot be spent yet."""
     loyalty_settings["PENDING_DAYS"] = 14
     enrol("M-1")
     member, _ = checkout(record, total=80)
@@ -297,6 +316,9 @@ def test_pending_days_keep_checkout_points_pending(enrol, record, loyalty_settin
 
 
 def test_backdated_checkout_does_not_replace_a_later_last_purchase(enrol, record):
+    """Given a recent checkout, when an older one is recorded later, then the last purchase stays the
+    recent one.
+    """
     enrol("M-1")
     checkout(record, transaction_id="T-new", total=10)
     member, _ = checkout(record, transaction_id="T-old", total=20, effective_timestamp="2026-01-01T00:00:00Z")
@@ -308,6 +330,9 @@ def test_backdated_checkout_does_not_replace_a_later_last_purchase(enrol, record
 
 
 def test_full_refund_takes_back_points_and_purchase_total_and_can_lose_a_tier(enrol, record, tiers):
+    """Given a checkout that reached Silver, when it is refunded in full, then points and purchase total go
+    back and the tier is lost.
+    """
     enrol("M-1")
     checkout(record, transaction_id="T-1", total=600)
     member, event = record("M-1", "refund", transaction_id="T-1")
@@ -321,6 +346,9 @@ def test_full_refund_takes_back_points_and_purchase_total_and_can_lose_a_tier(en
 
 
 def test_partial_refunds_take_back_points_in_proportion_and_add_up_to_the_total(enrol, record):
+    """Given a checkout of 100, when it is refunded in three parts, then the points taken back add up to
+    exactly what it earned.
+    """
     enrol("M-1")
     checkout(record, transaction_id="T-1", total=100)  # 100 points
     member, first = record("M-1", "partial_refund", transaction_id="T-1", amount=33.33)
@@ -334,6 +362,9 @@ def test_partial_refunds_take_back_points_in_proportion_and_add_up_to_the_total(
 
 
 def test_refunding_more_than_remains_is_refused(enrol, record):
+    """Given a checkout partly refunded, when more than remains is refunded, then the error names
+    data.amount with what remains.
+    """
     enrol("M-1")
     checkout(record, transaction_id="T-1", total=50)
     record("M-1", "partial_refund", transaction_id="T-1", amount=30)
@@ -347,6 +378,9 @@ def test_refunding_more_than_remains_is_refused(enrol, record):
 
 
 def test_refund_of_another_members_checkout_looks_like_an_unknown_one(enrol, record):
+    """Given another member's checkout, when it is refunded for someone else, then the answer is the one
+    for an unknown id.
+    """
     enrol("M-1")
     enrol("M-2")
     checkout(record, member_id="M-2", transaction_id="T-2", total=50)
@@ -360,6 +394,9 @@ def test_refund_of_another_members_checkout_looks_like_an_unknown_one(enrol, rec
 
 
 def test_refund_after_spending_takes_what_is_left_and_reports_the_rest(enrol, record):
+    """Given points of a checkout mostly spent, when it is refunded, then what is left is taken back and
+    the rest reported.
+    """
     enrol("M-1")
     checkout(record, transaction_id="T-1", total=100)
     record("M-1", "point_spend", points=80)
@@ -374,6 +411,9 @@ def test_refund_after_spending_takes_what_is_left_and_reports_the_rest(enrol, re
 
 
 def test_point_add_is_spendable_at_once_and_counts_for_tiers(enrol, record, tiers):
+    """Given a member, when 2500 points are added, then they are spendable, count for tiers and are an
+    adjust row.
+    """
     enrol("M-1")
     member, event = record("M-1", "point_add", points=2500, reason="Welcome bonus")
     assert (member.points_spendable, member.points_earned, member.tier) == (2500, 2500, tiers["Gold"])
@@ -383,6 +423,7 @@ def test_point_add_is_spendable_at_once_and_counts_for_tiers(enrol, record, tier
 
 @pytest.mark.parametrize("points", [0, -5, 1.5, "10", None, True, 10**12])
 def test_point_add_needs_a_positive_integer(enrol, record, points):
+    """Given a member, when point_add has no positive integer, then the error names data.points."""
     enrol("M-1")
     with pytest.raises(InvalidEventData) as caught:
         record("M-1", "point_add", points=points)
@@ -391,6 +432,7 @@ def test_point_add_needs_a_positive_integer(enrol, record, points):
 
 @pytest.mark.parametrize("action", ["point_spend", "point_sub"])
 def test_point_spend_consumes_the_oldest_earnings_first(enrol, record, action):
+    """Given an old and a new earning, when 150 points are spent, then the old one is used up first."""
     enrol("M-1")
     _, old = record("M-1", "point_add", points=100, effective_timestamp="2026-01-01T00:00:00Z")
     _, new = record("M-1", "point_add", points=100)
@@ -402,6 +444,9 @@ def test_point_spend_consumes_the_oldest_earnings_first(enrol, record, action):
 
 
 def test_overspending_is_refused_with_both_numbers(enrol, record):
+    """Given 40 spendable points, when 41 are spent, then the error gives both numbers and nothing is
+    written.
+    """
     enrol("M-1")
     record("M-1", "point_add", points=40)
     with pytest.raises(InsufficientPoints) as caught:
@@ -413,6 +458,7 @@ def test_overspending_is_refused_with_both_numbers(enrol, record):
 
 
 def test_spending_does_not_lower_the_tier(enrol, record, tiers):
+    """Given a Silver member, when all points are spent, then the tier (by lifetime points) stays."""
     enrol("M-1")
     record("M-1", "point_add", points=600)
     member, _ = record("M-1", "point_spend", points=600)
@@ -420,6 +466,9 @@ def test_spending_does_not_lower_the_tier(enrol, record, tiers):
 
 
 def test_occurred_at_argument_is_used_for_ledger_times(enrol, tiers, loyalty_settings):
+    """Given an import 400 days late, when it passes occurred_at, then the event and ledger row carry that
+    time.
+    """
     enrol("M-1")
     when = timezone.now() - dt.timedelta(days=400)
     _, event = services.event_record(

@@ -36,6 +36,7 @@ def test_pending_points_become_spendable_once_their_day_has_come(enrol, record, 
 
 
 def test_released_points_can_be_spent(enrol, record, loyalty_settings):
+    """Given pending points released by the job, when they are spent, then the spend succeeds."""
     loyalty_settings["PENDING_DAYS"] = 1
     enrol("M-1")
     record("M-1", "checkout", transaction_id="T-1", total=50, currency="EUR")
@@ -73,6 +74,7 @@ def test_expired_points_leave_the_balance_but_not_the_lifetime_total(enrol, reco
 
 
 def test_no_expiry_when_expiry_days_is_zero(enrol, record, loyalty_settings):
+    """Given POINTS_EXPIRY_DAYS 0, when the expiry job runs far in the future, then nothing expires."""
     loyalty_settings["POINTS_EXPIRY_DAYS"] = 0
     enrol("M-1")
     record("M-1", "point_add", points=10, effective_timestamp="1999-01-01T00:00:00Z")
@@ -81,6 +83,7 @@ def test_no_expiry_when_expiry_days_is_zero(enrol, record, loyalty_settings):
 
 
 def test_tasks_call_the_services(enrol, record, loyalty_settings):
+    """Given points older than a year, when the tasks run, then the expiry service has expired them."""
     loyalty_settings["PENDING_DAYS"] = 0
     enrol("M-1")
     record(
@@ -95,6 +98,9 @@ def test_tasks_call_the_services(enrol, record, loyalty_settings):
 
 
 def test_schedules_ensure_is_idempotent_and_repairs_changes(db):
+    """Given no schedules, when schedules_ensure runs twice and after a hand edit, then there are two
+    hourly schedules.
+    """
     services.schedules_ensure()
     services.schedules_ensure()
     ours = Schedule.objects.filter(func__startswith="loyaltysync.")

@@ -22,6 +22,7 @@ def member(tiers, loyalty_settings):
 
 
 def test_member_create_enrols_an_active_member(member, tiers):
+    """Given tiers, when a member is created, then it is active, in the entry tier, with an opt_in event."""
     assert member.pk and member.status == MemberStatus.ACTIVE and member.opted_in_at
     assert member.tier == tiers["Bronze"]
     assert list(member.events.order_by("id").values_list("action", flat=True)) == ["opt_in", "tier_reached"]
@@ -29,12 +30,14 @@ def test_member_create_enrols_an_active_member(member, tiers):
 
 
 def test_member_create_of_an_inactive_member_records_no_opt_in(tiers, loyalty_settings):
+    """Given tiers, when an inactive member is imported, then no opt_in is recorded."""
     member = services.member_create(member_id="M-9", source="import", status="inactive")
     assert not member.events.filter(action="opt_in").exists()
     assert member.opted_in_at is None
 
 
 def test_member_create_refuses_an_existing_id(member):
+    """Given a member, when its id is created again, then MemberAlreadyExists names member_id."""
     with pytest.raises(MemberAlreadyExists) as caught:
         services.member_create(member_id="M-1", source="api")
     assert caught.value.field == "member_id"
@@ -42,6 +45,7 @@ def test_member_create_refuses_an_existing_id(member):
 
 @pytest.mark.parametrize("member_id", ["", "has space", "x" * 256, 42, "nul\x00"])
 def test_member_create_refuses_bad_ids(db, member_id):
+    """Given a bad member id, when a member is created with it, then the error names member_id."""
     with pytest.raises(InvalidData) as caught:
         services.member_create(member_id=member_id, source="api")
     assert "member_id" in caught.value.errors
@@ -66,6 +70,9 @@ def test_member_create_refuses_bad_ids(db, member_id):
     ],
 )
 def test_member_update_names_the_bad_field(member, profile, path):
+    """Given a member, when an update has a bad or computed field, then the error names it and nothing
+    changes.
+    """
     with pytest.raises(InvalidData) as caught:
         services.member_update(member=member, profile=profile, source="api")
     assert path in caught.value.errors
@@ -74,6 +81,9 @@ def test_member_update_names_the_bad_field(member, profile, path):
 
 
 def test_member_update_saves_and_records_only_real_changes(member):
+    """Given a member, when the same and then new values are written, then only the real change is saved
+    and recorded.
+    """
     saves = []
 
     def on_save(sender, instance, created, **kwargs):
@@ -100,12 +110,14 @@ def test_member_update_saves_and_records_only_real_changes(member):
 
 
 def test_status_change_through_the_profile_sets_the_timestamps(member):
+    """Given an active member, when the status is set to opted_out, then opted_out_at is set."""
     updated = services.member_update(member=member, profile={"status": "opted_out"}, source="admin")
     assert updated.status == MemberStatus.OPTED_OUT and updated.opted_out_at is not None
 
 
 @pytest.mark.parametrize("key", list(CUSTOM_FIELD_CASES))
 def test_custom_field_good_value_is_stored_converted(member, custom_fields, key):
+    """Given a custom field of each type, when a good value is written, then it is stored converted."""
     _type, good, stored, _bad = CUSTOM_FIELD_CASES[key]
     updated = services.member_update(member=member, custom_fields={key: good}, source="api")
     assert updated.custom_fields == {key: stored}
@@ -114,6 +126,9 @@ def test_custom_field_good_value_is_stored_converted(member, custom_fields, key)
 
 @pytest.mark.parametrize("key", list(CUSTOM_FIELD_CASES))
 def test_custom_field_bad_value_is_refused_naming_the_field(member, custom_fields, key):
+    """Given a custom field of each type, when a bad value is written, then the error names
+    custom_fields.<key>.
+    """
     _type, _good, _stored, bad = CUSTOM_FIELD_CASES[key]
     with pytest.raises(InvalidData) as caught:
         services.member_update(member=member, custom_fields={key: bad}, source="api")
@@ -178,18 +193,25 @@ def test_custom_field_bad_value_is_refused_naming_the_field(member, custom_field
     ],
 )
 def test_custom_field_extreme_values_are_refused_not_crashing(member, custom_fields, key, value):
+    """Given custom fields, when extreme values are written, then they are refused with a named error, not
+    a crash.
+    """
     with pytest.raises(InvalidData) as caught:
         services.member_update(member=member, custom_fields={key: value}, source="api")
     assert any(path.startswith(f"custom_fields.{key}") for path in caught.value.errors)
 
 
 def test_custom_fields_merge_and_null_clears(member, custom_fields):
+    """Given two custom values, when one is set to null, then it is removed and the other kept."""
     services.member_update(member=member, custom_fields={"shoe_size": 41, "newsletter": True}, source="api")
     updated = services.member_update(member=member, custom_fields={"shoe_size": None}, source="api")
     assert updated.custom_fields == {"newsletter": True}
 
 
 def test_unknown_custom_field_is_named(member, custom_fields):
+    """Given no field eye_colour, when a value is written for it, then the error names
+    custom_fields.eye_colour.
+    """
     with pytest.raises(InvalidData) as caught:
         services.member_update(member=member, custom_fields={"eye_colour": "green"}, source="api")
     assert caught.value.errors == {"custom_fields.eye_colour": ["is not a defined custom field."]}
