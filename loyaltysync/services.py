@@ -153,12 +153,20 @@ def _check_json(value: Any, path: str, errors: _Errors, depth: int = 0) -> None:
         for key, item in value.items():
             key_problem = _string_problem(key) if isinstance(key, str) else "must be a string."
             if key_problem:
-                errors.add(f"{path}.{key!s:.40}", f"key {key_problem}")
+                errors.add(f"{path}.{path_key(key)}", f"key {key_problem}")
                 continue
             _check_json(item, f"{path}.{key}" if path else key, errors, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_json(item, f"{path}[{index}]", errors, depth + 1)
+
+
+def path_key(key: Any) -> str:
+    """A client's key as it can appear in an error path: printable, valid UTF-8, at most 64 characters."""
+    text = str(key)[:64]
+    if _string_problem(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text
 
 
 def _string_problem(value: str) -> str | None:
@@ -307,15 +315,15 @@ def custom_fields_validate(*, values: Any) -> dict[str, Any]:
     if not isinstance(values, dict):
         errors.add("custom_fields", f"must be an object, not {_json_type(values)}.")
         errors.raise_if_any()
-    definitions = {
-        definition.key: definition for definition in CustomField.objects.filter(key__in=list(values))
-    }
+    # Only keys that can be definitions are looked up (PostgreSQL refuses NUL characters in a query).
+    lookup = [key for key in values if isinstance(key, str) and len(key) <= 63 and not _string_problem(key)]
+    definitions = {definition.key: definition for definition in CustomField.objects.filter(key__in=lookup)}
     cleaned: dict[str, Any] = {}
     for key, value in values.items():
         path = f"custom_fields.{key}"
         definition = definitions.get(key)
         if definition is None:
-            errors.add(f"custom_fields.{key!s:.64}", "is not a defined custom field.")
+            errors.add(f"custom_fields.{path_key(key)}", "is not a defined custom field.")
             continue
         before = len(errors.items)
         _check_json(value, path, errors)
@@ -403,7 +411,7 @@ def _profile_apply(
         elif name in ("member_id", "id"):
             errors.add(name, "cannot be changed.")
         elif name not in PROFILE_FIELDS:
-            errors.add(f"{name!s:.64}", "is not a known member field.")
+            errors.add(path_key(name), "is not a known member field.")
         else:
             before = len(errors.items)
             converted = _profile_value(name, value, errors)

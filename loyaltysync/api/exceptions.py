@@ -52,8 +52,28 @@ def loyalty_error_status(error: LoyaltyError) -> int:
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The inner ``{"code", "message", "fields"}`` object (also used per event by the bulk endpoint)."""
-    return {"code": code, "message": message, "fields": fields or {}}
+    """The inner ``{"code", "message", "fields"}`` object (also used per event by the bulk endpoint).
+
+    Messages may quote the client's input (DRF's "X is not a valid choice"): text that is not valid
+    UTF-8 (a lone surrogate from a ``\\ud800`` escape) is escaped, so the answer can always be encoded.
+    """
+    return {
+        "code": code,
+        "message": _printable(message),
+        "fields": {
+            _printable(path): [_printable(problem) for problem in problems]
+            for path, problems in (fields or {}).items()
+        },
+    }
+
+
+def _printable(text: Any) -> str:
+    text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def loyalty_error_body(error: LoyaltyError) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class MemberWriteSerializer(serializers.Serializer):
             elif key == "member_id":
                 refused[key] = "cannot be changed."
             else:
-                refused[f"{key:.64}"] = "is not a known member field."
+                refused[services.path_key(key)] = "is not a known member field."
         if refused:
             raise serializers.ValidationError(refused)
         return attrs

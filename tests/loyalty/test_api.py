@@ -312,6 +312,26 @@ def test_malformed_json_is_400_not_500(api, enrol, raw):
     assert error_of(response)["fields"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"gender": "\\ud800"}',
+        b'{"status": "nul\\u0000"}',
+        b'{"\\ud800": 1}',
+        b'{"custom_fields": {"\\ud800": 1}}',
+        b'{"custom_fields": {"nul\\u0000": 1}}',
+        b'{"custom_fields": {"preferences": {"\\ud800": 1}}}',
+    ],
+)
+def test_patch_with_hostile_text_is_400_not_500(api, enrol, custom_fields, raw):
+    """Given a member, when a patch quotes invalid Unicode or NUL characters, then the answer is a 400 that
+    can be encoded."""
+    enrol("M-1")
+    response = api.generic("PATCH", "/api/v1/members/M-1/", raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert error_of(response)["fields"]
+
+
 def test_a_body_that_is_not_json_is_415(api, db):
     """Given a form-encoded body, when it is posted, then the answer is 415 in the error shape."""
     response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")
