@@ -208,12 +208,15 @@ class TriggerRecordAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     actions = ["process_again"]
 
+    def has_process_permission(self, request) -> bool:
+        return request.user.has_perm("workflows.change_workflow")
+
     @admin.display(description="Runs")
     def runs_link(self, obj: TriggerRecord) -> str:
         url = reverse("admin:workflows_workflowrun_changelist") + f"?trigger__id__exact={obj.pk}"
         return format_html('<a href="{}">runs</a>', url)
 
-    @admin.action(description="Process again (Braze gets nothing twice)")
+    @admin.action(description="Process again (Braze gets nothing twice)", permissions=["process"])
     def process_again(self, request, queryset):
         runs = 0
         for record_id in queryset.values_list("pk", flat=True):

@@ -417,7 +417,8 @@ def date_triggers_scan(*, now: dt.datetime | None = None) -> int:
 
     A workflow is due once its moment in the current period has come (``schedule.due``); each
     (workflow, period) is scanned once. The workflow's conditions are the pre-filter: members they
-    do not match get no record (and no run log). Processing is queued after commit.
+    do not match get no record (and no run log). Every member is scanned, opted-out ones too: a
+    condition ``member.status equals active`` leaves them out. Processing is queued after commit.
     """
     now = now or timezone.now()
     local = timezone.localtime(now)

@@ -149,3 +149,31 @@ def test_every_run_is_logged_with_the_member_trigger_version_and_duration(post_e
         assert run.member.member_id == "M-1"
         assert run.workflow_version == run.snapshot["version"] == 1
         assert run.duration_ms >= 0 and run.started_at is not None
+
+
+def test_the_shipped_fixture_holds_valid_workflows_and_no_connection():
+    import json
+
+    from tests.workflows.conftest import FIXTURE
+    from workflows.models import Action, ActionValue, Condition, Workflow
+
+    models = {row["model"] for row in json.loads(FIXTURE.read_text())}
+    assert models == {"workflows.workflow", "workflows.condition", "workflows.action", "workflows.actionvalue"}
+    for model in (Workflow, Condition, Action, ActionValue):
+        for row in model.objects.all():
+            row.full_clean()  # every shipped rule passes the same checks as one entered in the admin
+    assert Workflow.objects.count() == 5
+
+
+def test_process_again_in_the_admin_logs_runs_and_sends_nothing_twice(post_event, sandbox, admin_client):
+    post_event("M-1", "opt_in")
+    record = TriggerRecord.objects.get(event__action="opt_in")
+    events_before = len(sandbox.user("M-1")["events"])
+
+    response = admin_client.post("/admin/workflows/triggerrecord/",
+                                 {"action": "process_again", "_selected_action": [record.pk]}, follow=True)
+
+    assert response.status_code == 200
+    assert "Processed 1 trigger(s): 1 run(s)." in response.content.decode()
+    assert WorkflowRun.objects.filter(trigger=record).count() == 2
+    assert len(sandbox.user("M-1")["events"]) == events_before

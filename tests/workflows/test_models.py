@@ -270,3 +270,17 @@ def test_the_run_log_is_read_only_and_filters_by_member(admin_client):
     assert admin_client.get("/admin/workflows/workflowrun/add/").status_code == 403
     assert admin_client.get("/admin/workflows/workflowrun/?member__id__exact=1").status_code == 200
     assert admin_client.get("/admin/workflows/triggerrecord/").status_code == 200
+
+
+def test_the_admin_roles_have_their_workflow_permissions():
+    from django.contrib.auth.models import Group
+
+    viewer = set(Group.objects.get(name="Braze viewer").permissions.filter(
+        content_type__app_label="workflows").values_list("codename", flat=True))
+    manager = set(Group.objects.get(name="Braze manager").permissions.filter(
+        content_type__app_label="workflows").values_list("codename", flat=True))
+
+    assert {"view_workflow", "view_workflowrun", "view_triggerrecord"} <= viewer
+    assert "change_workflow" not in viewer
+    assert {"add_workflow", "change_workflow", "delete_condition", "change_actionvalue"} <= manager
+    assert "change_workflowrun" not in manager
