@@ -103,7 +103,8 @@ _CREDIT_KINDS = (LedgerKind.EARN, LedgerKind.ADJUST)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_MEMBER_ID = re.compile(r"^[^\s\x00]{1,255}$")
+# Stricter than the model's validator: control characters would be invisible in the admin and in Braze.
+_MEMBER_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 
 
 def _loyalty_setting(name: str) -> Any:
@@ -486,7 +487,7 @@ def member_profile_check(
 
 def _member_id_check(member_id: Any, path: str) -> str:
     if not isinstance(member_id, str) or not _MEMBER_ID.match(member_id) or _string_problem(member_id):
-        raise InvalidData({path: "must be 1-255 characters without spaces."})
+        raise InvalidData({path: "must be 1-255 characters without spaces or control characters."})
     return member_id
 
 
@@ -643,7 +644,7 @@ def event_record(
     _source_check(source)
     errors = _Errors()
     if not isinstance(member_id, str) or not _MEMBER_ID.match(member_id) or _string_problem(member_id):
-        errors.add("customer", "must be a member id: 1-255 characters without spaces.")
+        errors.add("customer", "must be a member id: 1-255 characters without spaces or control characters.")
     if not isinstance(action, str) or not ACTION_PATTERN.match(action):
         errors.add(
             "action", "must be 1-64 lower-case letters, digits or underscores, starting with a letter."

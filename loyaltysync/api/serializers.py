@@ -30,7 +30,11 @@ class MemberIdField(StrictCharField):
         kwargs.setdefault("max_length", 255)
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
-        self.validators.append(RegexValidator(r"^\S+$", "Must be 1-255 characters without spaces."))
+        self.validators.append(
+            RegexValidator(
+                r"^[^\s\x00-\x1f\x7f]+$", "Must be 1-255 characters without spaces or control characters."
+            )
+        )
 
 
 # --- Errors (documentation of api.exceptions' shape) --------------------------------------------

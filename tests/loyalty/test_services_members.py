@@ -43,7 +43,7 @@ def test_member_create_refuses_an_existing_id(member):
     assert caught.value.field == "member_id"
 
 
-@pytest.mark.parametrize("member_id", ["", "has space", "x" * 256, 42, "nul\x00"])
+@pytest.mark.parametrize("member_id", ["", "has space", "x" * 256, 42, "nul\x00", "esc\x1b", "tab\t"])
 def test_member_create_refuses_bad_ids(db, member_id):
     """Given a bad member id, when a member is created with it, then the error names member_id."""
     with pytest.raises(InvalidData) as caught:
