@@ -177,3 +177,11 @@ def test_process_again_in_the_admin_logs_runs_and_sends_nothing_twice(post_event
     assert "Processed 1 trigger(s): 1 run(s)." in response.content.decode()
     assert WorkflowRun.objects.filter(trigger=record).count() == 2
     assert len(sandbox.user("M-1")["events"]) == events_before
+    run = WorkflowRun.objects.filter(trigger=record).latest("id")
+    for url in ("/admin/workflows/workflowrun/", f"/admin/workflows/workflowrun/?member__id__exact={run.member_id}",
+                f"/admin/workflows/workflowrun/{run.pk}/change/", f"/admin/workflows/triggerrecord/{record.pk}/change/",
+                f"/admin/workflows/workflow/{run.workflow_id}/change/"):
+        page = admin_client.get(url)
+        assert page.status_code == 200, url
+    listing = admin_client.get("/admin/workflows/workflowrun/").content.decode()
+    assert "event loyalty_program_joined (already queued)" in listing
