@@ -289,8 +289,8 @@ class SyncRequestAdmin(ReadOnlyAdmin):
         "created_at",
         "trigger",
         "outcome_badge",
-        "http_status",
-        "duration_ms",
+        "http",
+        "milliseconds",
         "objects",
         "data_points",
         "short_message",
@@ -322,13 +322,21 @@ class SyncRequestAdmin(ReadOnlyAdmin):
     def outcome_badge(self, obj: SyncRequest) -> str:
         return state_badge(obj.get_outcome_display(), _OUTCOME_BADGE.get(obj.outcome, "bad"))
 
+    @admin.display(description="HTTP", ordering="http_status")
+    def http(self, obj: SyncRequest) -> str:
+        return str(obj.http_status or "—")
+
+    @admin.display(description="ms", ordering="duration_ms")
+    def milliseconds(self, obj: SyncRequest) -> str:
+        return "—" if obj.duration_ms is None else str(obj.duration_ms)
+
     @admin.display(description="Objects")
     def objects(self, obj: SyncRequest) -> int:
         return obj.object_count
 
     @admin.display(description="Braze's message")
     def short_message(self, obj: SyncRequest) -> str:
-        return obj.message if len(obj.message) <= 90 else obj.message[:89] + "…"
+        return obj.message if len(obj.message) <= 60 else obj.message[:59] + "…"
 
     @admin.display(description="Objects Braze refused")
     def errors_pretty(self, obj: SyncRequest) -> str:
@@ -620,13 +628,13 @@ class BrazeMemberAdmin(loyalty_admin.MemberAdmin):
         state = self._state(obj)
         if state is None:
             return format_html("{} never sent", state_badge("Not synced", "never"))
+        behind = state.version - state.synced_version
         return format_html(
-            "{} last synced {} · attempts {} · change {} of which Braze has {}",
+            "{} last synced {} · {} · {} attempt(s)",
             state_badge(state.get_status_display(), _SYNC_BADGE.get(state.status, "never")),
             _when(state.last_synced_at),
+            f"{behind} change(s) not in Braze yet" if behind > 0 else "Braze is up to date",
             state.attempts,
-            state.version,
-            state.synced_version,
         )
 
     @admin.display(description="State")

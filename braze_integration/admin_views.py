@@ -276,6 +276,7 @@ def _queue_resync(run_id: int) -> None:
 
 
 def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_word: str) -> tuple[str, int]:
+    """What Sync now did, in words, with Braze's own words for members it refused."""
     report = result.report
     parts = []
     if report.members_sent:
@@ -286,9 +287,20 @@ def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_
         parts.append(f"{report.members_failed} refused by Braze")
     if report.members_retrying:
         parts.append(f"{report.members_retrying} will be retried")
+    states = dict(
+        MemberSyncState.objects.filter(pk__in=member_ids).values_list("status").annotate(n=Count("pk"))
+    )
+    all_synced = states.get(SyncStatus.SYNCED, 0) == len(member_ids)
+    if result.stopped:
+        # A worker may have taken the members first (their save queued a flush): say where they stand now.
+        parts.append(f"stopped: {result.stopped}")
+        parts.append(
+            "now "
+            + ", ".join(f"{n} {SyncStatus(status).label.lower()}" for status, n in sorted(states.items()))
+        )
     level = messages.SUCCESS
-    if report.members_failed or report.members_retrying or result.stopped:
-        level = messages.ERROR if not report.members_sent else messages.WARNING
+    if report.members_failed or report.members_retrying or (result.stopped and not all_synced):
+        level = messages.WARNING if report.members_sent else messages.ERROR
         errors = list(
             MemberSyncState.objects.filter(pk__in=member_ids)
             .exclude(last_error="")
@@ -296,16 +308,8 @@ def _sync_message(member_ids: list[int], result: services.FlushResult, *, count_
         )
         if errors:
             parts.append("Braze said: " + "; ".join(f"{mid}: {error}" for mid, error in errors))
-    if result.stopped:
-        parts.append(f"stopped: {result.stopped}")
-        # A worker may have taken the members first (their save queued a flush): say where they stand now.
-        states = (
-            MemberSyncState.objects.filter(pk__in=member_ids).values_list("status").annotate(n=Count("pk"))
-        )
-        parts.append(
-            "now " + ", ".join(f"{n} {SyncStatus(status).label.lower()}" for status, n in sorted(states))
-        )
-    return ("; ".join(parts) or "Nothing to send.") + ".", level
+    text = "; ".join(parts) or "Nothing to send"
+    return text[:1].upper() + text[1:] + ".", level
 
 
 def member_sync_now(request: HttpRequest, model_admin: ModelAdmin, object_id: str) -> HttpResponse:
