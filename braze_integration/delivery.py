@@ -20,8 +20,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from loyaltysync.models import Member
@@ -150,7 +151,8 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         # A token still on a free row belongs to a worker that stopped while holding it.
         _recover_lost({old for _, old in rows if old is not None})
         if ids:
-            MemberSyncState.objects.filter(pk__in=ids).update(claim_token=token, claimed_until=now + claim_lease())
+            MemberSyncState.objects.filter(pk__in=ids).update(
+                claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
     return token, ids
 
 
@@ -528,53 +530,56 @@ class Deliverer:
 
     def _finish(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport, *,
                 count: bool = True) -> None:
-        """Braze has these members' values: synced, unless the member changed again meanwhile."""
+        """Braze has these members' values: synced, unless the member changed again meanwhile.
+
+        One UPDATE for what all members share (the status compares ``version`` with the claimed
+        version in SQL) and one ``executemany`` for the values each member sent: per-row
+        ``bulk_update`` CASE expressions were the slowest part of a resync."""
         if not works:
             return
-        now = timezone.now()
-        by_pk = {w.pk: w for w in works}
+        table = MemberSyncState._meta.db_table
+        values_field = MemberSyncState._meta.get_field("last_sent_values")
+        rows = [(values_field.get_db_prep_save({**w.last_sent, **w.sent_values}, db_connection), w.pk)
+                for w in works if w.sent_values or not w.last_sent]
+        updates: dict[str, Any] = {"attempts": 0, "next_attempt_at": None, "last_error": "", "last_error_kind": "",
+                                   "claim_token": None, "claimed_until": None}
+        if request is not None:
+            updates.update(last_synced_at=timezone.now(), last_request_id=request.pk)
+        if not self.partial:
+            same = Q(version=F("claimed_version"))
+            updates.update(synced_version=F("claimed_version"),
+                           status=Case(When(same, then=Value(SyncStatus.SYNCED)), default=Value(SyncStatus.PENDING)),
+                           dirty_since=Case(When(same, then=Value(None)), default=F("dirty_since")))
         with transaction.atomic():
-            states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=list(by_pk)))
-            for state in states:
-                work = by_pk[state.pk]
-                if work.sent_values or state.last_sent_values is None:
-                    state.last_sent_values = {**(state.last_sent_values or {}), **work.sent_values}
-                if not self.partial:
-                    state.synced_version = work.version
-                    state.status = SyncStatus.SYNCED if state.version == work.version else SyncStatus.PENDING
-                    if state.status == SyncStatus.SYNCED:
-                        state.dirty_since = None
-                state.last_synced_at = now if (request or state.last_synced_at is None) else state.last_synced_at
-                state.attempts, state.next_attempt_at = 0, None
-                state.last_error, state.last_error_kind = "", ""
-                state.claim_token, state.claimed_until = None, None
-                if request is not None:
-                    state.last_request_id = request.pk
-            MemberSyncState.objects.bulk_update(states, [
-                "last_sent_values", "synced_version", "status", "dirty_since", "last_synced_at", "attempts",
-                "next_attempt_at", "last_error", "last_error_kind", "claim_token", "claimed_until", "last_request"])
+            if rows:
+                q = db_connection.ops.quote_name
+                token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
+                with db_connection.cursor() as cursor:
+                    cursor.executemany(
+                        f"UPDATE {q(table)} SET last_sent_values = %s WHERE member_id = %s AND claim_token = %s",
+                        [(value, pk, token_param) for value, pk in rows])
+            done = MemberSyncState.objects.filter(claim_token=token, pk__in=[w.pk for w in works]).update(**updates)
         if count:
-            report.members_sent += len(states)
+            report.members_sent += done
 
     def _finish_failed(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport) -> None:
         """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
         if not works:
             return
         report.members_failed += len(works)
-        by_pk = {w.pk: w for w in works}
+        by_error: dict[str, list[int]] = {}
+        for work in works:
+            by_error.setdefault(work.error[:2000], []).append(work.pk)
+        same = Q(version=F("claimed_version"))
         with transaction.atomic():
-            states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=list(by_pk)))
-            for state in states:
-                work = by_pk[state.pk]
-                state.status = SyncStatus.FAILED if state.version == work.version else SyncStatus.PENDING
-                state.last_error, state.last_error_kind = work.error[:2000], "invalid_data"
-                state.attempts, state.next_attempt_at = 0, None
-                state.claim_token, state.claimed_until = None, None
+            for error, pks in by_error.items():
+                updates: dict[str, Any] = {
+                    "status": Case(When(same, then=Value(SyncStatus.FAILED)), default=Value(SyncStatus.PENDING)),
+                    "last_error": error, "last_error_kind": "invalid_data", "attempts": 0, "next_attempt_at": None,
+                    "claim_token": None, "claimed_until": None}
                 if request is not None:
-                    state.last_request_id = request.pk
-            MemberSyncState.objects.bulk_update(states, [
-                "status", "last_error", "last_error_kind", "attempts", "next_attempt_at", "claim_token",
-                "claimed_until", "last_request"])
+                    updates["last_request_id"] = request.pk
+                MemberSyncState.objects.filter(claim_token=token, pk__in=pks).update(**updates)
 
     @staticmethod
     def _save_outbox(items: list[OutboxItem]) -> None:

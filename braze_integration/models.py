@@ -145,6 +145,7 @@ class MemberSyncState(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_version = models.PositiveBigIntegerField(default=0, help_text="The version the current claim sends.")
     last_sent_values = models.JSONField(null=True, blank=True, help_text="The mapped values Braze last accepted.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

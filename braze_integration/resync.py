@@ -241,8 +241,9 @@ def _ensure_states(ids: list[int]) -> None:
     """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
     table = MemberSyncState._meta.db_table
     q = db_connection.ops.quote_name
-    values = ", ".join(["(%s, 'pending', 1, 0, 0, '', '')"] * len(ids))
+    values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '')"] * len(ids))
     with db_connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {q(table)} (member_id, status, version, synced_version, attempts, last_error, last_error_kind) "
+            f"INSERT INTO {q(table)} (member_id, status, version, synced_version, claimed_version, attempts, last_error, "
+            "last_error_kind) "
             f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", ids)

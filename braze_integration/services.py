@@ -109,12 +109,12 @@ def member_sync_enqueue(*, member_ids: Iterable[int]) -> int:
     with db_connection.cursor() as cursor:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            values = ", ".join(["(%s, 'pending', 1, 0, 0, %s, '', '')"] * len(chunk))
+            values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, %s, '', '')"] * len(chunk))
             params: list[Any] = []
             for member_id in chunk:
                 params += [member_id, now]
             cursor.execute(
-                f"INSERT INTO {q(table)} (member_id, status, version, synced_version, attempts, dirty_since, "
+                f"INSERT INTO {q(table)} (member_id, status, version, synced_version, claimed_version, attempts, dirty_since, "
                 f"last_error, last_error_kind) VALUES {values} "
                 f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {q(table)}.version + 1, "
                 f"dirty_since = COALESCE({q(table)}.dirty_since, EXCLUDED.dirty_since), "
