@@ -93,6 +93,18 @@ def test_connect_map_sync_and_watch_it_on_the_dashboard(logged_in, live_server, 
     assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Grace"
     expect(page.locator("fieldset", has_text="Braze sync")).to_contain_text("Synced")
 
+    # A workflow on checkout that sends a Braze custom event, made in the admin.
+    page.goto(f"{live_server.url}/admin/workflows/workflow/add/")
+    page.fill("#id_name", "Last purchase to Braze")
+    page.select_option("#id_trigger_kind", "event")
+    page.fill("#id_trigger_action", "checkout")
+    page.click("#actions-group .add-row a")
+    page.select_option("#id_actions-0-kind", "send_event")
+    page.fill("#id_actions-0-event_name", "loyalty_last_purchase")
+    page.click("input[name=_continue]")
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    screenshot(page, "workflow")
+
     # A checkout through the API, with a DRF token: Braze hears of the purchase; the dashboard moves.
     requests_before = dashboard_figure(page, live_server, "braze-requests-today")
     from rest_framework.authtoken.models import Token
@@ -117,6 +129,11 @@ def test_connect_map_sync_and_watch_it_on_the_dashboard(logged_in, live_server, 
     attributes = sandbox.user("m-1")["attributes"]
     assert attributes["loyalty_purchase_total"] == 80 and attributes["loyalty_last_products"] == ["sku-7"]
     assert attributes["loyalty_points"] > 0
+    assert [e["name"] for e in sandbox.user("m-1")["events"]] == ["loyalty_last_purchase"]
+    page.goto(f"{live_server.url}/admin/workflows/workflowrun/")
+    expect(page.locator("#result_list")).to_contain_text("Last purchase to Braze")
+    expect(page.locator("#result_list")).to_contain_text("m-1")
+    screenshot(page, "workflow-runs")
 
     assert dashboard_figure(page, live_server, "braze-requests-today") > requests_before
     assert int(page.locator("#braze-members-synced").inner_text()) == 3
