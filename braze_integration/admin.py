@@ -445,6 +445,23 @@ class MemberSyncStateAdmin(ReadOnlyAdmin):
         admin_views.members_sync_now(request, self, list(queryset.values_list("pk", flat=True)))
 
 
+class MaybeSentTwiceFilter(admin.SimpleListFilter):
+    """Items that went out in a request whose answer was lost: Braze may hold them more than once."""
+
+    title = "maybe sent more than once"
+    parameter_name = "ambiguous"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(ambiguous_sends__gt=0)
+        if self.value() == "no":
+            return queryset.filter(ambiguous_sends=0)
+        return queryset
+
+
 @admin.register(OutboxItem)
 class OutboxItemAdmin(ReadOnlyAdmin):
     list_display = [
@@ -459,7 +476,7 @@ class OutboxItemAdmin(ReadOnlyAdmin):
         "request",
         "last_error",
     ]
-    list_filter = ["status", "kind"]
+    list_filter = ["status", "kind", MaybeSentTwiceFilter]
     search_fields = ["member__member_id", "origin", "dedupe_key"]
     list_select_related = ["member"]
     date_hierarchy = "created_at"

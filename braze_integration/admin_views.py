@@ -207,6 +207,7 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             "syncrequest", outcome__exact=RequestOutcome.RATE_LIMITED, **today_param
         ),
         "outbox": outbox,
+        "ambiguous_url": changelist_url("outboxitem", ambiguous="yes"),
         "chart": _chart(objects_per_hour(now=now)),
         "resync_runs_url": changelist_url("resyncrun"),
         "latest_run": ResyncRun.objects.first(),

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from braze_integration.admin_views import objects_per_hour
-from braze_integration.models import MemberSyncState, RequestOutcome, SyncRequest, SyncStatus
+from braze_integration.models import MemberSyncState, OutboxItem, RequestOutcome, SyncRequest, SyncStatus
 from loyaltysync.models import Member
 
 pytestmark = pytest.mark.usefixtures("q_sync")
@@ -43,6 +43,8 @@ def test_the_dashboard_counts_members_requests_and_errors_and_links_each_number(
     SyncRequest.objects.create(
         connection=braze_connection, outcome=RequestOutcome.RATE_LIMITED, http_status=429
     )
+    OutboxItem.objects.create(member=members[3], kind="event", payload={}, status="sent", ambiguous_sends=1)
+    OutboxItem.objects.create(member=members[3], kind="event", payload={}, status="sent")
 
     response = admin_client.get(DASHBOARD)
 
@@ -67,6 +69,8 @@ def test_the_dashboard_counts_members_requests_and_errors_and_links_each_number(
     assert admin_client.get(url).context["cl"].result_count == 1
     assert admin_client.get(response.context["requests_today_url"]).context["cl"].result_count == 5
     assert 'id="braze-connection-state">Connected<' in page
+    assert response.context["summary"]["ambiguous_event_sends"] == 1
+    assert admin_client.get(response.context["ambiguous_url"]).context["cl"].result_count == 1
 
 
 def test_the_chart_counts_objects_per_hour_for_24_hours(braze_connection):
