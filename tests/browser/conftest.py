@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCRATCH = Path(tempfile.gettempdir()) / f"loyaltysync-screenshots-{os.getpid()}"
 PASSWORD = "browser-test-password-1"
 
 
@@ -81,8 +83,11 @@ def logged_in(page, live_server, browser_admin):
 
 
 def screenshot(page, name: str, *, full_page: bool = True) -> Path:
-    """Save a screenshot of the main screens for the docs (PNG, kept small)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Take a screenshot of a main screen; it replaces the one in docs/screenshots only when
+    UPDATE_SCREENSHOTS=1 (so an ordinary test run leaves the working tree alone)."""
+    folder = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS", "") not in ("", "0") else SCRATCH
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+    assert path.stat().st_size < 300_000, f"{path} is larger than 300 KB"
     return path
