@@ -137,26 +137,68 @@ def _string(value: Any, where: str) -> str:
     return text
 
 
+class _NestedProblem(Exception):
+    """Raised deep inside a nested value; each level adds its key on the way up, so the happy path
+    builds no path strings."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+        self.path: list[str] = []
+
+
+# Every node of a nested value (key + scalar) takes at most ~520 bytes of JSON (255-character key
+# and string, quotes, separators), so fewer nodes than this can never reach Braze's 100 KB.
+_NODES_BELOW_LIMIT = MAX_NESTED_BYTES // 540
+
+
 def _nested(value: Any, where: str) -> Any:
     """A value inside an object or an array of objects: dates become ``{"$time": ...}``."""
+    try:
+        converted, nodes = _nested_walk(value)
+    except _NestedProblem as problem:
+        raise PayloadError(where + "".join(reversed(problem.path)), problem.problem) from None
+    if nodes >= _NODES_BELOW_LIMIT:
+        _check_size(converted, where)
+    return converted
+
+
+def _nested_walk(value: Any) -> tuple[Any, int]:
     if isinstance(value, dict):
-        out = {}
+        out, nodes = {}, 0
         for key, item in value.items():
             if not isinstance(key, str) or not _NESTED_KEY.match(key):
-                raise PayloadError(where, f"object key {key!r} must be 1-255 characters without spaces, '.' or '$'")
-            out[key] = _nested(item, f"{where}.{key}")
-        return out
+                raise _NestedProblem(f"object key {key!r} must be 1-255 characters without spaces, '.' or '$'")
+            try:
+                out[key], count = _nested_walk(item)
+            except _NestedProblem as problem:
+                problem.path.append(f".{key}")
+                raise
+            nodes += count + 1
+        return out, nodes
     if isinstance(value, list | tuple):
-        return [_nested(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        items, nodes = [], 0
+        for index, item in enumerate(value):
+            try:
+                converted, count = _nested_walk(item)
+            except _NestedProblem as problem:
+                problem.path.append(f"[{index}]")
+                raise
+            items.append(converted)
+            nodes += count + 1
+        return items, nodes
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise _NestedProblem(f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
+        return value, 1
     if isinstance(value, dt.datetime | dt.date):
-        return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}
+        return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}, 1
     if isinstance(value, Decimal):
-        return _number(value, where, integer=False)
+        if not value.is_finite():
+            raise _NestedProblem("expected a finite number")
+        return float(value), 1
     if isinstance(value, float) and not math.isfinite(value):
-        raise PayloadError(where, "expected a finite number")
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        raise PayloadError(where, f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
-    return value
+        raise _NestedProblem("expected a finite number")
+    return value, 1
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -174,7 +216,7 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
     (Braze removes the attribute)."""
     if value is None:
         return None
-    match BrazeType(braze_type):
+    match braze_type:  # StrEnum members equal their strings, so plain strings match too
         case BrazeType.INTEGER:
             return _number(value, where, integer=True)
         case BrazeType.FLOAT:
@@ -197,31 +239,28 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
                 raise PayloadError(where, f"has {len(items)} elements; the limit is {max_array}")
             out = []
             for index, item in enumerate(items):
-                item_where = f"{where}[{index}]"
                 if isinstance(item, dict | list | tuple) or item is None:
-                    raise PayloadError(item_where, "arrays hold strings and numbers only")
+                    raise PayloadError(f"{where}[{index}]", "arrays hold strings and numbers only")
                 if isinstance(item, Decimal):
                     out.append(float(item))
                 elif isinstance(item, bool | int | float):
                     out.append(item)
                 else:
-                    out.append(_string(item, item_where))
+                    out.append(_string(item, f"{where}[{index}]"))
             return out
         case BrazeType.OBJECT:
             if not isinstance(value, dict):
                 raise PayloadError(where, f"expected an object, got {type(value).__name__}")
-            converted = _nested(value, where)
-            _check_size(converted, where)
-            return converted
+            return _nested(value, where)
         case BrazeType.ARRAY_OF_OBJECTS:
             if not isinstance(value, list | tuple):
                 raise PayloadError(where, f"expected an array of objects, got {type(value).__name__}")
             for index, item in enumerate(value):
                 if not isinstance(item, dict):
                     raise PayloadError(f"{where}[{index}]", "expected an object")
-            converted = _nested(list(value), where)
-            _check_size(converted, where)
-            return converted
+            return _nested(list(value), where)
+        case _:
+            raise ValueError(f"Unknown Braze type {braze_type!r}")
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,8 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: delivery
             continue
         try:
             total.merge(deliverer.deliver(token, plan=plan, force=force))
-            remaining = [pk for pk in remaining if pk not in set(claimed)]
+            done = set(claimed)
+            remaining = [pk for pk in remaining if pk not in done]
             stalls = 0
         except delivery.SyncStopped as stop:
             delivery.release(token)
