@@ -95,8 +95,9 @@ def connection_active() -> Connection | None:
 
 # --- marking members pending -----------------------------------------------------------------------
 
-def member_sync_enqueue(*, member_ids: Iterable[int]) -> int:
-    """Mark members as needing a sync, in the caller's transaction, and schedule a flush after commit.
+def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> int:
+    """Mark members as needing a sync, in the caller's transaction, and schedule a flush after commit
+    (unless ``schedule`` is off: the caller sends them itself).
 
     Several marks of one member before the worker gets to it merge into one (the version grows).
     """
@@ -121,7 +122,8 @@ def member_sync_enqueue(*, member_ids: Iterable[int]) -> int:
                 f"attempts = CASE WHEN {q(table)}.status = 'pending' THEN {q(table)}.attempts ELSE 0 END",
                 params,
             )
-    flush_after_commit()
+    if schedule:
+        flush_after_commit()
     return len(ids)
 
 
@@ -313,7 +315,8 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
     if connection is None:
         return FlushResult(report=report, stopped="no active connection")
     with transaction.atomic():
-        member_sync_enqueue(member_ids=ids)
+        # No flush task: a worker would race this call for the same members.
+        member_sync_enqueue(member_ids=ids, schedule=False)
         MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
     token, claimed = delivery.claim(limit=len(ids), member_ids=ids)
     if not claimed:
@@ -330,15 +333,17 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
 
 
 def member_sync_retry(*, member_ids: Iterable[int]) -> int:
-    """Put failed and dead-lettered members (and their dead outbox items) back in the queue."""
+    """Put failed and dead-lettered members, and their failed or dead outbox items, back in the queue."""
     ids = list(member_ids)
     with transaction.atomic():
-        OutboxItem.objects.filter(member_id__in=ids, status__in=[OutboxStatus.DEAD, OutboxStatus.FAILED]).update(
-            status=OutboxStatus.PENDING, attempts=0)
-        count = MemberSyncState.objects.filter(pk__in=ids, status__in=[SyncStatus.DEAD, SyncStatus.FAILED]).update(
-            status=SyncStatus.PENDING, attempts=0, next_attempt_at=None)
-        flush_after_commit()
-    return count
+        items = OutboxItem.objects.filter(member_id__in=ids, status__in=[OutboxStatus.DEAD, OutboxStatus.FAILED])
+        retried = set(items.values_list("member_id", flat=True))
+        items.update(status=OutboxStatus.PENDING, attempts=0, last_error="")
+        retried |= set(MemberSyncState.objects.filter(
+            pk__in=ids, status__in=[SyncStatus.DEAD, SyncStatus.FAILED]).values_list("pk", flat=True))
+        member_sync_enqueue(member_ids=retried)
+        MemberSyncState.objects.filter(pk__in=retried).update(next_attempt_at=None)
+    return len(retried)
 
 
 def member_payload_preview(*, member: Member) -> dict[str, Any]:

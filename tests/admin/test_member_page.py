@@ -136,14 +136,17 @@ def test_preview_action_shows_each_payload_without_sending(admin_client, braze_c
 
 
 @pytest.mark.usefixtures("q_sync")
-def test_given_a_worker_sent_the_member_first_then_sync_now_says_where_it_stands(
-    admin_client, braze_connection
+def test_given_workers_run_inline_then_sync_now_still_sends_the_member_itself_with_force(
+    admin_client, braze_connection, sandbox
 ):
     member = Member.objects.create(member_id="m-1", first_name="Ada")
+    requests_before = sandbox.stats()["requests"]
 
     response = admin_client.post(
         reverse("admin:loyaltysync_member_braze_sync", args=[member.pk]), follow=True
     )
 
     [message] = [str(m) for m in response.context["messages"]]
-    assert message.endswith("now 1 synced.")
+    assert message == "1 member sent to Braze."
+    # Sent again although Braze had the values: "Sync now" forces, and no flush task raced it.
+    assert sandbox.stats()["requests"] == requests_before + 1
