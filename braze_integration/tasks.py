@@ -1,11 +1,16 @@
 """django-q2 tasks: thin wrappers that call one service."""
 
+from django.conf import settings
+from django_q.conf import Conf
+
 from . import resync, services
 from .models import ResyncRun
 
 
 def sync_flush(slot_id: int | None = None) -> str:
-    result = services.sync_flush(slot_id=slot_id)
+    # Run inline (django-q2's sync mode: tests, the admin without a worker) a flush must not linger.
+    linger = 0.0 if Conf.SYNC else settings.BRAZE_FLUSH_LINGER_SECONDS
+    result = services.sync_flush(slot_id=slot_id, linger=linger)
     report = result.report
     return (f"sent {report.members_sent}, unchanged {report.members_unchanged}, failed {report.members_failed}, "
             f"requests {report.requests}" + (f"; stopped: {result.stopped}" if result.stopped else ""))

@@ -193,6 +193,8 @@ BRAZE_HTTP_TIMEOUT = env.float("BRAZE_HTTP_TIMEOUT", default=10.0)
 BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)
 # Flush tasks that may run at once (each takes a slot); more workers than this idle.
 BRAZE_SYNC_CONCURRENCY = env.int("BRAZE_SYNC_CONCURRENCY", default=4)
+# A flush task that ran out of work waits this long for more before it ends (see services.sync_flush).
+BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0)
 
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:
