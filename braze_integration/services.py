@@ -159,29 +159,23 @@ def _slot_free(now) -> Q:
     return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
 
 
-_slots_ready = False
-
-
 def _slot_take() -> int | None:
     """Take a free flush slot. The common case on the save path is "all busy" (a worker is
-    flushing or lingering): that costs one indexed SELECT, written in SQL to keep the ORM's
-    query building off the save path."""
-    global _slots_ready
+    flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
+    building off the save path."""
     now = timezone.now()
     table = db_connection.ops.quote_name(FlushSlot._meta.db_table)
     with db_connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1",
-                       [db_connection.ops.adapt_datetimefield_value(now)])
-        row = cursor.fetchone()
-    if row is None:
-        if _slots_ready:
-            return None
-        if FlushSlot.objects.count() >= settings.BRAZE_SYNC_CONCURRENCY:
-            _slots_ready = True  # slots are never deleted: no need to count again
+        cursor.execute(
+            f"SELECT (SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1), "
+            f"(SELECT COUNT(*) FROM {table})", [db_connection.ops.adapt_datetimefield_value(now)])
+        free_id, slots = cursor.fetchone()
+    if free_id is None:
+        if slots >= settings.BRAZE_SYNC_CONCURRENCY:
             return None
         return FlushSlot.objects.create(busy_until=now + SLOT_LEASE).pk
-    taken = FlushSlot.objects.filter(pk=row[0]).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
-    return row[0] if taken else None
+    taken = FlushSlot.objects.filter(pk=free_id).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
+    return free_id if taken else None
 
 
 def _slot_renew(slot_id: int | None) -> None:
