@@ -108,7 +108,11 @@ class Key:
         if value is None:
             return None if self.nullable else f"expected {_TYPE_WORDS[self.kind]}, not null"
         ok = isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool))
-        return None if ok else f"expected {_TYPE_WORDS[self.kind]}, not {_json_type(value)}"
+        if not ok:
+            return f"expected {_TYPE_WORDS[self.kind]}, not {_json_type(value)}"
+        if isinstance(value, str) and "\x00" in value:  # as the admin's forms: databases refuse it in text
+            return "must not contain the NUL character"
+        return None
 
 
 def _json_type(value: Any) -> str:
