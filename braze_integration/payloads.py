@@ -36,6 +36,12 @@ MAX_ARRAY = 500
 MAX_NESTED_BYTES = 100 * 1024
 MAX_EXTERNAL_ID_BYTES = 987
 MAX_PROPERTIES = 256
+MAX_INTEGER = 2**63
+# Levels of objects/arrays inside one value. Braze documents no limit; the loyalty program allows 20, and
+# a limit keeps every walk over a value (here, in the sandbox, in json) far from Python's recursion limit.
+MAX_NESTING = 50
+# Keys that make an object an update operation for Braze ({"inc": 1}, {"add": [...]}), not a value.
+_OPERATION_KEYS = ({"inc"}, {"add"}, {"remove"}, {"add", "remove"})
 DEFAULT_MAX_OBJECTS = 75
 # Keys that belong to the attributes object itself, not to the profile.
 RESERVED_ATTRIBUTE_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "_merge_objects"})
@@ -110,13 +116,19 @@ def _number(value: Any, where: str, *, integer: bool) -> int | float:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise PayloadError(where, "expected a finite number")
-        if not integer:
-            return float(value)
+        if integer:
+            # Before int(): int(Decimal("1e999999999")) would take minutes and gigabytes.
+            _check_integer_range(value, where)
+        else:
+            return _finite_float(value, where)
         if value != value.to_integral_value():
             raise PayloadError(where, f"expected an integer, got {value}")
         return int(value)
     if isinstance(value, int):
-        return int(value) if integer else float(value)
+        if integer:
+            _check_integer_range(value, where)
+            return int(value)
+        return _finite_float(value, where)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PayloadError(where, "expected a finite number")
@@ -126,6 +138,29 @@ def _number(value: Any, where: str, *, integer: bool) -> int | float:
             return int(value)
         return value
     raise PayloadError(where, f"expected a number, got {type(value).__name__}")
+
+
+def _preview(value: Any) -> str:
+    """A short repr for messages: a container is named, not printed (it may be huge or very deep)."""
+    if isinstance(value, dict | list | tuple | set):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_integer_range(value: Decimal | int, where: str) -> None:
+    if not -MAX_INTEGER <= value < MAX_INTEGER:
+        raise PayloadError(where, "is outside the 64-bit integer range")
+
+
+def _finite_float(value: Decimal | int, where: str) -> float:
+    try:
+        number = float(value)  # an int beyond a double's range raises; a Decimal becomes inf
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise PayloadError(where, "is too large for a number")
+    return number
 
 
 def _string(value: Any, where: str) -> str:
@@ -154,7 +189,7 @@ _NODES_BELOW_LIMIT = MAX_NESTED_BYTES // 540
 def _nested(value: Any, where: str) -> Any:
     """A value inside an object or an array of objects: dates become ``{"$time": ...}``."""
     try:
-        converted, nodes = _nested_walk(value)
+        converted, nodes = _nested_walk(value, 0)
     except _NestedProblem as problem:
         raise PayloadError(where + "".join(reversed(problem.path)), problem.problem) from None
     if nodes >= _NODES_BELOW_LIMIT:
@@ -162,14 +197,16 @@ def _nested(value: Any, where: str) -> Any:
     return converted
 
 
-def _nested_walk(value: Any) -> tuple[Any, int]:
+def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
+    if isinstance(value, dict | list | tuple) and depth >= MAX_NESTING:
+        raise _NestedProblem(f"is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, dict):
         out, nodes = {}, 0
         for key, item in value.items():
             if not isinstance(key, str) or not _NESTED_KEY.match(key):
                 raise _NestedProblem(f"object key {key!r} must be 1-255 characters without spaces, '.' or '$'")
             try:
-                out[key], count = _nested_walk(item)
+                out[key], count = _nested_walk(item, depth + 1)
             except _NestedProblem as problem:
                 problem.path.append(f".{key}")
                 raise
@@ -179,7 +216,7 @@ def _nested_walk(value: Any) -> tuple[Any, int]:
         items, nodes = [], 0
         for index, item in enumerate(value):
             try:
-                converted, count = _nested_walk(item)
+                converted, count = _nested_walk(item, depth + 1)
             except _NestedProblem as problem:
                 problem.path.append(f"[{index}]")
                 raise
@@ -228,7 +265,7 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
                 return value
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
-            raise PayloadError(where, f"expected true or false, got {value!r}")
+            raise PayloadError(where, f"expected true or false, got {_preview(value)}")
         case BrazeType.DATE:
             return _parse_time(value, where)
         case BrazeType.ARRAY:
@@ -241,9 +278,9 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
             for index, item in enumerate(items):
                 if isinstance(item, dict | list | tuple) or item is None:
                     raise PayloadError(f"{where}[{index}]", "arrays hold strings and numbers only")
-                if isinstance(item, Decimal):
-                    out.append(float(item))
-                elif isinstance(item, bool | int | float):
+                if isinstance(item, Decimal | float):
+                    out.append(_number(item, f"{where}[{index}]", integer=False))
+                elif isinstance(item, bool | int):
                     out.append(item)
                 else:
                     out.append(_string(item, f"{where}[{index}]"))
@@ -251,6 +288,11 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
         case BrazeType.OBJECT:
             if not isinstance(value, dict):
                 raise PayloadError(where, f"expected an object, got {type(value).__name__}")
+            if set(value) in _OPERATION_KEYS:
+                raise PayloadError(
+                    where, f"an object with only the keys {sorted(value)} would be read by Braze as an update "
+                    "operation, not stored; add another key"
+                )
             return _nested(value, where)
         case BrazeType.ARRAY_OF_OBJECTS:
             if not isinstance(value, list | tuple):
@@ -315,14 +357,16 @@ def _properties(properties: Mapping[str, Any] | None, where: str, reserved: froz
         # Top-level datetimes are ISO strings; inside arrays/objects Braze wants plain values.
         if isinstance(value, dt.datetime | dt.date):
             out[key] = format_time(value)
-        elif isinstance(value, dict | list):
+        elif isinstance(value, dict | list | tuple):
             out[key] = _nested(value, f"{where}.{key}")
-        elif isinstance(value, Decimal):
-            out[key] = float(value)
+        elif isinstance(value, Decimal | float):
+            out[key] = _number(value, f"{where}.{key}", integer=False)
         elif isinstance(value, str):
             out[key] = _string(value, f"{where}.{key}")
-        else:
+        elif value is None or isinstance(value, bool | int):
             out[key] = value
+        else:
+            raise PayloadError(f"{where}.{key}", f"cannot send a {type(value).__name__}")
     if any(isinstance(v, dict | list) for v in out.values()):
         _check_size(out, where)
     return out

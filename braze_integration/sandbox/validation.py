@@ -151,7 +151,10 @@ def validate_track_request(
     )
     for name, check, valid in checks:
         for index, obj in enumerate(arrays[name]):
-            problem = check(obj, limits)
+            try:
+                problem = check(obj, limits)
+            except RecursionError:  # json.loads decodes deeper than the recursive checks can walk
+                problem = f"The object is nested too deeply to be processed (index {index})."
             if problem is None:
                 valid.append(obj)
             else:
