@@ -9,6 +9,7 @@ message that says why, so a configurable URL can never make the server request s
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -17,6 +18,11 @@ from django.db import models
 
 BRAZE_DOMAINS = ("braze.com", "braze.eu")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# A DNS host name in ASCII: letters, digits and inner hyphens, labels joined by single dots. Look-alike
+# letters (Cyrillic "а", fullwidth "ｂ"), "_", "*", ";" or an empty label are not host names.
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+# What resolvers take as an IPv4 address besides dotted quads: 2130706433, 0x7f.1, 0177.0.0.1, 127.1.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
 
 
 class Instance(models.TextChoices):
@@ -78,12 +84,13 @@ def endpoint_normalize(url: str, *, allow_local: bool | None = None, resolve: bo
             )
         bracketed = f"[{host}]" if ":" in host else host
         return f"{scheme}://{bracketed}" + (f":{port}" if port else "")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
+    if _is_ip_literal(host):
         raise EndpointRefused("IP addresses are not allowed; use your Braze instance's host name.")
+    if not _HOST_NAME.match(host):
+        raise EndpointRefused(
+            f"{host!r} is not a valid host name (only the letters a-z, digits, '-' and '.'; look-alike "
+            "letters from other alphabets are refused)."
+        )
     if scheme != "https":
         raise EndpointRefused("Braze endpoints must use https.")
     if not _is_braze_host(host):
@@ -93,6 +100,14 @@ def endpoint_normalize(url: str, *, allow_local: bool | None = None, resolve: bo
     if resolve:
         _refuse_private_resolution(host)
     return f"https://{host}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_NUMERIC_HOST.match(host))
+    return True
 
 
 def _refuse_private_resolution(host: str) -> None:

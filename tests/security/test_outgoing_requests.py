@@ -1,0 +1,374 @@
+"""Where the server may send requests: https to Braze's REST hosts only (loopback for the sandbox when
+BRAZE_ALLOW_LOCAL_ENDPOINTS is on), no redirects followed, a timeout on every call.
+
+Every hostile Instance URL is refused with a message that says why, by ``endpoint_normalize``, by
+``Connection.clean()`` and by the admin's Connect form.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from braze_integration import errors, services
+from braze_integration.client import BrazeClient
+from braze_integration.endpoints import EndpointRefused, endpoint_normalize
+from braze_integration.forms import CUSTOM_URL, ConnectionForm
+from braze_integration.models import Connection, ConnectionStatus
+
+EU = "https://rest.fra-01.braze.eu"
+
+# (url, words of the refusal): refused whether or not local endpoints are allowed.
+HOSTILE = [
+    ("https://evil.com", "evil.com is not a Braze host"),
+    ("https://braze.com.evil.com", "is not a Braze host"),
+    ("https://evilbraze.com", "is not a Braze host"),
+    ("https://evil.com.", "is not a Braze host"),
+    ("https://evil.com:443", "is not a Braze host"),
+    # IP literals, in every spelling a resolver accepts
+    ("https://52.1.2.3", "IP addresses are not allowed"),
+    ("http://169.254.169.254", "IP addresses are not allowed"),
+    ("http://10.0.0.1", "IP addresses are not allowed"),
+    ("http://127.0.0.2", "IP addresses are not allowed"),
+    ("http://0.0.0.0", "IP addresses are not allowed"),
+    ("http://2130706433", "IP addresses are not allowed"),
+    ("https://2130706433", "IP addresses are not allowed"),
+    ("http://0x7f.1", "IP addresses are not allowed"),
+    ("http://0x7f000001", "IP addresses are not allowed"),
+    ("http://0177.0.0.1", "IP addresses are not allowed"),
+    ("http://017700000001", "IP addresses are not allowed"),
+    ("http://127.1", "IP addresses are not allowed"),
+    ("http://0", "IP addresses are not allowed"),
+    ("http://[0:0:0:0:0:0:0:1]", "IP addresses are not allowed"),
+    ("https://[::ffff:127.0.0.1]", "IP addresses are not allowed"),
+    ("https://[::ffff:7f00:1]", "IP addresses are not allowed"),
+    ("https://[fd00::1]", "IP addresses are not allowed"),
+    ("https://[fe80::1%25eth0]", "IP addresses are not allowed"),
+    # other schemes
+    ("file:///etc/passwd", "Only https URLs are allowed, not file"),
+    ("gopher://rest.fra-01.braze.eu:70/_POST", "Only https URLs are allowed, not gopher"),
+    ("ftp://rest.fra-01.braze.eu", "Only https URLs are allowed, not ftp"),
+    ("dict://127.0.0.1:11211/stat", "Only https URLs are allowed, not dict"),
+    ("javascript:alert(1)", "Only https URLs are allowed"),
+    ("//rest.fra-01.braze.eu", "without a scheme"),
+    ("rest.fra-01.braze.eu", "without a scheme"),
+    ("http://rest.fra-01.braze.eu", "must use https"),
+    # userinfo, fragment and path tricks
+    ("https://rest.fra-01.braze.eu@evil.com", "must not contain a user name or password"),
+    ("https://user:pass@rest.fra-01.braze.eu", "must not contain a user name or password"),
+    ("https://rest.fra-01.braze.eu%40evil.com", "not a valid host name"),
+    ("https://rest.fra-01.braze.eu%2f@evil.com", "must not contain a user name or password"),
+    ("https://evil.com#@rest.fra-01.braze.eu", "no path or query"),
+    ("https://evil.com?@rest.fra-01.braze.eu", "no path or query"),
+    ("https://evil.com/.braze.com", "no path or query"),
+    ("https://rest.fra-01.braze.eu/users/track", "no path or query"),
+    ("https://rest.fra-01.braze.eu/../../admin", "no path or query"),
+    ("https://rest.fra-01.braze.eu?x=1", "no path or query"),
+    ("https:rest.fra-01.braze.eu", "no path or query"),
+    # backslashes, whitespace and control characters
+    ("https://evil.com\\@rest.fra-01.braze.eu", "backslashes"),
+    ("https://rest.fra-01.braze.eu\\evil.com", "backslashes"),
+    ("https://rest.fra-01.braze.eu\r\nHost: evil.com", "control characters"),
+    ("https://rest.fra-01.braze.eu\x00.evil.com", "control characters"),
+    ("https://rest.fra-01.braze .eu", "spaces"),
+    # unicode look-alikes and other characters that are not a host name
+    ("https://rest.fra-01.br\u0430ze.eu", "not a valid host name"),  # Cyrillic a
+    ("https://rest.fra-01.\uff42\uff52\uff41\uff5a\uff45.eu", "not a valid host name"),  # fullwidth
+    ("https://rest.fra-01.braze\u2024eu", "not a valid host name"),  # one dot leader
+    ("https://rest.fra-01.braze.eu\u3002", "not a valid host name"),  # ideographic full stop
+    ("https://rest.fra-01.braze.eu\u200b", "not a valid host name"),  # zero-width space
+    ("https://evil.com\uff0f.braze.com", "Not a valid URL"),  # fullwidth solidus: NFKC makes it a path
+    ("https://evil.com\uff20rest.fra-01.braze.eu", "Not a valid URL"),  # fullwidth @
+    ("https://.braze.com", "not a valid host name"),
+    ("https://*.braze.com", "not a valid host name"),
+    ("https://a_b.braze.com", "not a valid host name"),
+    ("https://rest.fra-01.braze.eu;.evil.com", "not a valid host name"),
+    # ports
+    ("https://rest.fra-01.braze.eu:8443", "standard https port"),
+    ("https://rest.fra-01.braze.eu:0", "standard https port"),
+    ("https://rest.fra-01.braze.eu:443:1", "Not a valid URL"),
+    ("https://rest.fra-01.braze.eu:99999", "Not a valid URL"),
+    # empty
+    ("", "Enter the REST endpoint"),
+    ("   ", "Enter the REST endpoint"),
+]
+# Refused only while local endpoints are off (production); the sandbox uses them in development.
+LOCAL = [
+    "http://127.0.0.1:9400",
+    "http://localhost:9400",
+    "http://[::1]:9400",
+    "http://localhost.",
+    "http://LOCALHOST",
+]
+ACCEPTED = [
+    (EU, EU),
+    ("https://REST.FRA-01.BRAZE.EU", EU),
+    ("https://rest.fra-01.braze.eu/", EU),
+    ("https://rest.fra-01.braze.eu:443", EU),
+    ("https://rest.fra-01.braze.eu.", EU),
+    ("  https://rest.iad-01.braze.com  ", "https://rest.iad-01.braze.com"),
+]
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """Braze names resolve to what the test says (a public address unless told otherwise)."""
+    answers: dict[str, str] = {}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        address = answers.get(host, "18.157.12.34")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+@pytest.mark.parametrize("allow_local", [False, True])
+@pytest.mark.parametrize(("url", "words"), HOSTILE)
+def test_a_hostile_instance_url_is_refused_saying_why(url, words, allow_local, dns):
+    with pytest.raises(EndpointRefused) as refused:
+        endpoint_normalize(url, allow_local=allow_local)
+    assert words in str(refused.value)
+
+
+@pytest.mark.parametrize("url", LOCAL)
+def test_loopback_urls_are_refused_unless_local_endpoints_are_allowed(url):
+    with pytest.raises(EndpointRefused) as refused:
+        endpoint_normalize(url, allow_local=False)
+    assert "BRAZE_ALLOW_LOCAL_ENDPOINTS" in str(refused.value)
+    assert endpoint_normalize(url, allow_local=True).startswith("http://")
+
+
+@pytest.mark.parametrize(("url", "normalized"), ACCEPTED)
+def test_braze_urls_are_accepted_as_scheme_and_host_only(url, normalized, dns):
+    assert endpoint_normalize(url, allow_local=False) == normalized
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.10",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fd12::1",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_a_braze_name_that_resolves_to_a_private_address_is_refused(address, dns):
+    dns["rest.fra-01.braze.eu"] = address
+
+    with pytest.raises(EndpointRefused) as refused:
+        endpoint_normalize(EU, allow_local=True)
+
+    assert "resolves to a non-public address" in str(refused.value)
+
+
+# --- the same refusals where people meet them: Connection.clean() and the admin's Connect form -----
+
+
+def form_errors(url: str) -> dict:
+    form = ConnectionForm(
+        data={
+            "name": "Braze",
+            "instance": CUSTOM_URL,
+            "instance_url": url,
+            "new_api_key": "k" * 32,
+            "active": "on",
+            "send_mode": "all_mapped_fields",
+            "batch_size": 75,
+            "rate_limit_requests": 3000,
+            "rate_limit_seconds": 3,
+            "max_attempts": 8,
+        },
+        instance=Connection(),
+    )
+    assert not form.is_valid()
+    return form.errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "words"), [case for case in HOSTILE if case[0].strip()])
+def test_the_model_and_the_admin_form_refuse_a_hostile_url_naming_the_field(url, words, settings, dns):
+    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = False
+    connection = Connection(name="Braze", instance_url=url)
+    connection.set_api_key("k" * 32)
+
+    with pytest.raises(ValidationError) as refused:
+        connection.full_clean()
+
+    assert any(words in message for message in refused.value.message_dict["instance_url"])
+    if "\x00" in url:  # the form field's own validator speaks first
+        words = "Null characters are not allowed"
+    assert any(words in message for message in form_errors(url)["instance_url"])
+
+
+@pytest.mark.django_db
+def test_the_model_refuses_a_braze_name_resolving_to_a_private_address(settings, dns):
+    dns["rest.fra-01.braze.eu"] = "10.0.0.7"
+    connection = Connection(name="Braze", instance_url=EU)
+    connection.set_api_key("k" * 32)
+
+    with pytest.raises(ValidationError) as refused:
+        connection.full_clean()
+
+    assert "resolves to a non-public address (10.0.0.7)" in str(refused.value)
+    assert "resolves to a non-public address" in str(form_errors(EU)["instance_url"])
+
+
+@pytest.mark.django_db
+def test_a_url_stored_around_clean_is_still_refused_before_any_request(settings):
+    # Given a hostile URL written straight to the database (a shell, a bad migration)
+    connection = Connection.objects.create(name="Braze", instance_url="http://169.254.169.254")
+    connection.set_api_key("k" * 32)
+
+    # When the client is built for it, then nothing is sent
+    with pytest.raises(errors.BrazeConfigurationError, match="IP addresses are not allowed"):
+        services.client_for(connection)
+
+
+# --- redirects and timeouts, against real local servers -------------------------------------------
+
+
+@contextmanager
+def http_server(handler_class):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Target(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        Target.hits.append(self.path)
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"message": "success"}')
+
+    do_GET = do_POST  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+def redirecting_to(location: str, status: int):
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    return Redirect
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_an_error_and_its_target_is_never_requested(status):
+    Target.hits = []
+    with http_server(Target) as target:
+        location = f"http://127.0.0.1:{target.server_port}/stolen"
+        with http_server(redirecting_to(location, status)) as braze:
+            client = BrazeClient(f"http://127.0.0.1:{braze.server_port}", "secret-key-0123456789", timeout=2)
+
+            with pytest.raises(errors.BrazeAuthError) as refused:
+                client.track({"attributes": [{"external_id": "m-1", "x": 1}]})
+
+    assert refused.value.status == status and "redirect" in refused.value.message
+    assert Target.hits == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connect_against_a_redirecting_endpoint_says_so_and_never_follows(settings):
+    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+    Target.hits = []
+    with http_server(Target) as target:
+        with http_server(redirecting_to(f"http://127.0.0.1:{target.server_port}/users/track", 302)) as braze:
+            connection = Connection(name="Braze", instance_url=f"http://127.0.0.1:{braze.server_port}")
+            connection.set_api_key("secret-key-0123456789")
+            connection.save()
+
+            result = services.connection_verify(connection=connection)
+
+    assert not result.ok and result.status == ConnectionStatus.NEEDS_ATTENTION
+    assert "redirect" in result.message
+    assert Target.hits == []
+
+
+@contextmanager
+def silent_server():
+    """Accepts connections and reads, but never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_server_that_never_answers_is_a_transport_error_within_the_timeout():
+    with silent_server() as port:
+        client = BrazeClient(f"http://127.0.0.1:{port}", "secret-key-0123456789", timeout=0.5)
+        started = time.monotonic()
+
+        with pytest.raises(errors.BrazeTransportError) as failed:
+            client.track({"attributes": [{"external_id": "m-1", "x": 1}]})
+
+    assert time.monotonic() - started < 2
+    assert failed.value.retryable and failed.value.maybe_delivered  # the request went out; no answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_client_the_sync_builds_has_the_configured_timeout(settings):
+    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+    settings.BRAZE_HTTP_TIMEOUT = 0.4
+    with silent_server() as port:
+        connection = Connection(name="Braze", instance_url=f"http://127.0.0.1:{port}")
+        connection.set_api_key("secret-key-0123456789")
+        connection.save()
+        started = time.monotonic()
+
+        result = services.connection_verify(connection=connection)
+
+    assert time.monotonic() - started < 2
+    assert not result.ok and "unreachable" in result.message
+    assert services.client_for(connection).timeout == 0.4
