@@ -134,8 +134,9 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 def worker_process(*, redis_url: str = "", workers: int = 2):
     """A `manage.py qcluster` on the benchmark database."""
     env = {**os.environ, "REDIS_URL": redis_url, "Q_WORKERS": str(workers), "Q_POLL": "0.05"}
+    log = open(ROOT / "var" / "bench-worker.log", "a")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(2.0)  # let the cluster start its workers
     try:
         yield process

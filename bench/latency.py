@@ -30,7 +30,10 @@ def measure(url: str, samples: int) -> list[float]:
             if response.status_code == 200 and response.json()["attributes"].get("first_name") == value:
                 break
             if time.perf_counter() - started > 30:
-                raise RuntimeError("the change did not reach the sandbox within 30 s")
+                from braze_integration.models import MemberSyncState
+
+                state = MemberSyncState.objects.filter(member=member).values().first()
+                raise RuntimeError(f"the change did not reach the sandbox within 30 s: {state} {response.text[:300]}")
             time.sleep(0.002)
         latencies.append(time.perf_counter() - started)
         time.sleep(0.05)

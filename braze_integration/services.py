@@ -42,7 +42,8 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 FLUSH_TASK = "braze_integration.tasks.sync_flush"
-SLOT_LEASE = timedelta(seconds=60)
+# A task renews its slot while it works; one that was killed frees it after this long.
+SLOT_LEASE = timedelta(seconds=15)
 CLAIM_REQUESTS = 8  # requests' worth of members claimed per round
 
 
@@ -278,7 +279,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
             limit = connection.batch_size * CLAIM_REQUESTS
             token, ids = delivery.claim(limit=limit)
             if not ids:
-                if slot_id is not None and _linger_for_work(min(linger, deadline - time.monotonic())):
+                if slot_id is not None and _linger_for_work(slot_id, min(linger, deadline - time.monotonic())):
                     continue
                 # Give the slot back first, then look once more: a change committed before the
                 # release is seen now; one committed after it finds the slot free and queues a task.
@@ -320,13 +321,17 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
     return FlushResult(report=report, stopped=stopped)
 
 
-def _linger_for_work(seconds: float, *, interval: float = 0.02) -> bool:
-    """Wait up to ``seconds`` for a member to become claimable; returns whether one did."""
+def _linger_for_work(slot_id: int, seconds: float, *, interval: float = 0.02) -> bool:
+    """Wait up to ``seconds`` for a member to become claimable, keeping the slot; returns whether one did."""
     until = time.monotonic() + seconds
+    renewed = time.monotonic()
     while time.monotonic() < until:
         time.sleep(interval)
         if delivery.claimable_exists():
             return True
+        if time.monotonic() - renewed > 1.0:
+            _slot_renew(slot_id)
+            renewed = time.monotonic()
     return False
 
 
