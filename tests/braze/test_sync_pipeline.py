@@ -172,3 +172,22 @@ def test_every_request_is_logged_with_brazes_answer(braze_connection, sandbox):
     assert request.http_status == 201
     assert request.attributes_count == 1
     assert request.members.get().member.member_id == "m-1"
+
+
+def test_given_braze_refuses_the_request_as_too_big_then_it_is_split_until_everything_goes_through(
+        braze_connection, settings):
+    """An account on a smaller object limit answers 400 "Max Input Length Exceeded" for our batches:
+    the batch is halved until Braze takes it, and nothing is lost."""
+    from braze_integration.sandbox import SandboxConfig, SandboxServer
+    from tests.conftest import SANDBOX_KEY
+
+    with SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, max_objects=20)) as small:
+        braze_connection.instance_url = small.url
+        braze_connection.save()
+        with transaction.atomic():
+            for index in range(60):
+                make_member(f"split-{index:02d}")
+
+        assert len(small.store.profile_keys()) == 60
+        assert SyncRequest.objects.filter(outcome="rejected", message="Max Input Length Exceeded").exists()
+        assert not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists()
