@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from . import errors
+from .logging import secret_register
 from .payloads import encode
 
 USER_AGENT = "loyaltysync/0.1 (+braze-integration)"
@@ -70,7 +71,9 @@ class BrazeClient:
         if not api_key:
             raise errors.BrazeConfigurationError("The connection has no API key.")
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        # Registered so that logs and error reports can redact it (its Authorization header is a plain
+        # string in every frame of requests); masked in reprs of this object's attributes.
+        self._api_key = secret_register(api_key)
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT})

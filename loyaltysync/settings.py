@@ -212,13 +212,31 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 
+# Error reports (debug pages, error e-mails) and log lines never show the Braze API key: secret-looking
+# POST parameters and variables are hidden, and any key the client used is replaced wherever it ends up.
+DEFAULT_EXCEPTION_REPORTER = "braze_integration.logging.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "braze_integration.logging.SecretsReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_secrets": {"()": "braze_integration.logging.RedactSecretsFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        # Django's error e-mails to ADMINS (when set), as Django configures them, plus the redaction.
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "redact_secrets"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING"), "propagate": True},
         "axes": {"level": "WARNING", "propagate": True},
     },
