@@ -152,8 +152,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="6000/min")},
+    # Per API token (loyaltysync.api.throttling); 429 with Retry-After beyond the rate.
+    "DEFAULT_THROTTLE_CLASSES": ["loyaltysync.api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_THROTTLE_RATE", default="6000/min")},
     "EXCEPTION_HANDLER": "loyaltysync.api.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -162,7 +163,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
-# Largest request body the API accepts (bytes); bulk events are capped separately.
+# Largest request body the API accepts (bytes), refused with 413 before it is read (the API's
+# BodyWithinLimit; Django applies it to forms); bulk events are capped separately.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
 # --- Loyalty program ----------------------------------------------------------------------------

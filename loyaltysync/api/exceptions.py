@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -41,6 +43,18 @@ _STATUS = (
 
 # The key that names the request body as a whole (DRF's non-field errors).
 BODY = "body"
+
+
+class RequestBodyTooLarge(exceptions.APIException):
+    """413: the body is larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (refused before it is read)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+    default_detail = "The request body is too large."
+
+    def __init__(self, *, length: int | None, limit: int):
+        size = f"{length} bytes" if length is not None else "too large"
+        super().__init__(f"The request body is {size}; the API accepts at most {limit} bytes.")
 
 
 def loyalty_error_status(error: LoyaltyError) -> int:
@@ -129,7 +143,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DjangoValidationError):
         fields = _django_validation_fields(exc)
         return Response({"error": error_body("invalid", _summary(fields), fields)}, status=400)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):  # Django read a body (request.body, a form) over the limit
+        exc = RequestBodyTooLarge(length=None, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -145,7 +161,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = exc.get_codes()
         code = code if isinstance(code, str) else exc.default_code
         message = str(exc.detail) if not isinstance(exc.detail, list | dict) else str(exc.default_detail)
-        fields = {BODY: [message]} if isinstance(exc, exceptions.ParseError) else {}
+        fields = {BODY: [message]} if isinstance(exc, exceptions.ParseError | RequestBodyTooLarge) else {}
         body = error_body(code, message, fields)
     response.data = {"error": body}
     return response

@@ -20,7 +20,7 @@ from ..errors import LoyaltyError
 from ..models import EventSource, MemberStatus
 from .exceptions import loyalty_error_body, loyalty_error_status
 from .parsers import StrictJSONParser
-from .permissions import IsApiUser
+from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
 from .serializers import (
     BulkEventsRequestSerializer,
     BulkEventsResponseSerializer,
@@ -66,7 +66,7 @@ class TokenAuthSchema(AutoSchema):
 
 
 class _ApiView(APIView):
-    permission_classes = (IsApiUser,)
+    permission_classes = (IsApiUser, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
 
@@ -74,7 +74,7 @@ class _ApiView(APIView):
 class MemberListCreateView(generics.ListAPIView):
     """Members: list (filter, search) and create."""
 
-    permission_classes = (IsApiUser,)
+    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
     serializer_class = MemberSerializer
@@ -124,6 +124,8 @@ class MemberListCreateView(generics.ListAPIView):
 class MemberDetailView(_ApiView):
     """One member: read, change profile and custom fields."""
 
+    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
+
     @extend_schema(
         operation_id="members_retrieve",
         summary="Get a member",
@@ -159,7 +161,7 @@ class MemberDetailView(_ApiView):
 class MemberEventsView(generics.ListAPIView):
     """A member's loyalty events, newest first."""
 
-    permission_classes = (IsApiUser,)
+    permission_classes = (IsApiUser, MembersScope)
     schema = TokenAuthSchema()
     serializer_class = LoyaltyEventSerializer
 
@@ -202,6 +204,8 @@ def _record(values: dict[str, Any]) -> tuple[Any, Any]:
 class EventCreateView(_ApiView):
     """Record one loyalty event (Antavo's shape)."""
 
+    permission_classes = (IsApiUser, EventsScope, BodyWithinLimit)
+
     @extend_schema(
         operation_id="events_create",
         summary="Record a loyalty event",
@@ -219,6 +223,8 @@ class EventCreateView(_ApiView):
 
 class EventBulkView(_ApiView):
     """Record many events; each one on its own, answered in order."""
+
+    permission_classes = (IsApiUser, EventsScope, BodyWithinLimit)
 
     @extend_schema(
         operation_id="events_bulk_create",
