@@ -37,7 +37,8 @@ def test_redis_stopped_while_members_are_saved_then_started_again_loses_nothing(
 
 @pytest.mark.postgres
 def test_postgresql_restarts_while_the_worker_runs(braze_connection, sandbox, start_worker):
-    require(connection.vendor == "postgresql", "runs on PostgreSQL (DATABASE_URL=postgres://...)")
+    if connection.vendor != "postgresql":  # not a missing service: CI runs it in its PostgreSQL pass
+        pytest.skip("runs on PostgreSQL (DATABASE_URL=postgres://...)")
     versions = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
     require(bool(versions) and os.geteuid() == 0, "needs a local PostgreSQL cluster it may restart (root)")
     sandbox.set_faults(latency_ms=100)
@@ -58,7 +59,8 @@ def test_postgresql_restarts_while_the_worker_runs(braze_connection, sandbox, st
 @pytest.mark.redis
 def test_two_worker_processes_send_each_change_once_and_stay_under_the_rate_limit(
         braze_connection, sandbox, start_worker, private_redis):
-    require(connection.vendor == "postgresql", "scale-out runs on PostgreSQL (DATABASE_URL=postgres://...)")
+    if connection.vendor != "postgresql":  # not a missing service: CI runs it in its PostgreSQL pass
+        pytest.skip("scale-out runs on PostgreSQL (DATABASE_URL=postgres://...)")
     braze_connection.rate_limit_requests = 40
     braze_connection.rate_limit_seconds = 1
     braze_connection.batch_size = 10
