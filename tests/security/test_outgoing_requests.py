@@ -245,7 +245,7 @@ def test_a_url_stored_around_clean_is_still_refused_before_any_request(settings)
 def http_server(handler_class):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield server
