@@ -222,6 +222,16 @@ def _recover_lost(tokens: set[uuid.UUID]) -> int:
     return len(lost)
 
 
+def abandon(token: uuid.UUID) -> None:
+    """Give up a claim after an unexpected error: its unanswered requests count as lost, its members are free."""
+    try:
+        with transaction.atomic():
+            _recover_lost({token})
+            release(token)
+    except Exception:  # the database itself may be what failed; then the lease frees the members
+        logger.exception("Could not release the claim after an error; the members are free again after the lease.")
+
+
 def recover_lost_requests(*, older_than: timedelta | None = None) -> int:
     """Housekeeping: requests "sending" for longer than a lease whose members were never claimed again."""
     cutoff = timezone.now() - (older_than or claim_lease())

@@ -316,6 +316,11 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 if stop.wait and stop.wait <= min(max_wait, deadline - time.monotonic()):
                     continue  # the loop sleeps through the pause
                 break
+            except Exception:
+                # A bug or a database error mid-batch: give the members back now rather than after the
+                # lease, counting any request that may have reached Braze as a possible duplicate.
+                delivery.abandon(token)
+                raise
     finally:
         _slot_release(slot_id)
     return FlushResult(report=report, stopped=stopped)

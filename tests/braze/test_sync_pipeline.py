@@ -191,3 +191,21 @@ def test_given_braze_refuses_the_request_as_too_big_then_it_is_split_until_every
         assert len(small.store.profile_keys()) == 60
         assert SyncRequest.objects.filter(outcome="rejected", message="Max Input Length Exceeded").exists()
         assert not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists()
+
+
+def test_given_an_unexpected_error_mid_batch_then_the_members_are_given_back_at_once(braze_connection, monkeypatch):
+    from braze_integration import delivery
+
+    member = make_member("boom")
+    MemberSyncState.objects.filter(pk=member.pk).update(status=SyncStatus.PENDING)  # a change waiting
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(delivery.Deliverer, "deliver", explode)
+    with pytest.raises(RuntimeError):
+        services.sync_flush()
+
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert state.claim_token is None and state.claimed_until is None
+    assert state.status == SyncStatus.PENDING
