@@ -25,7 +25,7 @@ def timed_saves(members, count: int) -> list[float]:
     for _ in range(count):
         member = members[_next % len(members)]
         _next += 1
-        member.first_name = f"Name {index}"
+        member.first_name = f"Name {_next}"
         started = time.perf_counter()
         member.save()
         timings.append(time.perf_counter() - started)
