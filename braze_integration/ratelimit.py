@@ -2,9 +2,9 @@
 
 Braze counts requests per fixed window (3,000 per 3 s by default). Our windows and Braze's are
 not aligned, so a plain fixed window could send up to twice the limit across a boundary. The
-window is cut into ``SLICES`` slices, each allowed ``limit / (SLICES + 1)`` requests: any interval
-as long as the window touches at most ``SLICES + 1`` slices, so it never carries more than the
-limit, and steady throughput stays at 10/11 of it.
+window is cut into n slices, each allowed ``limit // (n + 1)`` requests: any interval as long as
+the window touches at most n + 1 slices, so it never carries more than the limit. n is chosen to
+let the most through (about 97 % of 3,000 per 3 s; 19 of 20 per second).
 """
 
 from __future__ import annotations
@@ -18,13 +18,21 @@ from django.db.models import F
 
 from .models import Connection, RateLimitWindow
 
-SLICES = 10
+MAX_SLICES = 50
+
+
+@cache
+def _best_slices(limit: int) -> int:
+    """The number of slices that lets the most requests through a window (fewest on a tie)."""
+    if limit < 2:
+        return 1
+    return max(range(1, MAX_SLICES + 1), key=lambda n: (n * (limit // (n + 1)), -n))
 
 
 def slice_budget(connection: Connection) -> tuple[float, int]:
     """(slice length in seconds, requests allowed per slice)."""
-    length = connection.rate_limit_seconds / SLICES
-    return length, max(1, connection.rate_limit_requests // (SLICES + 1))
+    slices = _best_slices(connection.rate_limit_requests)
+    return connection.rate_limit_seconds / slices, max(1, connection.rate_limit_requests // (slices + 1))
 
 
 def acquire(connection: Connection, *, max_wait: float = 30.0) -> float:
