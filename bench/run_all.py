@@ -32,6 +32,8 @@ def main() -> None:
             ["save_path.py", "--database", database, "--saves", "4000"],
             ["latency.py", "--database", database, "--samples", "200", *redis],
         ]
+    if "postgres" in databases and redis_answers():
+        runs.append(["scale_out.py", "--members", "20000", "--workers", "1", "2", "4"])
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out_path = results / f"{dt.datetime.now():%Y%m%d-%H%M%S}.txt"
