@@ -24,9 +24,7 @@ def main() -> None:
 
     from braze_integration import resync
     from braze_integration.models import MemberSyncState
-    from loyaltysync.models import Member
-
-    from loyaltysync.models import Tier
+    from loyaltysync.models import Member, Tier
 
     for name, threshold in (("Bronze", 0), ("Silver", 500), ("Gold", 2000)):
         Tier.objects.create(name=name, points_threshold=threshold)

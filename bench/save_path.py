@@ -15,7 +15,6 @@ import time
 
 from common import create_connection, percentile, sandbox_process, setup_django, table, worker_process
 
-
 _next = 0
 
 
