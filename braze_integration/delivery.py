@@ -272,7 +272,7 @@ class MappingPlan:
         return out
 
 
-def _outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
+def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
     data = item.payload
     if item.kind == OutboxKind.EVENT:
         return "events", payloads.event_object(external_id, name=data["name"], time=data["time"],
@@ -330,7 +330,7 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
             if item.kind == OutboxKind.ATTRIBUTES:
                 continue
             try:
-                array, obj = _outbox_object(item, work.external_id, connection.app_id)
+                array, obj = outbox_object(item, work.external_id, connection.app_id)
             except (payloads.PayloadError, KeyError, ValueError, TypeError) as err:
                 item.last_error = f"Cannot send: {err}"
                 item.status = OutboxStatus.FAILED

@@ -313,14 +313,6 @@ class AttributeSpec:
     braze_type: BrazeType
 
 
-def build_attribute_values(specs: Iterable[AttributeSpec], values: Mapping[str, Any], *, max_array: int = MAX_ARRAY) -> dict[str, Any]:
-    """Convert ``values`` (keyed by remote field) into Braze values; raises ``PayloadError`` on the first bad one."""
-    return {
-        spec.remote_field: convert_value(spec.braze_type, values.get(spec.remote_field), where=spec.remote_field, max_array=max_array)
-        for spec in specs
-    }
-
-
 def attributes_object(external_id: str, attributes: Mapping[str, Any], *, merge_objects: bool = False) -> dict[str, Any]:
     """The attributes object for one member: identifier first, then its attributes.
 

@@ -398,7 +398,7 @@ def member_payload_preview(*, member: Member) -> dict[str, Any]:
             body["attributes"][0].update(item.payload.get("attributes", {}))
             continue
         try:
-            array, obj = delivery._outbox_object(item, member.member_id, connection.app_id)
+            array, obj = delivery.outbox_object(item, member.member_id, connection.app_id)
         except (payloads.PayloadError, KeyError, ValueError) as err:
             body.setdefault("unsendable", []).append(str(err))
             continue
