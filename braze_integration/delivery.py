@@ -539,12 +539,15 @@ class Deliverer:
                         sent_items.append(item)
         self._save_outbox(sent_items + failed_items)
         objects_per_member = Counter(owner.group_key for owners in plan.owners.values() for owner in owners)
-        # Plain executemany: Django's bulk_create spends more time preparing these rows than SQLite inserting them.
+        # One multi-row INSERT: Django's bulk_create spends more time preparing these rows than the
+        # database inserting them, and executemany is a round trip per row on PostgreSQL.
+        params = [value for w in works
+                  for value in (request.pk, w.pk, objects_per_member[w.pk], member_errors.get(w.pk, ""))]
         with db_connection.cursor() as cursor:
-            cursor.executemany(
+            cursor.execute(
                 f"INSERT INTO {db_connection.ops.quote_name(SyncRequestMember._meta.db_table)} "
-                "(request_id, member_id, object_count, error) VALUES (%s, %s, %s, %s)",
-                [(request.pk, w.pk, objects_per_member[w.pk], member_errors.get(w.pk, "")) for w in works])
+                "(request_id, member_id, object_count, error) VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(works)),
+                params)
         report.data_points += request.data_points
         # A member whose mapped values could not be built stays failed even if its events went out.
         for w in works:
@@ -602,8 +605,9 @@ class Deliverer:
         """Braze has these members' values: synced, unless the member changed again meanwhile.
 
         One UPDATE for what all members share (the status compares ``version`` with the claimed
-        version in SQL) and one ``executemany`` for the values each member sent: per-row
-        ``bulk_update`` CASE expressions were the slowest part of a resync."""
+        version in SQL) and one ``UPDATE ... FROM (VALUES ...)`` for the values each member sent:
+        per-row ``bulk_update`` CASE expressions were the slowest part of a resync, and
+        ``executemany`` is a round trip per row on PostgreSQL."""
         if not works:
             return
         table = MemberSyncState._meta.db_table
@@ -623,10 +627,18 @@ class Deliverer:
             if rows:
                 q = db_connection.ops.quote_name
                 token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
+                if db_connection.vendor == "postgresql":
+                    values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(rows))
+                    source = f"(VALUES {values}) AS sent(id, value)"
+                    sent_id, sent_value = "sent.id", "sent.value"
+                else:  # SQLite names the columns of a VALUES list column1, column2, ...
+                    source = f"(VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS sent"
+                    sent_id, sent_value = "sent.column1", "sent.column2"
                 with db_connection.cursor() as cursor:
-                    cursor.executemany(
-                        f"UPDATE {q(table)} SET last_sent_values = %s WHERE member_id = %s AND claim_token = %s",
-                        [(value, pk, token_param) for value, pk in rows])
+                    cursor.execute(
+                        f"UPDATE {q(table)} SET last_sent_values = {sent_value} FROM {source} "
+                        f"WHERE {q(table)}.member_id = {sent_id} AND {q(table)}.claim_token = %s",
+                        [p for value, pk in rows for p in (pk, value)] + [token_param])
             done = MemberSyncState.objects.filter(claim_token=token, pk__in=[w.pk for w in works]).update(**updates)
         if count:
             report.members_sent += done
