@@ -409,7 +409,7 @@ class Deliverer:
         request = SyncRequest(
             connection=self.connection, trigger=self.trigger, attributes_count=len(plan.attributes),
             events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
-            data_points=sum(_data_points(obj) for obj in plan.attributes), claim_token=token,
+            data_points=sum(data_points_of(obj) for obj in plan.attributes), claim_token=token,
             # While sending, ``errors`` holds the outbox ids: if the worker dies, recovery counts them as ambiguous.
             errors=outbox_ids,
         )
@@ -686,7 +686,7 @@ def _members_of(plan: payloads.RequestPlan) -> set[int]:
     return {w.pk for w in _works_of(plan)}
 
 
-def _data_points(obj: dict[str, Any]) -> int:
+def data_points_of(obj: dict[str, Any]) -> int:
     """Braze's billing unit: each attribute written, each key of a nested object; country/language are free."""
     points = 0
     for key, value in obj.items():

@@ -48,18 +48,19 @@ def _column(name: str, label: str, braze_type: BrazeType, group: str) -> Loyalty
     return LoyaltyField(name, label, braze_type, group, (name,), (name,), lambda row, ctx: row[name])
 
 
+def _tier_above(row: Row, ctx: FieldContext) -> tuple[int, str] | None:
+    """(threshold, name) of the lowest tier the member has not reached yet."""
+    return next(((t, n) for t, n in ctx.tier_thresholds if t > row["points_earned"]), None)
+
+
 def _points_to_next_tier(row: Row, ctx: FieldContext) -> int | None:
-    for threshold, _name in ctx.tier_thresholds:
-        if threshold > row["points_earned"]:
-            return threshold - row["points_earned"]
-    return None
+    above = _tier_above(row, ctx)
+    return above[0] - row["points_earned"] if above else None
 
 
 def _next_tier(row: Row, ctx: FieldContext) -> str | None:
-    for threshold, name in ctx.tier_thresholds:
-        if threshold > row["points_earned"]:
-            return name
-    return None
+    above = _tier_above(row, ctx)
+    return above[1] if above else None
 
 
 def _last_purchase(key: str) -> Callable[[Row, FieldContext], Any]:

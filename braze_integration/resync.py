@@ -122,7 +122,7 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
                 continue
             sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
             report.would_send += 1
-            report.data_points += delivery._data_points(sent)
+            report.data_points += delivery.data_points_of(sent)
             pending_objects += 1
             if report.sample is None:
                 report.sample = {"attributes": [payloads.attributes_object(row["member_id"], sent)]}
