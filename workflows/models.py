@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from braze_integration.payloads import BrazeType
+from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
 
 from . import conditions, schedule
@@ -33,7 +34,7 @@ from .values import SourceKind, Usage, ValueSpec, ValueSpecError
 
 # The loyalty domain's action names (Antavo's): lower-case letters, digits, underscores.
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-ENGINE_ACTIONS = ("tier_reached", "tier_lost", "points_spendable")
+ENGINE_ACTIONS = tuple(sorted(services.ENGINE_ACTIONS))  # the loyalty domain owns the list
 
 
 class TriggerKind(models.TextChoices):

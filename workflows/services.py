@@ -41,6 +41,7 @@ from django.utils import timezone
 from braze_integration import services as braze
 from braze_integration.models import OutboxItem
 from braze_integration.payloads import format_time
+from loyaltysync.attributes import AttributeContext
 from loyaltysync.models import LoyaltyEvent, Member, Tier
 
 from .conditions import parse_date
@@ -458,6 +459,7 @@ def _scan_members(workflow: Workflow, plan: WorkflowPlan, period: str, at: dt.da
     if anniversary:
         members = _anniversary_members(members, workflow.trigger_field, today)
     time_text = format_time(at)
+    tiers = AttributeContext()  # loaded once for the whole scan
     batch: list[TriggerRecord] = []
     count = 0
     for member in members.iterator(chunk_size=SCAN_CHUNK):
@@ -469,7 +471,7 @@ def _scan_members(workflow: Workflow, plan: WorkflowPlan, period: str, at: dt.da
                 continue
             trigger["years"] = today.year - day.year
             key = f"anniversary:{workflow.pk}:{today.year}:{member.pk}"
-        context = {"member": member_context(member), "trigger": trigger, "time": time_text}
+        context = {"member": member_context(member, tiers), "trigger": trigger, "time": time_text}
         if not plan.conditions.evaluate(context):
             continue
         batch.append(TriggerRecord(key=key, kind=workflow.trigger_kind, member=member, workflow=workflow,
