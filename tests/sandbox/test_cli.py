@@ -70,7 +70,9 @@ def test_given_no_flags_when_config_built_then_braze_defaults() -> None:
     assert config.port == 9400
     assert config.max_objects == 75 and config.per_array_limit is None
     assert config.max_body_bytes == 4 * 1024 * 1024
-    assert config.rate_limit is None
+    assert config.rate_limit == (3000, 3.0)  # Braze's /users/track default
+    assert config.delete_rate_limit == (20000, 60.0)  # Braze's /users/delete default
+    assert config.track_only_keys == frozenset()
     assert config.faults == FaultConfig()
 
 
