@@ -16,6 +16,9 @@ from .sandbox_http import (
     AUTH,
     KEY,
     NO_PERMISSION_KEY,
+    RATE_LIMIT_HEADERS,
+    bearer,
+    delete,
     event,
     member,
     track,
@@ -194,6 +197,63 @@ def test_given_no_rate_limit_when_posted_then_no_rate_limit_headers(start_server
     server = start_server(rate_limit=None)
     response = track(server, {"attributes": [member(x=1)]})
     assert "X-RateLimit-Limit" not in response.headers
+
+
+def test_given_default_config_when_any_track_answer_then_braze_default_limit_headers(
+    server: SandboxServer,
+) -> None:
+    # Braze's 3,000 per 3 seconds, on successes and refusals alike.
+    answers = [
+        track(server, {"attributes": [member(x=1)]}),
+        track(server, {"attributes": []}),
+        track(server, {"attributes": [member(x=1)]}, headers={}),
+        track(server, {"attributes": [member(x=1)]}, headers=bearer(NO_PERMISSION_KEY)),
+    ]
+    server.update_faults(fail_next=1)
+    answers.append(track(server, {"attributes": [member(x=1)]}))
+    assert [answer.status_code for answer in answers] == [201, 400, 401, 403, 503]
+    for answer in answers:
+        assert RATE_LIMIT_HEADERS <= set(answer.headers)
+        assert answer.headers["X-RateLimit-Limit"] == "3000"
+        assert time.time() - 1 <= int(answer.headers["X-RateLimit-Reset"]) <= time.time() + 4
+    remaining = [int(answer.headers["X-RateLimit-Remaining"]) for answer in answers]
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] < 3000
+
+
+def test_given_fault_rate_limit_when_set_over_http_then_it_overrides_the_default_and_off_removes_it(
+    server: SandboxServer,
+) -> None:
+    faults_url = f"{server.url}/sandbox/faults"
+    requests.post(faults_url, json={"rate_limit": "1/1h"}, timeout=5).raise_for_status()
+    assert track(server, {"attributes": [member(x=1)]}).status_code == 201
+    refused = track(server, {"attributes": [member(x=1)]})
+    assert refused.status_code == 429 and refused.headers["X-RateLimit-Limit"] == "1"
+    requests.post(faults_url, json={"rate_limit": "off"}, timeout=5).raise_for_status()
+    free = track(server, {"attributes": [member(x=1)]})
+    assert free.status_code == 201 and not RATE_LIMIT_HEADERS & set(free.headers)
+
+
+def test_given_track_limit_exhausted_when_deleting_then_delete_has_its_own_limit(
+    start_server: StartServer,
+) -> None:
+    server = start_server(rate_limit=(1, 3600.0))
+    track(server, {"attributes": [member("a", x=1)]})
+    assert track(server, {"attributes": [member("b", x=1)]}).status_code == 429
+    response = delete(server, {"external_ids": ["a"]})
+    assert response.status_code == 201
+    assert response.headers["X-RateLimit-Limit"] == "20000"  # Braze's 20,000 a minute
+    assert int(response.headers["X-RateLimit-Remaining"]) == 19999
+
+
+def test_given_delete_rate_limit_when_exceeded_then_429_and_nothing_deleted(start_server: StartServer) -> None:
+    server = start_server(delete_rate_limit=(1, 3600.0))
+    track(server, {"attributes": [member("a", x=1), member("b", x=1)]})
+    assert delete(server, {"external_ids": ["a"]}).status_code == 201
+    refused = delete(server, {"external_ids": ["b"]})
+    assert refused.status_code == 429 and refused.json() == {"message": "Rate limit exceeded"}
+    assert "Retry-After" in refused.headers
+    assert server.store.profile_keys() == ["b"]
+    assert server.store.stats()["rate_limited"] == 1
 
 
 # --- faults -----------------------------------------------------------------------------------------
