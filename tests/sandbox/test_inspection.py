@@ -13,6 +13,7 @@ from .sandbox_http import (
     KEY,
     NO_PERMISSION_KEY,
     TRACK_ONLY_KEY,
+    delete,
     event,
     member,
     track,
@@ -153,3 +154,37 @@ def test_given_malformed_keys_update_when_posted_then_400(server: SandboxServer)
     response = requests.post(f"{server.url}/sandbox/keys", json={"api_keys": "one"}, timeout=5)
     assert response.status_code == 400
     assert server.api_keys == frozenset({KEY})
+
+
+def test_given_track_only_keys_posted_when_keys_read_then_they_may_track_but_not_delete(
+    server: SandboxServer,
+) -> None:
+    answer = requests.post(f"{server.url}/sandbox/keys", json={"track_only_keys": ["tracker"]}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["track_only_keys"] == ["tracker"]
+    assert answer.json()["api_keys"] == [KEY]  # the sets not named are kept
+    assert requests.get(f"{server.url}/sandbox/keys", timeout=5).json() == answer.json()
+    tracker = {"Authorization": "Bearer tracker"}
+    assert track(server, {"attributes": [member(x=1)]}, headers=tracker).status_code == 201
+    assert delete(server, {"external_ids": ["member-1"]}, headers=tracker).status_code == 403
+
+
+def test_given_delete_rate_limit_posted_when_faults_read_then_both_limits_shown_and_applied(
+    server: SandboxServer,
+) -> None:
+    before = requests.get(f"{server.url}/sandbox/faults", timeout=5).json()
+    assert (before["rate_limit"], before["delete_rate_limit"]) == ("3000/3s", "20000/60s")
+    answer = requests.post(f"{server.url}/sandbox/faults", json={"delete_rate_limit": [5, 1]}, timeout=5).json()
+    assert (answer["rate_limit"], answer["delete_rate_limit"]) == ("3000/3s", "5/1s")
+    assert server.delete_rate_limit == (5, 1.0)
+    requests.post(f"{server.url}/sandbox/faults", json={"delete_rate_limit": None}, timeout=5)
+    assert server.delete_rate_limit is None and server.rate_limit == (3000, 3.0)
+
+
+def test_given_bad_delete_rate_limit_when_posted_then_400_naming_it_and_nothing_changed(
+    server: SandboxServer,
+) -> None:
+    response = requests.post(
+        f"{server.url}/sandbox/faults", json={"delete_rate_limit": "often", "fail_next": 2}, timeout=5
+    )
+    assert response.status_code == 400 and "delete_rate_limit" in response.json()["message"]
+    assert server.faults.fail_next == 0 and server.delete_rate_limit == (20000, 60.0)
