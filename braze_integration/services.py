@@ -20,6 +20,9 @@ from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
 from loyaltysync.models import Member
+from loyaltysync.on_commit import on_commit_once
+from loyaltysync.schedules import schedule_ensure
+from loyaltysync.ttl_cache import TTLCache
 
 from . import building, delivery, errors, queue
 from .client import BrazeClient
@@ -56,16 +59,10 @@ class SyncConfig:
         return changed is None or not self.depends_on.isdisjoint(changed)
 
 
-_config: tuple[float, SyncConfig] | None = None
 CONFIG_TTL = 2.0  # seconds another process may take to notice a new mapping
 
 
-def sync_config() -> SyncConfig:
-    """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
-    global _config
-    now = time.monotonic()
-    if _config and _config[0] > now:
-        return _config[1]
+def _sync_config_load() -> SyncConfig:
     from .fields import loyalty_fields
 
     connection = Connection.objects.filter(active=True).only("pk").first()
@@ -75,14 +72,19 @@ def sync_config() -> SyncConfig:
         for key in connection.mappings.values_list("loyalty_field", flat=True):
             if key in fields:
                 depends.update(fields[key].depends_on)
-    config = SyncConfig(connection.pk if connection else None, frozenset(depends))
-    _config = (now + CONFIG_TTL, config)
-    return config
+    return SyncConfig(connection.pk if connection else None, frozenset(depends))
+
+
+_config = TTLCache(_sync_config_load, ttl=CONFIG_TTL)
+
+
+def sync_config() -> SyncConfig:
+    """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
+    return _config.get()
 
 
 def sync_config_invalidate() -> None:
-    global _config
-    _config = None
+    _config.clear()
 
 
 def connection_active() -> Connection | None:
@@ -108,10 +110,7 @@ def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> 
 
 def flush_after_commit() -> None:
     """Schedule one flush when the current transaction commits (once per transaction)."""
-    conn = transaction.get_connection()
-    if conn.in_atomic_block and any(func is flush_request for _, func, _ in conn.run_on_commit):
-        return
-    transaction.on_commit(flush_request)
+    on_commit_once(flush_request)
 
 
 def flush_request() -> bool:
@@ -390,11 +389,8 @@ def schedules_ensure() -> None:
     """Create the periodic flush schedule (idempotent; run after migrate)."""
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name="braze-sync-periodic",
-        defaults={"func": "braze_integration.tasks.sync_periodic", "schedule_type": Schedule.MINUTES, "minutes": 1,
-                  "repeats": -1},
-    )
+    schedule_ensure(name="braze-sync-periodic", func="braze_integration.tasks.sync_periodic",
+                    schedule_type=Schedule.MINUTES, minutes=1)
 
 
 def sync_housekeeping() -> None:
