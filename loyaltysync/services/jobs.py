@@ -9,6 +9,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from ..models import EventSource, LedgerKind, Member, PointsTransaction
+from ..schedules import schedule_ensure
 from .ledger import _CREDIT_KINDS, _standing_refresh
 from .recording import _announce, _Context, _event_create, _member_save
 
@@ -96,13 +97,4 @@ def schedules_ensure() -> None:
 
     with transaction.atomic():
         for name, func in SCHEDULES:
-            Schedule.objects.update_or_create(
-                name=name,
-                defaults={"func": func, "schedule_type": Schedule.HOURLY, "repeats": -1},
-                create_defaults={
-                    "func": func,
-                    "schedule_type": Schedule.HOURLY,
-                    "repeats": -1,
-                    "next_run": timezone.now(),
-                },
-            )
+            schedule_ensure(name=name, func=func, schedule_type=Schedule.HOURLY)

@@ -22,9 +22,9 @@ TIERS = [("Bronze", 0, "1.00"), ("Silver", 500, "1.25"), ("Gold", 2000, "1.50")]
 @pytest.fixture(autouse=True)
 def fresh_interest():
     """Each test starts without the cached "who listens" answer of the previous one."""
-    services._interest = None
+    services.workflow_interest_invalidate()
     yield
-    services._interest = None
+    services.workflow_interest_invalidate()
 
 
 @pytest.fixture
