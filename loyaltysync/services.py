@@ -543,7 +543,7 @@ def member_update(
     _source_check(source)
     now = timezone.now()
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = Member.objects.select_for_update(no_key=True).get(pk=member.pk)
         changes = _profile_apply(member, profile=profile or {}, custom_fields=custom_fields, at=now)
         if changes:
             _member_save(member)
@@ -669,7 +669,9 @@ def event_record(
 
     handler = _HANDLERS.get(action, _record_as_is)
     with transaction.atomic():
-        member = Member.objects.select_for_update().filter(member_id=member_id).first()
+        # NO KEY: a plain FOR UPDATE also blocks the FOR KEY SHARE that other transactions' foreign-key
+        # checks take on the member (a worker committing a row that references it): a deadlock.
+        member = Member.objects.select_for_update(no_key=True).filter(member_id=member_id).first()
         if member is None:
             if action != "opt_in":
                 raise MemberNotFound(f"No member with id {member_id!r}.", field="customer")
@@ -1078,7 +1080,7 @@ def member_points_refresh(*, member: Member, source: str = EventSource.ENGINE) -
     """Recompute a member's balances and tier from the ledger (repairs hand-edited data)."""
     _source_check(source)
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = Member.objects.select_for_update(no_key=True).get(pk=member.pk)
         context = _Context(member=member, occurred_at=timezone.now(), source=source)
         _standing_refresh(context)
         _member_save(member)
@@ -1100,7 +1102,7 @@ def points_release_pending(*, now: dt.datetime | None = None) -> int:
     released = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             rows = member.ledger.filter(pending=True, available_at__lte=now)
             points = rows.aggregate(total=Sum("remaining"))["total"] or 0
             rows.update(pending=False)
@@ -1131,7 +1133,7 @@ def points_expire_due(*, now: dt.datetime | None = None) -> int:
     expired = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             credits = list(due.filter(member=member).select_for_update().order_by("created_at", "id"))
             points = sum(credit.remaining for credit in credits)
             if not points:
