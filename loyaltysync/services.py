@@ -51,6 +51,7 @@ from .models import (
     coerce_value,
 )
 from .signals import loyalty_event_recorded
+from .transient import retry_transient
 
 # --- What can be written --------------------------------------------------------------------------
 
@@ -497,6 +498,7 @@ def _source_check(source: str) -> str:
     return source
 
 
+@retry_transient
 def member_create(
     *, member_id: str, source: str, custom_fields: dict[str, Any] | None = None, **profile: Any
 ) -> Member:
@@ -526,6 +528,7 @@ def member_create(
     return member
 
 
+@retry_transient
 def member_update(
     *,
     member: Member,
@@ -623,6 +626,7 @@ def _duplicate(transaction_id: str) -> DuplicateTransaction:
     )
 
 
+@retry_transient
 def event_record(
     *,
     member_id: str,

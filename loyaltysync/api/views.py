@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..errors import LoyaltyError
 from ..models import EventSource, MemberStatus
-from .exceptions import loyalty_error_body, loyalty_error_status
+from .exceptions import loyalty_error_body, loyalty_error_status, unexpected_error_result
 from .parsers import StrictJSONParser
 from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
 from .serializers import (
@@ -248,8 +248,12 @@ class EventBulkView(_ApiView):
 
     @staticmethod
     def _one(index: int, values: dict[str, Any]) -> dict[str, Any]:
+        """One event in its own transaction; whatever goes wrong with it is its own result, so the answer
+        always says exactly which events were recorded."""
         try:
             _, event = _record(values)
         except LoyaltyError as error:
             return {"index": index, "status": loyalty_error_status(error), "error": loyalty_error_body(error)}
+        except Exception as error:
+            return {"index": index, **unexpected_error_result(error, where=f"events[{index}]")}
         return {"index": index, "status": 201, "event": LoyaltyEventSerializer(event).data}
