@@ -25,6 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..errors import (
     DuplicateTransaction,
+    IdempotencyKeyReused,
     InsufficientPoints,
     InvalidData,
     LoyaltyError,
@@ -39,6 +40,7 @@ _STATUS = (
     (MemberAlreadyExists, status.HTTP_409_CONFLICT),
     (DuplicateTransaction, status.HTTP_409_CONFLICT),
     (InsufficientPoints, status.HTTP_409_CONFLICT),
+    (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),
     (InvalidData, status.HTTP_400_BAD_REQUEST),
     (LoyaltyError, status.HTTP_400_BAD_REQUEST),
 )
