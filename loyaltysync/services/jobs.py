@@ -25,7 +25,7 @@ def points_release_pending(*, now: dt.datetime | None = None) -> int:
     released = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             rows = member.ledger.filter(pending=True, available_at__lte=now)
             points = rows.aggregate(total=Sum("remaining"))["total"] or 0
             rows.update(pending=False)
@@ -56,7 +56,7 @@ def points_expire_due(*, now: dt.datetime | None = None) -> int:
     expired = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             credits = list(due.filter(member=member).select_for_update().order_by("created_at", "id"))
             points = sum(credit.remaining for credit in credits)
             if not points:
