@@ -17,6 +17,7 @@ from django.db.models import Q
 from loyaltysync.models import Member
 
 from . import payloads
+from .attribute_claims import attribute_claims
 from .endpoints import EndpointRefused, Instance, endpoint_normalize
 from .secrets import EncryptedTextField
 
@@ -121,9 +122,28 @@ class FieldMapping(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def validate_unique(self, exclude=None) -> None:
+        """Also: no workflow sends this attribute (see ``attribute_claims``). Checked with uniqueness
+        since it is uniqueness across writers: ``braze_config import`` checks it within its file."""
+        super().validate_unique(exclude)
+        name = (self.remote_field or "").strip()
+        if not name or (exclude and "remote_field" in exclude):
+            return
+        owner = attribute_claims([name]).get(name)
+        if owner:
+            raise ValidationError({"remote_field": mapped_attribute_collision(
+                name=name, loyalty_field=self.loyalty_field, owner=owner)})
+
     @property
     def is_standard_profile_field(self) -> bool:
         return self.remote_field in payloads.STANDARD_PROFILE_FIELDS
+
+
+def mapped_attribute_collision(*, name: str, loyalty_field: str, owner: str) -> str:
+    """Why a mapped attribute cannot also be sent by ``owner`` (a workflow's action), naming both."""
+    return (f'The Braze attribute "{name}" is both the field mapping of the loyalty field {loyalty_field} and '
+            f"sent by {owner}. Braze would keep whichever came last while the sync records the mapped value as "
+            "sent, and a resync would not repair it: give one of them another name.")
 
 
 class SyncStatus(models.TextChoices):

@@ -51,6 +51,7 @@ from braze_integration.config import (
     read_object,
     show,
 )
+from braze_integration.models import mapped_attribute_collision
 from loyaltysync.models import Member
 
 from . import services
@@ -160,6 +161,7 @@ class _WorkflowEntry:
     actions: list[tuple[Action, list[ActionValue]]]
     data: dict[str, Any]
     existing: dict[str, Any] | None
+    place: str = ""
 
 
 @dataclass
@@ -190,6 +192,7 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
                                   environ=os.environ if environ is None else environ,
                                   connection_given="connection" not in top.bad)
         entries = _workflows_read(top.values.get("workflows", []), problems)
+        _mapped_attributes_check(braze, entries, problems)
         if problems:
             raise ConfigInvalid(problems.items)
         report = ConfigImport(dry_run=dry_run, changes=list(braze.changes), warnings=list(braze.warnings))
@@ -251,7 +254,7 @@ def _workflow_read(item: Any, place: str, problems: Problems,
         if action is not None:
             actions.append(action)
     data = _workflow_data(workflow, conditions, actions)
-    return _WorkflowEntry(workflow, conditions, actions, data, existing.get(workflow.name))
+    return _WorkflowEntry(workflow, conditions, actions, data, existing.get(workflow.name), place)
 
 
 def _trigger_read(value: Any, place: str, workflow: Workflow, problems: Problems, skip: set[str], *,
@@ -351,6 +354,25 @@ def _action_read(row: Any, place: str, workflow: Workflow, index: int, problems:
         seen.setdefault(value.name, value_place)
         values.append(value)
     return action, values
+
+
+def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], problems: Problems) -> None:
+    """A sync-data action of the file must not send an attribute a mapping of the file sends (the rule
+    ``FieldMapping`` and ``ActionValue`` check against the database, here within the file that replaces it)."""
+    mapped = {mapping.remote_field: (index, mapping) for index, mapping in enumerate(braze.mappings)}
+    for entry in entries:
+        for action, values in entry.actions:
+            if action.kind != ActionKind.SYNC_DATA:
+                continue
+            action_place = place_index(place_key(entry.place, "actions"), action.position)
+            owner = f'workflow {show(entry.workflow.name)}, action {action.position + 1} (sync data)'
+            for value in values:
+                if value.name not in mapped:
+                    continue
+                index, mapping = mapped[value.name]
+                problems.add(place_key(place_index(place_key(action_place, "values"), value.position), "name"),
+                             mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
+                                                        owner=owner) + f" (the mapping is field_mappings[{index}])")
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:

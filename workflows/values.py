@@ -41,6 +41,8 @@ from django.template.base import Lexer, Parser, TextNode, VariableNode
 from braze_integration.payloads import (
     RESERVED_EVENT_PROPERTY_KEYS,
     RESERVED_PURCHASE_PROPERTY_KEYS,
+    STANDARD_PROFILE_FIELD_TYPES,
+    STANDARD_PROFILE_FIELDS,
     BrazeType,
     PayloadError,
     convert_value,
@@ -408,6 +410,14 @@ class ValueSpec:
             problem = remote_name_problem(self.name)
             if problem:
                 raise ValueSpecError("name", f"The Braze attribute name {problem}.")
+            if self.name in STANDARD_PROFILE_FIELDS:
+                # Braze writes the profile field, and drops a value of another type.
+                expected = STANDARD_PROFILE_FIELD_TYPES.get(self.name, BrazeType.STRING)
+                if self.braze_type != expected:
+                    raise ValueSpecError("name", f'"{self.name}" is a Braze standard profile field that takes '
+                                                 f"{expected.value.replace('_', ' ')} values, not "
+                                                 f"{self.braze_type.value.replace('_', ' ')}: change the type, or "
+                                                 "use a custom attribute name.")
             return
         reserved = RESERVED_EVENT_PROPERTY_KEYS if usage == Usage.EVENT_PROPERTY else RESERVED_PURCHASE_PROPERTY_KEYS
         if len(self.name) > 255 or self.name.startswith("$"):
