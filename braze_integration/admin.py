@@ -23,6 +23,7 @@ import loyaltysync.admin as loyalty_admin
 from loyaltysync.models import Member
 
 from . import admin_views, services
+from .config import WORKSPACE_CHANGED
 from .fields import loyalty_fields
 from .forms import ConnectionForm, FieldMappingForm
 from .models import (
@@ -222,6 +223,10 @@ class ConnectionAdmin(admin.ModelAdmin):
         services.sync_config_invalidate()
 
     def _after_save(self, request, obj: Connection, response):
+        if obj.workspace_changed and Member.objects.exists():
+            self.message_user(request, WORKSPACE_CHANGED + " Check what a full resync sends, then start it.",
+                              messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:braze_integration_resync"))
         for mapping in obj.mappings.all():
             if mapping.is_standard_profile_field:
                 self.message_user(

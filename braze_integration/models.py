@@ -75,6 +75,25 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.instance_url})"
 
+    # Set by save(): whether it changed the instance URL or the API key of the active connection.
+    workspace_changed = False
+
+    def save(self, *args, **kwargs):
+        """Save; a new instance URL or API key of the active connection forgets what was sent.
+
+        The URL or the key may lead to another Braze workspace, which holds none of the values the
+        sync remembers as sent (``MemberSyncState.last_sent_values``): kept, they would make a resync
+        skip almost every member. Forgotten, the next resync sends every member's values."""
+        before = None
+        if self.pk is not None:
+            before = Connection.objects.filter(pk=self.pk).values_list("instance_url", "api_key").first()
+        super().save(*args, **kwargs)
+        self.workspace_changed = bool(
+            before is not None and self.active
+            and (before[0] != self.instance_url or (before[1] and before[1] != self.api_key)))
+        if self.workspace_changed:
+            MemberSyncState.objects.filter(last_sent_values__isnull=False).update(last_sent_values=None)
+
     def clean(self) -> None:
         try:
             self.instance_url = endpoint_normalize(self.instance_url)

@@ -44,6 +44,7 @@ from braze_integration.config import (
     braze_config_read,
     config_dump,
     config_parse,
+    full_resync_cost,
     model_problems,
     place_index,
     place_key,
@@ -172,6 +173,8 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    workspace_changed: bool = False
+    full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
 
 def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str] | None = None) -> ConfigImport:
@@ -201,6 +204,9 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
         if not dry_run:
             _apply(braze, entries, removed)
+        if braze.workspace_changed and Member.objects.exists():
+            report.workspace_changed = True
+            report.full_resync_cost = full_resync_cost()
     if not dry_run:
         braze_services.sync_config_invalidate()
         services.workflow_config_changed()
