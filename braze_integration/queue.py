@@ -10,6 +10,7 @@ trip per row or too much Python on the save path; it lives here and nowhere else
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -183,42 +184,41 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
                   request_id: int | None, partial: bool) -> int:
     """Braze has these members' values: synced, unless the member changed again meanwhile (or the
     send was ``partial``: some mapped fields only). ``sent_values`` are the last-sent values to store
-    per member. Returns how many claimed rows were finished.
+    per member (members left out keep theirs). Returns how many claimed rows were finished.
 
-    One UPDATE for what all members share (the status compares ``version`` with the claimed
-    version in SQL) and one ``UPDATE ... FROM (VALUES ...)`` for the values each member sent:
-    per-row ``bulk_update`` CASE expressions were the slowest part of a resync, and
-    ``executemany`` is a round trip per row on PostgreSQL."""
+    One ``UPDATE ... FROM`` a list of (member, values) for all of them: the status compares
+    ``version`` with the claimed version in SQL, so nothing is read first. On PostgreSQL the list is
+    two arrays (``unnest``): two parameters however many members, and one plan for every size."""
     if not member_ids:
         return 0
     table = _q(MemberSyncState._meta.db_table)
-    values_field = MemberSyncState._meta.get_field("last_sent_values")
-    rows = [(values_field.get_db_prep_save(values, db_connection), pk) for pk, values in sent_values.items()]
-    updates: dict[str, Any] = {"attempts": 0, "next_attempt_at": None, "last_error": "", "last_error_kind": "",
-                               "claim_token": None, "claimed_until": None}
+    token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
+    ids = list(member_ids)
+    values = [json.dumps(sent_values[pk]) if pk in sent_values else None for pk in ids]
+    assignments = [f"last_sent_values = COALESCE(sent.value, {table}.last_sent_values)", "attempts = 0",
+                   "next_attempt_at = NULL", "last_error = ''", "last_error_kind = ''", "claim_token = NULL",
+                   "claimed_until = NULL"]
+    params: list[Any] = []
     if request_id is not None:
-        updates.update(last_synced_at=timezone.now(), last_request_id=request_id)
+        assignments += ["last_synced_at = %s", "last_request_id = %s"]
+        params += [db_connection.ops.adapt_datetimefield_value(timezone.now()), request_id]
     if not partial:
-        same = Q(version=F("claimed_version"))
-        updates.update(synced_version=F("claimed_version"),
-                       status=Case(When(same, then=Value(SyncStatus.SYNCED)), default=Value(SyncStatus.PENDING)),
-                       dirty_since=Case(When(same, then=Value(None)), default=F("dirty_since")))
-    with transaction.atomic():
-        if rows:
-            token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
-            if db_connection.vendor == "postgresql":
-                values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(rows))
-                source = f"(VALUES {values}) AS sent(id, value)"
-                sent_id, sent_value = "sent.id", "sent.value"
-            else:  # SQLite names the columns of a VALUES list column1, column2, ...
-                source = f"(VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS sent"
-                sent_id, sent_value = "sent.column1", "sent.column2"
-            with db_connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {table} SET last_sent_values = {sent_value} FROM {source} "
-                    f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
-                    [p for value, pk in rows for p in (pk, value)] + [token_param])
-        return MemberSyncState.objects.filter(claim_token=token, pk__in=member_ids).update(**updates)
+        same = f"{table}.version = {table}.claimed_version"
+        assignments += [f"synced_version = {table}.claimed_version",
+                        f"status = CASE WHEN {same} THEN 'synced' ELSE 'pending' END",
+                        f"dirty_since = CASE WHEN {same} THEN NULL ELSE {table}.dirty_since END"]
+    if db_connection.vendor == "postgresql":
+        source = "unnest(%s::bigint[], %s::jsonb[]) AS sent(id, value)"
+        source_params: list[Any] = [ids, values]
+    else:  # SQLite names the columns of a VALUES list column1, column2, ...
+        source = f"(SELECT column1 AS id, column2 AS value FROM (VALUES {', '.join(['(%s, %s)'] * len(ids))})) AS sent"
+        source_params = [p for pk, value in zip(ids, values, strict=True) for p in (pk, value)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(assignments)} FROM {source} "
+            f"WHERE {table}.member_id = sent.id AND {table}.claim_token = %s",
+            params + source_params + [token_param])
+        return cursor.rowcount
 
 
 def finish_failed(token: uuid.UUID, *, errors: dict[int, str], request_id: int | None) -> None:

@@ -164,7 +164,8 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
     plan = _mapping_plan(connection, selection)
     chunk_size = connection.batch_size * 8
     client = services.client_for(connection)
-    deliverer = delivery.Deliverer(connection, client, trigger="resync", partial=bool(selection.fields))
+    deliverer = delivery.Deliverer(connection, client, trigger="resync", partial=bool(selection.fields),
+                                   member_rows=not selection.all)
     started = time.monotonic() - run.elapsed_seconds
     run.status = ResyncStatus.RUNNING
     run.save(update_fields=["status"])
