@@ -348,3 +348,34 @@ class ResyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"Resync #{self.pk} ({self.status})"
+
+
+class ResyncPart(models.Model):
+    """One key range of a resync that a worker task sends (members with ``after < pk <= last``).
+
+    A part is leased to one task at a time (``lease_token``, ``leased_until``); ``cursor`` is the last
+    member done, so a part whose worker was killed goes on from there once its lease runs out."""
+
+    run = models.ForeignKey(ResyncRun, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField()
+    after = models.BigIntegerField(help_text="Members above this primary key ...")
+    last = models.BigIntegerField(help_text="... up to and including this one.")
+    cursor = models.BigIntegerField()
+    finished = models.BooleanField(default=False)
+    lease_token = models.UUIDField(null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    members_done = models.PositiveIntegerField(default=0)
+    members_sent = models.PositiveIntegerField(default=0)
+    members_unchanged = models.PositiveIntegerField(default=0)
+    members_failed = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    data_points = models.PositiveBigIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="Why the part stopped, when it failed.")
+    done_by = models.CharField(max_length=100, blank=True, help_text="The host and process that finished it.")
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="one_resync_part_number")]
+
+    def __str__(self) -> str:
+        return f"Resync #{self.run_id} part {self.number}"

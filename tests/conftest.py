@@ -26,6 +26,13 @@ EVERY_TYPE_MAPPINGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def resync_in_process(settings):
+    """No qcluster runs in most tests: `braze_resync` sends from its own process at once instead of
+    waiting for a worker to take its parts (tests of the parallel resync set a pickup time)."""
+    settings.BRAZE_RESYNC_PICKUP_SECONDS = 0
+
+
 class SandboxClient:
     """Reads the sandbox over HTTP, as a person or another program would."""
 
