@@ -10,6 +10,7 @@ resync, ...) so a busy machine slows both alike; the ratio is what to read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
@@ -23,6 +24,7 @@ from common import (
     sandbox_process,
     setup_django,
     table,
+    worker_process,
 )
 
 
@@ -56,9 +58,10 @@ def fair_loop(url: str, count: int) -> float:
     return time.monotonic() - started
 
 
-def full_resync(expected: int) -> tuple[float, int, float]:
+def full_resync(expected: int, workers: int) -> tuple[float, int, float]:
     """`manage.py braze_resync --all` as a user runs it, from no sync state (a first sync: every member
-    is sent). Returns (seconds, requests, peak RSS growth in MB)."""
+    is sent): with ``workers`` qcluster workers taking its parts, or in the command's process (0).
+    Returns (seconds, requests, peak RSS growth of the command's process in MB)."""
     from django.core.management import call_command
 
     from braze_integration.models import MemberSyncState, ResyncRun, SyncRequest
@@ -66,9 +69,13 @@ def full_resync(expected: int) -> tuple[float, int, float]:
     MemberSyncState.objects.all().delete()
     SyncRequest.objects.all().delete()
     rss_before = peak_rss_mb()
-    started = time.monotonic()
-    call_command("braze_resync", "--all", stdout=io.StringIO(), stderr=io.StringIO())
-    seconds = time.monotonic() - started
+    with contextlib.ExitStack() as stack:
+        if workers:
+            stack.enter_context(worker_process(workers=workers))
+        started = time.monotonic()
+        call_command("braze_resync", "--all", *([] if workers else ["--in-process"]), stdout=io.StringIO(),
+                     stderr=io.StringIO())
+        seconds = time.monotonic() - started
     run = ResyncRun.objects.order_by("-pk").first()
     assert run.members_sent == expected, (run.members_sent, expected, run.message)
     return seconds, run.requests, peak_rss_mb() - rss_before
@@ -81,6 +88,8 @@ def main() -> None:
     parser.add_argument("--fair-members", type=int, default=3_000,
                         help="members the fair loop sends per round (its rate does not depend on the total)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="qcluster workers taking the resync's parts (0: the command's own process)")
     args = parser.parse_args()
 
     setup_django(args.database)
@@ -95,7 +104,9 @@ def main() -> None:
     call_command("seed_members", count=args.members, batch=5000, prefix="b-", seed=1, verbosity=0)
     seed_seconds = time.monotonic() - t
 
-    fair_rates, resync_rates, rows = [], [], []
+    fair_rates: list[float] = []
+    resync_rates: dict[int, list[float]] = {w: [] for w in args.workers}
+    rows = []
     with sandbox_process() as url:
         create_connection(url, rate_limit=(3000, 3))
         for round_ in range(1, args.rounds + 1):
@@ -103,20 +114,24 @@ def main() -> None:
             fair_rates.append(args.fair_members / fair_seconds)
             rows.append([str(round_), "fair loop (1 member a request)", f"{args.fair_members:,}",
                          f"{args.fair_members:,}", f"{fair_seconds:.1f}", f"{fair_rates[-1]:,.0f}", ""])
-            seconds, requests, rss_growth = full_resync(args.members)
-            resync_rates.append(args.members / seconds)
-            rows.append([str(round_), "braze_resync --all", f"{args.members:,}", f"{requests:,}", f"{seconds:.1f}",
-                         f"{resync_rates[-1]:,.0f}", f"{rss_growth:+.0f}"])
-    ratios = [r / f for r, f in zip(resync_rates, fair_rates, strict=True)]
+            for workers in args.workers:
+                seconds, requests, rss_growth = full_resync(args.members, workers)
+                resync_rates[workers].append(args.members / seconds)
+                label = f"braze_resync --all, {workers} workers" if workers else "braze_resync --all --in-process"
+                rows.append([str(round_), label, f"{args.members:,}", f"{requests:,}", f"{seconds:.1f}",
+                             f"{resync_rates[workers][-1]:,.0f}", f"{rss_growth:+.0f}"])
     print(f"\nResync throughput on {args.database} ({args.members:,} members seeded in {seed_seconds:.1f}s; "
           f"rounds alternate)\n")
     print(table(rows, ["round", "run", "members", "requests", "seconds", "members/s", "peak RSS +MB"]))
-    print(f"\nbraze_resync --all / fair loop: {', '.join(f'{r:.1f}x' for r in ratios)} "
-          f"(median {statistics.median(ratios):.1f}x)")
-    print("SUMMARY " + json.dumps({
-        "bench": "resync", "database": args.database, "members": args.members,
-        "fair": statistics.median(fair_rates), "resync": statistics.median(resync_rates),
-        "ratio": statistics.median(ratios)}))
+    for workers, rates in resync_rates.items():
+        ratios = [r / f for r, f in zip(rates, fair_rates, strict=True)]
+        label = f"{workers} workers" if workers else "in-process"
+        print(f"braze_resync --all ({label}) / fair loop: {', '.join(f'{r:.1f}x' for r in ratios)} "
+              f"(median {statistics.median(ratios):.1f}x)")
+        print("SUMMARY " + json.dumps({
+            "bench": "resync", "database": args.database, "members": args.members, "workers": workers,
+            "fair": statistics.median(fair_rates), "resync": statistics.median(rates),
+            "ratio": statistics.median(ratios)}))
 
 
 if __name__ == "__main__":

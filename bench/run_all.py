@@ -67,7 +67,8 @@ def summary_table(summaries: list[dict]) -> str:
     for s in summaries:
         where = s["database"]
         if s["bench"] == "resync":
-            rows.append([where, f"full resync of {s['members']:,}", f"fair loop {s['fair']:,.0f}/s",
+            how = f"{s['workers']} workers" if s.get("workers") else "in-process"
+            rows.append([where, f"full resync of {s['members']:,} ({how})", f"fair loop {s['fair']:,.0f}/s",
                          f"braze_resync --all {s['resync']:,.0f}/s", f"{s['ratio']:.1f}x"])
         elif s["bench"] == "save":
             for kind in ("save()", "API PATCH"):
