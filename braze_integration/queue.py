@@ -186,16 +186,21 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     send was ``partial``: some mapped fields only). ``sent_values`` are the last-sent values to store
     per member (members left out keep theirs). Returns how many claimed rows were finished.
 
-    One ``UPDATE ... FROM`` a list of (member, values) for all of them: the status compares
-    ``version`` with the claimed version in SQL, so nothing is read first. On PostgreSQL the list is
-    two arrays (``unnest``): two parameters however many members, and one plan for every size."""
+    One ``UPDATE ... FROM`` the members' values (a JSON object walked by ``jsonb_each`` /
+    ``json_each``) for all of them: the status compares ``version`` with the claimed version in
+    SQL, so nothing is read first."""
     if not member_ids:
         return 0
     table = _q(MemberSyncState._meta.db_table)
     token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
-    ids = list(member_ids)
-    values = [json.dumps(sent_values[pk]) if pk in sent_values else None for pk in ids]
-    assignments = [f"last_sent_values = COALESCE(sent.value, {table}.last_sent_values)", "attempts = 0",
+    # One JSON object {member id: values to store, or null to keep}: one parameter however many
+    # members (arrays of JSON texts cost psycopg a regex escape per character).
+    sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
+    if db_connection.vendor == "postgresql":
+        source, sent_id, sent_value = "jsonb_each(%s::jsonb) AS sent", "sent.key::bigint", "NULLIF(sent.value, 'null')"
+    else:  # SQLite's json_each gives JSON null as NULL
+        source, sent_id, sent_value = "json_each(%s) AS sent", "CAST(sent.key AS INTEGER)", "sent.value"
+    assignments = [f"last_sent_values = COALESCE({sent_value}, {table}.last_sent_values)", "attempts = 0",
                    "next_attempt_at = NULL", "last_error = ''", "last_error_kind = ''", "claim_token = NULL",
                    "claimed_until = NULL"]
     params: list[Any] = []
@@ -207,17 +212,11 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
         assignments += [f"synced_version = {table}.claimed_version",
                         f"status = CASE WHEN {same} THEN 'synced' ELSE 'pending' END",
                         f"dirty_since = CASE WHEN {same} THEN NULL ELSE {table}.dirty_since END"]
-    if db_connection.vendor == "postgresql":
-        source = "unnest(%s::bigint[], %s::jsonb[]) AS sent(id, value)"
-        source_params: list[Any] = [ids, values]
-    else:  # SQLite names the columns of a VALUES list column1, column2, ...
-        source = f"(SELECT column1 AS id, column2 AS value FROM (VALUES {', '.join(['(%s, %s)'] * len(ids))})) AS sent"
-        source_params = [p for pk, value in zip(ids, values, strict=True) for p in (pk, value)]
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {', '.join(assignments)} FROM {source} "
-            f"WHERE {table}.member_id = sent.id AND {table}.claim_token = %s",
-            params + source_params + [token_param])
+            f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
+            [*params, sent, token_param])
         return cursor.rowcount
 
 
