@@ -12,10 +12,16 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the SQLite file, collected static files and worker logs go by default. In a checkout that is
+# var/ beside manage.py; an installed wheel's BASE_DIR is site-packages, so there it is var/ in the
+# working directory (the systemd units set one) unless VAR_DIR says otherwise.
+VAR_DIR = Path(
+    env.str("VAR_DIR", default=str(BASE_DIR / "var" if (BASE_DIR / "manage.py").exists() else Path.cwd() / "var"))
+)
 
 DEBUG = env.bool("DEBUG", default=True)
 if DEBUG:
@@ -98,7 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
