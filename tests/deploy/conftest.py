@@ -71,3 +71,24 @@ def installed_wheel(tmp_path_factory) -> InstalledWheel:
     workdir = root / "work"
     workdir.mkdir()
     return InstalledWheel(wheel=wheel, venv=venv, python=python, workdir=workdir)
+
+
+def database_url() -> str:
+    """The test database as a URL a child process can use."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``manage.py`` of the checkout in a child process, with ``env`` on top of this one's environment."""
+    return subprocess.run(
+        [sys.executable, str(CHECKOUT / "manage.py"), *args],
+        cwd=CHECKOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, capture_output=True, text=True,
+        timeout=120,
+    )
