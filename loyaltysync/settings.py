@@ -220,6 +220,8 @@ BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes of the load balancer or the orchestrator reach the app port over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -266,7 +268,6 @@ DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
     # An incoming id is kept only when it is a UUID, so a client cannot write text into the logs.
     "VALIDATE_GUID": True,
-    "IGNORE_URLS": ["healthz", "readyz"],
 }
 
 # Error reports (debug pages, error e-mails) and log lines never show the Braze API key: secret-looking
