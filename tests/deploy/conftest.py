@@ -6,6 +6,7 @@ install's, are not read, so ``loyaltysync`` can only come from the wheel."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -49,10 +50,16 @@ class InstalledWheel:
 @pytest.fixture(scope="session")
 def installed_wheel(tmp_path_factory) -> InstalledWheel:
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools reuses build/ in the source tree, where files of earlier builds linger.
+    source = root / "source"
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache",
+        ".hypothesis", "bench", "docs", "tests",
+    ))
     dist = root / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", dist,
-         CHECKOUT],
+         source],
         check=True, capture_output=True, text=True, timeout=300,
     )
     (wheel,) = dist.glob("loyaltysync-*.whl")
