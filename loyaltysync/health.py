@@ -15,7 +15,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import inspect
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,7 +34,8 @@ from django_q.status import Stat
 from health_check import Database as LibraryDatabase
 from health_check import HealthCheck
 from health_check.exceptions import HealthCheckException, ServiceUnavailable
-from health_check.views import HealthCheckView
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -97,23 +102,49 @@ def liveness(request) -> JsonResponse:
     return JsonResponse({"status": "alive"})
 
 
-class ReadinessView(HealthCheckView):
-    """``/readyz``: the checks of ``settings.HEALTH_CHECKS``, always as JSON, 503 when any fails."""
+def check_run(check: HealthCheck) -> str | None:
+    """Run one check in the calling thread: its public error message, or None when it passes."""
+    try:
+        if inspect.iscoroutinefunction(check.run):
+            asyncio.run(check.run())  # a pool thread has no event loop of its own
+        else:
+            check.run()
+    except HealthCheckException as err:
+        # The log (not the public answer) keeps the cause, e.g. the database driver's message.
+        logger.warning("Health check %r failed: %s", check, err.message, exc_info=True)
+        return err.message
+    except Exception:
+        logger.exception("Health check %r raised", check)
+        return "unknown error"
+    return None
 
-    def get_executor(self):
-        # A pool per request, joined when the checks are done (the threads do not outlive the request).
-        return ThreadPoolExecutor(max_workers=len(settings.HEALTH_CHECKS), thread_name_prefix="readyz")
 
-    def get_checks(self):
-        return [import_string(path)() for path in settings.HEALTH_CHECKS.values()]
+@never_cache
+def readiness(request) -> JsonResponse:
+    """``/readyz``: the checks of ``settings.HEALTH_CHECKS`` at once, each within its timeout.
 
-    async def get(self, request, *args, **kwargs):
-        with self.get_executor() as executor:
-            self.results = await asyncio.gather(*(check.get_result(executor) for check in self.get_checks()))
-        failed = any(result.error for result in self.results)
-        checks = {
-            name: {"ok": True} if result.error is None else {"ok": False, "error": result.error.message}
-            for name, result in zip(settings.HEALTH_CHECKS, self.results, strict=True)
-        }
-        return JsonResponse({"status": "unavailable" if failed else "ready", "checks": checks},
-                            status=503 if failed else 200)
+    A plain (sync) view running the checks in a thread pool: under WSGI there is no event loop, and the
+    library's async view would start one per request."""
+    checks = {name: import_string(path)() for name, path in settings.HEALTH_CHECKS.items()}
+    pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="readyz")
+    try:
+        started = time.monotonic()
+        futures = {name: pool.submit(check_run, check) for name, check in checks.items()}
+        errors = {}
+        for name, future in futures.items():
+            limit = checks[name].timeout.total_seconds()
+            try:
+                errors[name] = future.result(timeout=max(0.0, started + limit - time.monotonic()))
+            except FutureTimeout:
+                errors[name] = f"no answer within {limit:g} seconds"
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a hanging check must not hold the answer
+    failed = any(errors.values())
+    return JsonResponse(
+        {
+            "status": "unavailable" if failed else "ready",
+            "checks": {name: {"ok": True} if error is None else {"ok": False, "error": error}
+                       for name, error in errors.items()},
+        },
+        status=503 if failed else 200,
+    )

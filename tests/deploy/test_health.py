@@ -7,6 +7,7 @@ prefix of the test's own, so real clusters of other tests are never seen.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
 from braze_integration.models import Connection, ConnectionStatus
+from loyaltysync.health import ThreadedCheck
 
 SECRET_URL = "https://rest.fra-01.braze.eu"
 SECRET_MESSAGE = "Braze said: invalid key sk-live-0123456789"
@@ -148,3 +150,26 @@ def test_a_connection_that_needs_attention_is_named_without_its_url_key_or_messa
     }
     text = str(body)
     assert SECRET_URL not in text and "sk-live" not in text and "invalid key" not in text
+
+
+class Hangs(ThreadedCheck):
+    timeout = timedelta(seconds=0.2)
+
+    def check(self) -> None:
+        time.sleep(2)
+
+
+class Breaks(ThreadedCheck):
+    def check(self) -> None:
+        raise KeyError("internal detail sk-live-0123456789")
+
+
+def test_a_check_that_hangs_or_breaks_fails_in_time_without_details(client, transactional_db, settings):
+    settings.HEALTH_CHECKS = {"slow": f"{__name__}.Hangs", "broken": f"{__name__}.Breaks"}
+    started = time.monotonic()
+
+    status, body = readiness(client)
+
+    assert time.monotonic() - started < 1.5
+    assert status == 503
+    assert failed_checks(body) == {"slow": "no answer within 0.2 seconds", "broken": "unknown error"}
