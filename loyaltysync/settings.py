@@ -139,7 +139,15 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     Q_CLUSTER["orm"] = "default"
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "loyaltysync_cache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "loyaltysync_cache",
+            # Beyond this the cache drops expired entries, then a third of the rest (throttle counts
+            # included): room for thousands of active tokens; more want Redis.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
 Q_CLUSTER["sync"] = env.bool("Q_SYNC", default=False)
 
 # --- Auth, i18n, static ------------------------------------------------------------------------
