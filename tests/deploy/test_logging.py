@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from datetime import datetime
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -50,6 +51,7 @@ def test_every_line_is_a_json_object_with_time_level_logger_and_message(json_run
     assert lines
     for line in lines:
         assert {"time", "level", "logger", "message", "request_id"} <= line.keys()
+        assert datetime.fromisoformat(line["time"]).utcoffset() is not None  # ISO 8601 with the zone
 
 
 def test_each_line_of_a_request_carries_its_request_id(json_run):
