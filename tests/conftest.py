@@ -61,6 +61,23 @@ class SandboxClient:
         self.session.post(f"{self.url}/sandbox/reset", timeout=5).raise_for_status()
 
 
+# Custom actions the suite sends; an undeclared action is refused, as in production.
+DECLARED_ACTIONS = ("store_visit", "visit", "x")
+
+
+@pytest.fixture(autouse=True)
+def declared_custom_actions(request):
+    """Declares the suite's custom actions in every test that has a database."""
+    if not ({"db", "transactional_db", "django_db_setup"} & set(request.fixturenames)
+            or request.node.get_closest_marker("django_db")):
+        return
+    request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+    from loyaltysync.models import CustomAction
+
+    for name in DECLARED_ACTIONS:
+        CustomAction.objects.get_or_create(name=name)
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     server = SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, no_permission_keys={NO_PERMISSION_KEY}))

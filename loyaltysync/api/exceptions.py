@@ -28,6 +28,8 @@ from ..errors import (
     InvalidData,
     LoyaltyError,
     MemberAlreadyExists,
+    MemberErased,
+    MemberInactive,
     MemberNotFound,
 )
 
@@ -35,6 +37,8 @@ from ..errors import (
 _STATUS = (
     (MemberNotFound, status.HTTP_404_NOT_FOUND),
     (MemberAlreadyExists, status.HTTP_409_CONFLICT),
+    (MemberErased, status.HTTP_409_CONFLICT),
+    (MemberInactive, status.HTTP_409_CONFLICT),
     (DuplicateTransaction, status.HTTP_409_CONFLICT),
     (InsufficientPoints, status.HTTP_409_CONFLICT),
     (InvalidData, status.HTTP_400_BAD_REQUEST),
