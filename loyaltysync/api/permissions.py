@@ -6,7 +6,9 @@ A token can be limited to what its client needs with Django permissions on the t
 
 - ``loyaltysync.send_events``: ``POST /events`` and ``/events/bulk``;
 - ``loyaltysync.read_members``: list members, get a member, list a member's events;
-- ``loyaltysync.write_members``: create a member, change a member.
+- ``loyaltysync.write_members``: create a member, change a member;
+- ``loyaltysync.erase_members``: erase a member (``DELETE /members/{id}/``). Erasing always needs it,
+  whatever other access a user has (superusers hold every permission).
 
 Migration ``0003_api_scopes`` creates them and the groups "API: events sender" and "API: members
 reader". A user who holds at least one of them is limited to what they grant. A user who holds none
@@ -23,9 +25,11 @@ from .exceptions import RequestBodyTooLarge
 SEND_EVENTS = "loyaltysync.send_events"
 READ_MEMBERS = "loyaltysync.read_members"
 WRITE_MEMBERS = "loyaltysync.write_members"
-API_PERMISSIONS = (SEND_EVENTS, READ_MEMBERS, WRITE_MEMBERS)
+ERASE_MEMBERS = "loyaltysync.erase_members"
+API_PERMISSIONS = (SEND_EVENTS, READ_MEMBERS, WRITE_MEMBERS, ERASE_MEMBERS)
 
-_WHAT = {SEND_EVENTS: "send events", READ_MEMBERS: "read members", WRITE_MEMBERS: "create or change members"}
+_WHAT = {SEND_EVENTS: "send events", READ_MEMBERS: "read members", WRITE_MEMBERS: "create or change members",
+         ERASE_MEMBERS: "erase members"}
 
 
 class IsApiUser(IsAuthenticated):
@@ -58,6 +62,16 @@ class MembersScope(_Scope):
 class EventsScope(_Scope):
     read = SEND_EVENTS  # the events endpoints only take POSTs; OPTIONS is answered to senders
     write = SEND_EVENTS
+
+
+class EraseScope(BasePermission):
+    """Erasing cannot be undone: it needs ``erase_members`` explicitly (fail-closed, even for unscoped users)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.user.has_perm(ERASE_MEMBERS):
+            return True
+        self.message = f"This token may not {_WHAT[ERASE_MEMBERS]}: its user lacks the {ERASE_MEMBERS} permission."
+        return False
 
 
 class BodyWithinLimit(BasePermission):
