@@ -7,12 +7,12 @@ A token can be limited to what its client needs with Django permissions on the t
 - ``loyaltysync.send_events``: ``POST /events`` and ``/events/bulk``;
 - ``loyaltysync.read_members``: list members, get a member, list a member's events;
 - ``loyaltysync.write_members``: create a member, change a member;
-- ``loyaltysync.erase_members``: erase a member (``DELETE /members/{id}/``). Erasing always needs it,
-  whatever other access a user has (superusers hold every permission).
+- ``loyaltysync.erase_members``: erase a member (``DELETE /members/{id}/``); no other permission allows it.
 
 Migration ``0003_api_scopes`` creates them and the groups "API: events sender" and "API: members
-reader". A user who holds at least one of them is limited to what they grant. A user who holds none
-(a staff user, a superuser, a token made before scopes existed) keeps full access, as before.
+reader". Access fails closed: a user may do only what their permissions grant (403 otherwise, naming
+the permission); a user who holds none of them (a staff user, a token made before scopes existed) may
+do nothing. Superusers hold every permission.
 """
 
 from __future__ import annotations
@@ -37,18 +37,14 @@ class IsApiUser(IsAuthenticated):
 
 
 class _Scope(BasePermission):
-    """Requires ``read`` for safe methods and ``write`` for the others, from users whose access is scoped."""
+    """Requires ``read`` for safe methods and ``write`` for the others."""
 
     read: str
     write: str
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        granted = {permission for permission in API_PERMISSIONS if user.has_perm(permission)}
-        if not granted:
-            return True  # not a scoped user: full access
         required = self.read if request.method in SAFE_METHODS else self.write
-        if required in granted:
+        if request.user.has_perm(required):
             return True
         self.message = f"This token may not {_WHAT[required]}: its user lacks the {required} permission."
         return False
@@ -64,14 +60,11 @@ class EventsScope(_Scope):
     write = SEND_EVENTS
 
 
-class EraseScope(BasePermission):
-    """Erasing cannot be undone: it needs ``erase_members`` explicitly (fail-closed, even for unscoped users)."""
+class EraseScope(_Scope):
+    """Erasing cannot be undone: it has its own permission, which ``write_members`` does not include."""
 
-    def has_permission(self, request, view) -> bool:
-        if request.user.has_perm(ERASE_MEMBERS):
-            return True
-        self.message = f"This token may not {_WHAT[ERASE_MEMBERS]}: its user lacks the {ERASE_MEMBERS} permission."
-        return False
+    read = ERASE_MEMBERS
+    write = ERASE_MEMBERS
 
 
 class BodyWithinLimit(BasePermission):

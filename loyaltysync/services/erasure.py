@@ -24,6 +24,7 @@ from django.db import transaction
 from ..errors import MemberErased, MemberNotFound
 from ..models import ErasureRecord, LoyaltyEvent, Member, PointsTransaction
 from ..signals import member_erased
+from ..transient import retry_transient
 from .validation import _source_check, member_id_problem
 
 
@@ -53,6 +54,7 @@ def erased_id_check(member_id: str, path: str) -> None:
         )
 
 
+@retry_transient
 def member_erase(*, member_id: str, erased_by: str, source: str) -> ErasureRecord:
     """Erase one member by the erasure policy (module docstring); returns the erasure record.
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from ..currencies import currency_problem
 from ..errors import InvalidData, InvalidEventData, MemberInactive, MemberNotFound
 from ..models import CustomAction, EventSource, LedgerKind, LoyaltyEvent, Member, MemberStatus
+from ..transient import retry_transient
 from .erasure import erased_id_check
 from .ledger import (
     _insufficient,
@@ -51,6 +52,7 @@ ENGINE_ACTIONS = frozenset({"tier_reached", "tier_lost", "points_spendable", "po
 REFUND_ACTIONS = ("refund", "partial_refund")
 
 
+@retry_transient
 def event_record(
     *,
     member_id: str,
@@ -101,7 +103,9 @@ def event_record(
 
     handler = _HANDLERS.get(action, _record_as_is)
     with transaction.atomic():
-        member = Member.objects.select_for_update().filter(member_id=member_id).first()
+        # NO KEY: a plain FOR UPDATE also blocks the FOR KEY SHARE that other transactions' foreign-key
+        # checks take on the member (a worker committing a row that references it): a deadlock.
+        member = Member.objects.select_for_update(no_key=True).filter(member_id=member_id).first()
         if member is None:
             if action != "opt_in":
                 raise MemberNotFound(f"No member with id {member_id!r}.", field="customer")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from io import StringIO
-
 import os
 import subprocess
 import sys
+from io import StringIO
 
 import pytest
 from django.conf import settings
