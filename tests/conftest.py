@@ -54,7 +54,8 @@ class SandboxClient:
 
     def set_keys(self, api_keys: list[str], no_permission_keys: list[str] | None = None) -> None:
         self.session.post(f"{self.url}/sandbox/keys", json={"api_keys": api_keys,
-                                                          "no_permission_keys": no_permission_keys or []},
+                                                          "no_permission_keys": no_permission_keys or [],
+                                                          "track_only_keys": []},
                           timeout=5).raise_for_status()
 
     def reset(self) -> None:
