@@ -113,14 +113,14 @@ class Round:
 def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan | None = None,
                   force: bool = False) -> Round:
     """Deliver one claim. A stop (rate limit, paused connection, Braze down) gives the members back
-    and is returned; an unexpected error (a bug, the database) gives them back at once, counting any
+    and is returned; an unexpected error (a bug, the database, an interrupt) gives them back at once, counting any
     request that may have reached Braze as a possible duplicate, and is raised."""
     try:
         return Round(deliverer.deliver(token, plan=plan, force=force))
     except SyncStopped as stop:
         queue.release(token)
         return Round(DeliveryReport(), stop)
-    except Exception:
+    except BaseException:  # Ctrl-C and SIGTERM too: give the claim back now rather than after the lease
         queue.abandon(token)
         raise
 
