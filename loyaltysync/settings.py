@@ -189,6 +189,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # consent_email and consent_sms share one set of values (Braze's subscription states).
+    "ENUM_NAME_OVERRIDES": {"ConsentEnum": "loyaltysync.models.Consent"},
 }
 # Largest request body the API accepts (bytes), refused with 413 before it is read (the API's
 # BodyWithinLimit; Django applies it to forms); bulk events are capped separately.
@@ -203,7 +205,13 @@ LOYALTY = {
     # Days until earned points expire; 0 = never.
     "POINTS_EXPIRY_DAYS": env.int("LOYALTY_POINTS_EXPIRY_DAYS", default=365),
     "BULK_EVENTS_MAX": 100,
+    # The program currency and rates of other currencies ("USD=0.92,GBP=1.17": one USD is 0.92 EUR).
+    # These, and the three above, are the defaults until staff save program settings in the admin.
+    "CURRENCY": env.str("LOYALTY_CURRENCY", default="EUR"),
+    "CURRENCY_RATES": env.dict("LOYALTY_CURRENCY_RATES", default={}),
 }
+# Key of the one-way hash that erasure records keep instead of a member id (derived from SECRET_KEY when unset).
+LOYALTY_ERASURE_HASH_KEY = env.str("LOYALTY_ERASURE_HASH_KEY", default="")
 
 # --- Braze --------------------------------------------------------------------------------------
 # Fernet keys for the API key at rest, newest first (MultiFernet): add a new key in front to rotate,
