@@ -49,12 +49,14 @@ def timed_patches(client, members, count: int) -> list[float]:
 
 
 def api_client():
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     from tests.api_scopes import grant_every_api_scope
 
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     user = grant_every_api_scope(get_user_model().objects.create_user(username="bench-shop"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
