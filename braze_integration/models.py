@@ -303,6 +303,9 @@ class FlushSlot(models.Model):
     gives it back when nothing is left. Leases expire, so a killed worker never holds one for long."""
 
     busy_until = models.DateTimeField(null=True, blank=True)
+    # The task promises to look for new changes once more after this time: a save committed
+    # before it needs to queue nothing (``queue.slot_watched``).
+    watching_until = models.DateTimeField(null=True, blank=True)
 
 
 class RateLimitWindow(models.Model):

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -276,17 +276,35 @@ def _slot_free(now) -> Q:
     return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
 
 
+# Until when a worker promised (as this process last read the slots) to look for new changes
+# once more: a change committed before then needs no task and no query (see ``slot_watched``).
+_watched_until = None
+WATCH_MARGIN = timedelta(milliseconds=200)  # clocks of processes on other hosts may differ a little
+
+
+def slot_watched() -> bool:
+    """Whether a worker holding a slot promised to look for changes after now (as last read): a
+    change committed now is seen by it, so the save path queues nothing and asks nothing."""
+    return _watched_until is not None and timezone.now() + WATCH_MARGIN < _watched_until
+
+
 def slot_take() -> int | None:
     """Take a free flush slot. The common case on the save path is "all busy" (a worker is
     flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
-    building off the save path."""
+    building off the save path, and it reads the workers' promise to look again (``slot_watched``)."""
+    global _watched_until
     now = timezone.now()
     table = _q(FlushSlot._meta.db_table)
+    at = db_connection.ops.adapt_datetimefield_value(now)
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1), "
-            f"(SELECT COUNT(*) FROM {table})", [db_connection.ops.adapt_datetimefield_value(now)])
-        free_id, slots = cursor.fetchone()
+            f"(SELECT COUNT(*) FROM {table}), (SELECT MAX(watching_until) FROM {table} WHERE busy_until >= %s)",
+            [at, at])
+        free_id, slots, watching = cursor.fetchone()
+    _watched_until = FlushSlot._meta.get_field("watching_until").to_python(watching) if watching else None
+    if _watched_until is not None and timezone.is_naive(_watched_until):
+        _watched_until = timezone.make_aware(_watched_until, UTC)
     if free_id is None:
         if slots >= settings.BRAZE_SYNC_CONCURRENCY:
             return None
@@ -295,11 +313,15 @@ def slot_take() -> int | None:
     return free_id if taken else None
 
 
-def slot_renew(slot_id: int | None) -> None:
+def slot_renew(slot_id: int | None, *, watching_until=None) -> None:
+    """Keep the slot; ``watching_until``: the task promises to look for new changes after that time."""
     if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=timezone.now() + SLOT_LEASE)
+        updates = {"busy_until": timezone.now() + SLOT_LEASE}
+        if watching_until is not None:
+            updates["watching_until"] = watching_until
+        FlushSlot.objects.filter(pk=slot_id).update(**updates)
 
 
 def slot_release(slot_id: int | None) -> None:
     if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None)
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None, watching_until=None)

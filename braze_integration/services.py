@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -113,12 +114,16 @@ def flush_after_commit() -> None:
     on_commit_once(flush_request)
 
 
-def flush_request() -> bool:
+def flush_request(*, trust_promise: bool = True) -> bool:
     """Queue a flush task if a flush slot is free; returns whether one was queued.
 
     A busy slot means a task is queued or running and will see every change committed before it
     gives the slot back (it checks once more after releasing), so nothing waits for the periodic flush.
+    While a task has promised to look again later (``queue.slot_watched``) not even the slots are read,
+    unless ``trust_promise`` is off (a task asking for help, or keeping its own promise).
     """
+    if trust_promise and queue.slot_watched():
+        return False
     slot_id = queue.slot_take()
     if slot_id is None:
         return False
@@ -196,6 +201,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
     deadline = time.monotonic() + time_budget
     queue.recover_lost_requests()
     stopped = ""
+    promised = None  # this task promised to look for new changes after this time (see queue.slot_watched)
     try:
         while True:
             connection = connection_active()
@@ -218,7 +224,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 if queue.claimable_exists():
                     queue.slot_release(slot_id)
                     slot_id = None
-                    flush_request()
+                    flush_request(trust_promise=False)
                 break
             if erasure.deletions_due_exist():
                 # Erased members' profiles go first: nothing else about them may reach Braze after the erasure.
@@ -238,8 +244,10 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
             limit = connection.batch_size * CLAIM_REQUESTS
             token, ids = queue.claim(limit=limit)
             if not ids:
-                if slot_id is not None and _linger_for_work(slot_id, min(linger, deadline - time.monotonic())):
-                    continue
+                if slot_id is not None:
+                    found, promised = _linger_for_work(slot_id, min(linger, deadline - time.monotonic()), promised)
+                    if found:
+                        continue
                 # Give the slot back first, then look once more: a change committed before the
                 # release is seen now; one committed after it finds the slot free and queues a task.
                 queue.slot_release(slot_id)
@@ -258,8 +266,11 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                     continue
                 break
             if len(ids) == limit:
-                flush_request()  # more than a batch is waiting: let another worker help
-            queue.slot_renew(slot_id)
+                flush_request(trust_promise=False)  # more than a batch is waiting: let another worker help
+            if slot_id is not None and linger > 0:
+                # After this round the task either claims again or lingers ``linger`` seconds.
+                promised = timezone.now() + timedelta(seconds=linger)
+            queue.slot_renew(slot_id, watching_until=promised)
             try:
                 client = client_for(connection)
             except errors.BrazeConfigurationError as err:
@@ -277,21 +288,38 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 break
     finally:
         queue.slot_release(slot_id)
+    _promise_keep(promised)
     return FlushResult(report=report, stopped=stopped)
 
 
-def _linger_for_work(slot_id: int, seconds: float, *, interval: float = 0.02) -> bool:
-    """Wait up to ``seconds`` for a member to become claimable, keeping the slot; returns whether one did."""
+def _promise_keep(promised) -> None:
+    """Saves committed before ``promised`` queued no task, trusting this one to look after that time:
+    wait for it to pass, then look once more (and queue a task if anything is due)."""
+    if promised is None:
+        return
+    wait = (promised - timezone.now()).total_seconds()
+    if wait > 0:
+        time.sleep(wait + 0.01)
+    if queue.claimable_exists():
+        flush_request(trust_promise=False)
+
+
+def _linger_for_work(slot_id: int, seconds: float, promised, *, interval: float = 0.02):
+    """Wait up to ``seconds`` for a member to become claimable, keeping the slot and promising to look
+    until then; returns (whether one did, the promise)."""
     until = time.monotonic() + seconds
+    if seconds > 0:
+        promised = max(promised or timezone.now(), timezone.now() + timedelta(seconds=seconds))
+        queue.slot_renew(slot_id, watching_until=promised)
     renewed = time.monotonic()
     while time.monotonic() < until:
         time.sleep(interval)
         if queue.claimable_exists():
-            return True
+            return True, promised
         if time.monotonic() - renewed > 1.0:
             queue.slot_renew(slot_id)
             renewed = time.monotonic()
-    return False
+    return False, promised
 
 
 def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: str = "manual") -> FlushResult:
