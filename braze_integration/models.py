@@ -185,6 +185,9 @@ class MemberSyncState(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
     claimed_version = models.PositiveBigIntegerField(default=0, help_text="The version the current claim sends.")
+    held_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Not sent before this time unless released: more for the same request is on its way (a workflow run).")
     last_sent_values = models.JSONField(null=True, blank=True, help_text="The mapped values Braze last accepted.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -79,6 +79,24 @@ def states_ensure(member_ids: list[int]) -> None:
             f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", member_ids)
 
 
+def hold(member_ids: list[int], *, until) -> None:
+    """Keep the members' next send back until ``until`` (in the caller's transaction), adding a state
+    row where there is none yet (as synced at version 0: the hold itself is no change to send)."""
+    table = _q(MemberSyncState._meta.db_table)
+    at = db_connection.ops.adapt_datetimefield_value(until)
+    values = ", ".join(["(%s, 'synced', 0, 0, 0, 0, '', '', %s)"] * len(member_ids))
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (member_id, status, version, synced_version, claimed_version, attempts, last_error, "
+            f"last_error_kind, held_until) VALUES {values} "
+            "ON CONFLICT (member_id) DO UPDATE SET held_until = EXCLUDED.held_until",
+            [p for member_id in member_ids for p in (member_id, at)])
+
+
+def unhold(member_ids: list[int]) -> int:
+    return MemberSyncState.objects.filter(pk__in=member_ids, held_until__isnull=False).update(held_until=None)
+
+
 # --- claims and leases ----------------------------------------------------------------------------
 
 def _claimable(now) -> Q:
@@ -86,6 +104,7 @@ def _claimable(now) -> Q:
         Q(status=SyncStatus.PENDING)
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        & (Q(held_until__isnull=True) | Q(held_until__lt=now))
     )
 
 

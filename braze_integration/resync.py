@@ -20,7 +20,7 @@ from django.utils import timezone
 from loyaltysync.models import Member, Tier
 
 from . import building, delivery, payloads, queue, services
-from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus
+from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus, SendMode
 
 
 class ResyncError(Exception):
@@ -126,12 +126,11 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
                 if len(report.errors) < 20:
                     report.errors.append(f"{row['member_id']}: {err}")
                 continue
-            before = last_sent.get(row["id"]) or {}
-            changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
-            if not changed and not force:
+            sent = building.attributes_to_send(values, last_sent.get(row["id"]) or {}, force=force,
+                                               send_all=connection.send_mode == SendMode.ALL_MAPPED_FIELDS)
+            if not sent:
                 report.unchanged += 1
                 continue
-            sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
             report.would_send += 1
             report.data_points += building.data_points_of(sent)
             pending_objects += 1

@@ -138,6 +138,25 @@ def flush_request(*, trust_promise: bool = True) -> bool:
     return True
 
 
+SYNC_HOLD_SECONDS = 5.0
+
+
+def member_sync_hold(*, member_ids: Iterable[int], seconds: float = SYNC_HOLD_SECONDS) -> None:
+    """Keep the members' next sync back (in the caller's transaction) while more for it is being
+    worked out, e.g. the workflows a checkout starts: their mapped values and the workflows'
+    attributes and events then go in one request, not two. ``member_sync_release`` ends the hold;
+    it ends by itself after ``seconds`` if nobody does (the periodic flush then sends them)."""
+    ids = sorted(set(member_ids))
+    if ids:
+        queue.hold(ids, until=timezone.now() + timedelta(seconds=seconds))
+
+
+def member_sync_release(*, member_ids: Iterable[int]) -> None:
+    """End a ``member_sync_hold``: the members go with the next flush (queued after commit)."""
+    if queue.unhold(sorted(set(member_ids))):
+        flush_after_commit()
+
+
 # --- the outbox (events, purchases, ad-hoc attributes) ----------------------------------------------
 
 def outbox_enqueue(*, member_id: int, kind: str, payload: dict[str, Any], dedupe_key: str | None = None,
@@ -332,7 +351,7 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
     with transaction.atomic():
         # No flush task: a worker would race this call for the same members.
         member_sync_enqueue(member_ids=ids, schedule=False)
-        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
+        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None, held_until=None)
     token, claimed = queue.claim(limit=len(ids), member_ids=ids)
     if not claimed:
         return FlushResult(report=report, stopped="these members are being sent by a worker right now")

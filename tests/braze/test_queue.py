@@ -152,3 +152,18 @@ def test_given_a_released_slot_then_its_promise_is_gone(settings, forget_promise
 
     assert queue.slot_take() == slot_id
     assert not queue.slot_watched()
+
+
+def test_given_a_held_member_then_it_is_claimed_only_after_the_hold_is_released_or_over(members):
+    queue.mark_pending([members[0].pk, members[1].pk])
+    queue.hold([members[0].pk], until=timezone.now() + timedelta(seconds=60))
+    queue.hold([members[1].pk], until=timezone.now() - timedelta(seconds=1))  # a hold nobody released, over
+    queue.hold([members[2].pk], until=timezone.now() + timedelta(seconds=60))  # no state yet: no change to send
+
+    _, ids = queue.claim(limit=10)
+    assert ids == [members[1].pk]
+    assert MemberSyncState.objects.get(pk=members[2].pk).status == SyncStatus.SYNCED
+
+    queue.unhold([members[0].pk])
+    _, ids = queue.claim(limit=10)
+    assert ids == [members[0].pk]
