@@ -24,7 +24,7 @@ from loyaltysync.on_commit import on_commit_once
 from loyaltysync.schedules import schedule_ensure
 from loyaltysync.ttl_cache import TTLCache
 
-from . import building, delivery, errors, queue
+from . import building, delivery, errors, pruning, queue
 from .client import BrazeClient
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
@@ -386,11 +386,12 @@ def _verify_with(client: BrazeClient) -> VerifyResult:
 # --- schedules and housekeeping ----------------------------------------------------------------------
 
 def schedules_ensure() -> None:
-    """Create the periodic flush schedule (idempotent; run after migrate)."""
+    """Create the periodic flush and the daily prune schedules (idempotent; run after migrate)."""
     from django_q.models import Schedule
 
     schedule_ensure(name="braze-sync-periodic", func="braze_integration.tasks.sync_periodic",
                     schedule_type=Schedule.MINUTES, minutes=1)
+    pruning.schedules_ensure()
 
 
 def sync_housekeeping() -> None:
