@@ -219,6 +219,7 @@ BRAZE_ALARM_WORKER_SECONDS = env.int("BRAZE_ALARM_WORKER_SECONDS", default=300)
 # Who gets the alert e-mails (and Django's error e-mails): ADMINS=ops@example.com,oncall@example.com
 ADMINS = [(address.split("@")[0], address) for address in env.list("ADMINS", default=[])]
 SERVER_EMAIL = env.str("SERVER_EMAIL", default="loyaltysync@localhost")
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[loyaltysync] ")
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
 # GET /metrics (Prometheus): answered for `Authorization: Bearer <METRICS_TOKEN>` or a user holding
 # braze_integration.view_metrics; 404 unless METRICS_TOKEN is set or METRICS_ENABLED is true.
