@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -71,7 +72,8 @@ def send_succeeded(connection: Connection) -> None:
         connection.paused_until = None
         if cleared:
             logger.info("Braze sync resumed: Braze accepted a request after the pause.")
-    _beat("last_success_at")
+    # After the answer's transaction: workers never wait on each other for the heartbeat row.
+    transaction.on_commit(lambda: _beat("last_success_at"))
 
 
 def sending_paused(*, until: datetime, message: str) -> None:
