@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from braze_integration.models import Connection
 
 groups_migration = importlib.import_module("braze_integration.migrations.0004_admin_groups")
-trim_migration = importlib.import_module("braze_integration.migrations.0007_viewer_sync_support")
+trim_migration = importlib.import_module("braze_integration.migrations.0008_viewer_sync_support")
 
 CONNECTION_FIELDS = [
     "name",

@@ -33,7 +33,7 @@ def groups_untrim(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("braze_integration", "0006_operations"),
+        ("braze_integration", "0007_operations"),
     ]
 
     operations = [migrations.RunPython(groups_trim, groups_untrim)]
