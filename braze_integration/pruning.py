@@ -8,11 +8,13 @@ long locks. What correctness still needs is never deleted, whatever its age:
 - a request still *sending* (the recovery of a killed worker reads it by its claim token);
 - a member's latest request (``MemberSyncState.last_request``) and that member's row of it, which the
   member page shows;
-- a request that a pending, failed or dead-lettered outbox item points to (its Braze answer);
+- a request that a pending, failed or dead-lettered outbox item, or a profile deletion not yet done,
+  points to (its Braze answer);
 - outbox items that are pending, failed or dead-lettered (only *sent* items go);
 - resync runs that are running or interrupted (``braze_resync --resume`` continues them).
 
-Workflow runs are pruned by the workflows app itself (``WORKFLOW_RUN_RETENTION_DAYS``).
+Workflow runs are pruned by the workflows app itself (``WORKFLOW_RUN_RETENTION_DAYS``); the log of
+profile deletions (``BrazeDeletion``) is the erasure record and is kept.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from loyaltysync.models import IdempotencyKey
 from loyaltysync.schedules import schedule_ensure
 
 from .models import (
+    BrazeDeletion,
+    DeletionStatus,
     MemberSyncState,
     OutboxItem,
     OutboxStatus,
@@ -84,8 +88,9 @@ def _old_request_members(cutoff: datetime) -> QuerySet:
 def _old_requests(cutoff: datetime) -> QuerySet:
     someones_latest = MemberSyncState.objects.filter(last_request_id=OuterRef("pk"))
     unsent_items = OutboxItem.objects.filter(request_id=OuterRef("pk")).exclude(status=OutboxStatus.SENT)
+    open_deletions = BrazeDeletion.objects.filter(request_id=OuterRef("pk")).exclude(status=DeletionStatus.DELETED)
     return (SyncRequest.objects.filter(created_at__lt=cutoff).exclude(outcome=RequestOutcome.SENDING)
-            .exclude(Exists(someones_latest)).exclude(Exists(unsent_items)))
+            .exclude(Exists(someones_latest)).exclude(Exists(unsent_items)).exclude(Exists(open_deletions)))
 
 
 def _old_sent_outbox(cutoff: datetime) -> QuerySet:

@@ -17,7 +17,9 @@ from django_q.models import Schedule
 
 from braze_integration import pruning, services
 from braze_integration.models import (
+    BrazeDeletion,
     Connection,
+    DeletionStatus,
     MemberSyncState,
     OutboxItem,
     OutboxStatus,
@@ -73,16 +75,19 @@ def test_given_old_requests_when_pruning_then_only_those_nothing_needs_go(connec
     OutboxItem.objects.create(member=bob, kind="event", payload={"name": "y"}, status=OutboxStatus.SENT,
                               request=sent_event_request, sent_at=timezone.now())
     recent = request_for(connection, members=[bob], age=timedelta(days=1))
+    refused_deletion = request_for(connection, outcome=RequestOutcome.AUTH_ERROR)
+    BrazeDeletion.objects.create(member_hash="h" * 64, external_id="gone", status=DeletionStatus.FAILED,
+                                 request=refused_deletion)
 
     preview = pruning.sync_prune(dry_run=True)
     assert preview.deleted["requests"] == 2
-    assert SyncRequest.objects.count() == 6  # a dry run deletes nothing
+    assert SyncRequest.objects.count() == 7  # a dry run deletes nothing
 
     report = pruning.sync_prune()
 
     assert report.deleted["requests"] == 2
     assert set(SyncRequest.objects.values_list("pk", flat=True)) == {
-        ada_latest.pk, still_sending.pk, dead_event_request.pk, recent.pk}
+        ada_latest.pk, still_sending.pk, dead_event_request.pk, recent.pk, refused_deletion.pk}
     assert not SyncRequestMember.objects.filter(request_id=old_superseded.pk).exists()
     assert MemberSyncState.objects.get(pk=ada.pk).last_request_id == ada_latest.pk
     assert OutboxItem.objects.get(status=OutboxStatus.DEAD).request_id == dead_event_request.pk
