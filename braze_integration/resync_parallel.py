@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from . import delivery, resync
+from . import delivery, monitoring, resync
 from .models import ResyncPart, ResyncRun, ResyncStatus
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,16 @@ logger = logging.getLogger(__name__)
 PART_TASK = "braze_integration.tasks.resync_part"
 PART_TIME_BUDGET = 60.0  # a task gives its part back (and queues it again) after this long
 WATCH_INTERVAL = 0.3
+# Workers note themselves at every task and the periodic one runs each minute: one seen this
+# recently is probably running.
+WORKER_SEEN_WITHIN = 150.0
 COUNTERS = ("members_done", "members_sent", "members_unchanged", "members_failed", "requests", "data_points")
+
+
+def workers_running() -> bool:
+    """Whether a qcluster worker was seen lately (else the resync runs in the command's process at once)."""
+    seen = monitoring.worker_last_seen()
+    return seen is not None and (timezone.now() - seen).total_seconds() < WORKER_SEEN_WITHIN
 
 
 def parts_ensure(run: ResyncRun) -> int:

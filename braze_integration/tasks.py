@@ -49,4 +49,5 @@ def resync_run(run_id: int) -> str:
 
 def resync_part(part_id: int) -> str:
     """One key range of a resync that runs on every worker."""
+    _worker_seen()
     return resync_parallel.part_execute(part_id=part_id)

@@ -8,9 +8,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from braze_integration import resync, resync_parallel
-from braze_integration.models import MemberSyncState, ResyncPart, ResyncRun, ResyncStatus
+from braze_integration import monitoring, resync, resync_parallel
+from braze_integration.models import MemberSyncState, ResyncPart, ResyncRun, ResyncStatus, SyncHeartbeat
 from loyaltysync.models import Member
 
 from .conftest import assert_sandbox_matches_database, wait_until
@@ -35,6 +36,7 @@ def test_given_two_workers_when_resyncing_all_then_the_workers_send_every_member
         braze_connection, sandbox, start_worker, parts_of_300):
     seed(1200)
     start_worker(workers=2)
+    wait_until(lambda: monitoring.worker_last_seen() is not None, timeout=30, what="the worker's first task")
     out = StringIO()
 
     call_command("braze_resync", "--all", stdout=out, stderr=StringIO())
@@ -84,10 +86,11 @@ def test_given_a_worker_sigkilled_mid_resync_when_resumed_then_every_member_is_s
     assert_sandbox_matches_database(sandbox)
 
 
-def test_given_no_worker_when_resyncing_all_then_the_command_sends_the_parts_itself(
+def test_given_a_worker_seen_lately_but_gone_when_resyncing_all_then_the_command_sends_the_parts_itself(
         braze_connection, sandbox, settings):
     settings.BRAZE_RESYNC_PART_MEMBERS = PART_MEMBERS
     settings.BRAZE_RESYNC_PICKUP_SECONDS = 0.5
+    SyncHeartbeat.objects.create(pk=monitoring.HEARTBEAT_PK, worker_seen_at=timezone.now())
     seed(700)
 
     call_command("braze_resync", "--all", stdout=StringIO(), stderr=StringIO())
@@ -96,3 +99,14 @@ def test_given_no_worker_when_resyncing_all_then_the_command_sends_the_parts_its
     assert run.status == ResyncStatus.FINISHED and run.members_done == 700
     assert [p.done_by.endswith(f":{os.getpid()}") for p in run.parts.all()] == [True, True, True]
     assert sandbox.stats()["objects"]["attributes"] == 700
+
+
+def test_given_no_worker_seen_when_resyncing_all_then_the_command_sends_at_once_without_parts(
+        braze_connection, sandbox, parts_of_300):
+    seed(400)
+
+    call_command("braze_resync", "--all", stdout=StringIO(), stderr=StringIO())
+
+    run = ResyncRun.objects.get()
+    assert run.status == ResyncStatus.FINISHED and run.members_done == 400
+    assert not run.parts.exists()  # no 30-second wait for a worker that was never there

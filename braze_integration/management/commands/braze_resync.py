@@ -110,7 +110,7 @@ class Command(BaseCommand):
 
         # A run started in one process goes on in one process (its cursor is the run's own).
         parallel = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0 and (
-            run.members_done == 0 or run.parts.exists())
+            run.parts.exists() or (run.members_done == 0 and resync_parallel.workers_running()))
         try:
             if parallel:
                 run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
