@@ -33,9 +33,9 @@ def parts_of_300(settings):
 
 
 def test_given_two_workers_when_resyncing_all_then_the_workers_send_every_member_once(
-        braze_connection, sandbox, start_worker, parts_of_300):
+        braze_connection, sandbox, start_worker, parts_of_300, settings):
     seed(1200)
-    start_worker(workers=2)
+    start_worker(workers=2, redis_url=settings.REDIS_URL)
     wait_until(lambda: monitoring.worker_last_seen() is not None, timeout=30, what="the worker's first task")
     out = StringIO()
 
@@ -55,10 +55,10 @@ def test_given_two_workers_when_resyncing_all_then_the_workers_send_every_member
 
 
 def test_given_a_worker_sigkilled_mid_resync_when_resumed_then_every_member_is_sent(
-        braze_connection, sandbox, start_worker, parts_of_300):
+        braze_connection, sandbox, start_worker, parts_of_300, settings):
     seed(2400)
     sandbox.set_faults(latency_ms=150)  # keep the parts busy long enough to kill the worker half-way
-    worker = start_worker(workers=2)
+    worker = start_worker(workers=2, redis_url=settings.REDIS_URL)  # the broker this process queues on
     run = resync.resync_start(selection=resync.Selection(all=True))
     resync_parallel.parts_ensure(run)
     ResyncRun.objects.filter(pk=run.pk).update(status=ResyncStatus.RUNNING)
@@ -70,7 +70,7 @@ def test_given_a_worker_sigkilled_mid_resync_when_resumed_then_every_member_is_s
     done_before = sum(run.parts.values_list("members_done", flat=True))
     assert done_before < 2400
     sandbox.set_faults(latency_ms=0)
-    start_worker(workers=2)
+    start_worker(workers=2, redis_url=settings.REDIS_URL)
     out = StringIO()
     call_command("braze_resync", "--resume", stdout=out, stderr=StringIO())
 
