@@ -31,13 +31,15 @@ def main() -> None:
     runs = []
     for database in databases:
         runs += [
-            ["resync_throughput.py", "--database", database, "--members", "30000", "--fair-members", "3000"],
-            ["resync_throughput.py", "--database", database, "--members", "100000", "--fair-members", "3000"],
+            ["resync_throughput.py", "--database", database, "--members", "30000", "--fair-members", "3000",
+             "--rounds", "2", "--workers", "0", "2"],
+            ["resync_throughput.py", "--database", database, "--members", "100000", "--fair-members", "3000",
+             "--rounds", "1", "--workers", "0", "2"],
             ["save_path.py", "--database", database, "--saves", "4000"],
             ["latency.py", "--database", database, "--samples", "200", *redis],
         ]
     if "postgres" in databases and redis_answers():
-        runs.append(["scale_out.py", "--members", "20000", "--workers", "1", "2", "4"])
+        runs.append(["scale_out.py", "--members", "20000", "--workers", "1", "2", "4", "--redis-url", REDIS_URL])
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out_path = results / f"{dt.datetime.now():%Y%m%d-%H%M%S}.txt"
