@@ -69,14 +69,24 @@ def mark_pending(member_ids: list[int]) -> None:
             )
 
 
-def states_ensure(member_ids: list[int]) -> None:
-    """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
-    values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '')"] * len(member_ids))
+def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None) -> None:
+    """Members never synced have no state row yet: add one (pending, never sent) so they can be claimed.
+
+    With ``claimed_by`` the new rows are born claimed by that token (``claim`` with it takes them):
+    a flush worker must not pick up a resync's members between the insert and the resync's claim."""
+    if claimed_by is None:
+        values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '', NULL, NULL)"] * len(member_ids))
+        params: list[Any] = list(member_ids)
+    else:
+        token = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(claimed_by, db_connection)
+        until = db_connection.ops.adapt_datetimefield_value(timezone.now() + claim_lease())
+        values = ", ".join(["(%s, 'pending', 1, 0, 1, 0, '', '', %s, %s)"] * len(member_ids))
+        params = [p for member_id in member_ids for p in (member_id, token, until)]
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
-            "claimed_version, attempts, last_error, last_error_kind) "
-            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", member_ids)
+            "claimed_version, attempts, last_error, last_error_kind, claim_token, claimed_until) "
+            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", params)
 
 
 def hold(member_ids: list[int], *, until) -> None:
@@ -112,15 +122,20 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
 
 
-def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False) -> tuple[uuid.UUID, list[int]]:
-    """Stamp up to ``limit`` due members with a fresh token; at most one claim holds a member."""
-    token = uuid.uuid4()
+def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False,
+          token: uuid.UUID | None = None) -> tuple[uuid.UUID, list[int]]:
+    """Stamp up to ``limit`` due members with a fresh token (or ``token``, which also takes the rows it
+    holds already, see ``states_ensure``); at most one claim holds a member."""
+    mine = token
+    token = token or uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
         if include_synced:
             free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
         else:
             free = _claimable(now)
+        if mine is not None:
+            free |= Q(claim_token=mine)
         qs = MemberSyncState.objects.filter(free)
         if member_ids is not None:
             qs = qs.filter(pk__in=list(member_ids))
@@ -129,7 +144,7 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
         ids = [pk for pk, _ in rows]
         # A token still on a free row belongs to a worker that stopped while holding it.
-        _recover_lost({old for _, old in rows if old is not None})
+        _recover_lost({old for _, old in rows if old is not None and old != mine})
         if ids:
             MemberSyncState.objects.filter(pk__in=ids).update(
                 claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))

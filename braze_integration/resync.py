@@ -9,6 +9,7 @@ resync and the workers never send one member at the same time, and goes through 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -206,8 +207,9 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
         ids = list(qs.values_list("pk", flat=True)[:sender.chunk_size])
         if not ids:
             return True
-        queue.states_ensure(ids)
-        report = _deliver_chunk(sender.deliverer, ids, sender.plan, sender.force, max_stalls)
+        token = uuid.uuid4()
+        queue.states_ensure(ids, claimed_by=token)
+        report = _deliver_chunk(sender.deliverer, ids, sender.plan, sender.force, max_stalls, token=token)
         cursor = ids[-1]
         if not on_chunk(ids, report):
             return False
@@ -256,12 +258,15 @@ def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> No
 
 
 def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building.MappingPlan, force: bool,
-                   max_stalls: int) -> delivery.DeliveryReport:
+                   max_stalls: int, *, token: uuid.UUID | None = None) -> delivery.DeliveryReport:
+    """Claim and send the chunk's members; ``token`` holds the rows ``states_ensure`` just added."""
     total = delivery.DeliveryReport()
     remaining = list(ids)
     stalls = 0
+    held = token
     while remaining:
-        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True)
+        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held)
+        held = None
         if not claimed:
             # Workers hold these members right now; they will send them.
             stalls += 1
