@@ -28,6 +28,7 @@ def seed(count: int) -> None:
 
 @pytest.fixture
 def parts_of_300(settings):
+    settings.BRAZE_RESYNC_PARALLEL_ON_SQLITE = True  # the same code path on both databases
     settings.BRAZE_RESYNC_PART_MEMBERS = PART_MEMBERS
     settings.BRAZE_RESYNC_PICKUP_SECONDS = 30  # the workers must take the parts; this process only watches
 
@@ -88,6 +89,7 @@ def test_given_a_worker_sigkilled_mid_resync_when_resumed_then_every_member_is_s
 
 def test_given_a_worker_seen_lately_but_gone_when_resyncing_all_then_the_command_sends_the_parts_itself(
         braze_connection, sandbox, settings):
+    settings.BRAZE_RESYNC_PARALLEL_ON_SQLITE = True
     settings.BRAZE_RESYNC_PART_MEMBERS = PART_MEMBERS
     settings.BRAZE_RESYNC_PICKUP_SECONDS = 0.5
     SyncHeartbeat.objects.create(pk=monitoring.HEARTBEAT_PK, worker_seen_at=timezone.now())
