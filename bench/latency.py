@@ -17,7 +17,7 @@ from common import create_connection, percentile, sandbox_process, setup_django,
 def measure(url: str, samples: int) -> list[float]:
     from loyaltysync.models import Member
 
-    member = Member.objects.create(member_id=f"lat-{time.time_ns()}", first_name="start")
+    member = Member.objects.create(member_id=f"lat-{time.time_ns()}", first_name="start", email="lat@example.com")
     session = requests.Session()
     profile_url = f"{url}/sandbox/users/{member.member_id}"
     latencies = []

@@ -79,7 +79,8 @@ def main() -> None:
     from loyaltysync.models import Member
 
     pool = args.members or args.saves + 400
-    Member.objects.bulk_create(Member(member_id=f"s-{i}", first_name="x") for i in range(pool))
+    Member.objects.bulk_create(Member(member_id=f"s-{i}", first_name="x", email=f"s-{i}@example.com")
+                               for i in range(pool))
     members = list(Member.objects.order_by("pk"))
     client = api_client()
     results: dict[tuple[str, str], list[float]] = {}
