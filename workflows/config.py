@@ -496,7 +496,11 @@ def _differences(before: dict[str, Any], after: dict[str, Any]) -> str:
     for key in before:
         if before[key] == after.get(key):
             continue
-        if isinstance(before[key], (list, dict)) or key == "description":
+        if key == "triggers" and [t["kind"] for t in before[key]] == [t["kind"] for t in after[key]]:
+            for index, (old, new) in enumerate(zip(before[key], after[key], strict=True)):
+                parts.extend(f"triggers[{index}].{k} {show(old.get(k))} -> {show(new.get(k))}"
+                             for k in old if old.get(k) != new.get(k))
+        elif isinstance(before[key], (list, dict)) or key == "description":
             parts.append(key)
         else:
             parts.append(f"{key} {show(before[key])} -> {show(after.get(key))}")

@@ -77,6 +77,8 @@ class StepForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        if not data.get("logic"):
+            data["logic"] = self.instance.logic = "and"
         if data.get("kind") == ActionKind.WAIT:
             parts = [data.get(name) or 0 for name in ("wait_days", "wait_hours", "wait_minutes")]
             self.instance.seconds = parts[0] * 86400 + parts[1] * 3600 + parts[2] * 60

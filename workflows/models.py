@@ -438,7 +438,7 @@ class Action(models.Model):
         max_length=100, default="currency", blank=True, help_text="Send purchases: where the currency is in the event.")
     seconds = models.PositiveIntegerField("Wait (seconds)", null=True, blank=True,
                                           help_text="Wait: how long, at least 60 seconds.")
-    logic = models.CharField("Filter logic", max_length=3, choices=Logic.choices, default=Logic.AND)
+    logic = models.CharField("Filter logic", max_length=3, choices=Logic.choices, default=Logic.AND, blank=True)
     points = models.PositiveIntegerField(null=True, blank=True, help_text="Add / deduct points: how many.")
     reason = models.CharField(max_length=255, blank=True, help_text="Add / deduct points: shown in the member's history.")
     tier = models.CharField("Tier", max_length=64, blank=True, help_text="Set tier: the tier's name, e.g. Gold.")

@@ -200,12 +200,13 @@ def _log(run: WorkflowRun, step: StepPlan, outcome: str, detail: str = "") -> No
 
 def _check_claim(claim: _Claim, **changes: Any) -> None:
     """Inside the step's transaction: the run is still ours (else roll the step back)."""
+    changes = {"claimed_until": timezone.now() + CLAIM_LEASE, **changes}
     if not DueRun.objects.filter(pk=claim.due_id, claim_token=claim.token).update(**changes):
         raise _LostClaim
 
 
 def _save_step(run: WorkflowRun, claim: _Claim) -> None:
-    _check_claim(claim, claimed_until=timezone.now() + CLAIM_LEASE)
+    _check_claim(claim)
     run.save(update_fields=["steps", "cursor", "queued", "outcome"])
 
 

@@ -96,8 +96,8 @@ def test_connect_map_sync_and_watch_it_on_the_dashboard(logged_in, live_server, 
     # A workflow on checkout that sends a Braze custom event, made in the admin.
     page.goto(f"{live_server.url}/admin/workflows/workflow/add/")
     page.fill("#id_name", "Last purchase to Braze")
-    page.select_option("#id_trigger_kind", "event")
-    page.fill("#id_trigger_action", "checkout")
+    page.select_option("#id_triggers-0-kind", "event")
+    page.fill("#id_triggers-0-action", "checkout")
     page.click("#actions-group .add-row a")
     page.select_option("#id_actions-0-kind", "send_event")
     page.fill("#id_actions-0-event_name", "loyalty_last_purchase")

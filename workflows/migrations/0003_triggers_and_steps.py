@@ -104,7 +104,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='action',
             name='logic',
-            field=models.CharField(choices=[('and', 'All conditions (AND)'), ('or', 'Any condition (OR)')], default='and', max_length=3, verbose_name='Filter logic'),
+            field=models.CharField(blank=True, choices=[('and', 'All conditions (AND)'), ('or', 'Any condition (OR)')], default='and', max_length=3, verbose_name='Filter logic'),
         ),
         migrations.AddField(
             model_name='action',
