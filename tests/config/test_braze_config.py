@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from braze_integration.models import Connection, FieldMapping, SendMode
 from loyaltysync.models import CustomField, FieldType
 from tests.conftest import EVERY_TYPE_MAPPINGS
-from workflows import services as workflow_services
 from tests.workflows.factories import TRIGGER_FIELDS, trigger_of
+from workflows import services as workflow_services
 from workflows.models import Action, ActionValue, Condition, TriggerKind, Workflow
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import pytest
 
 from loyaltysync import services as loyalty
 from loyaltysync.models import CustomField, FieldType, Member
-from tests.workflows.factories import make_workflow, trigger_of
+from tests.workflows.factories import make_workflow
 from workflows import services
 from workflows.models import (
     Action,

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from loyaltysync import services as loyalty
 from loyaltysync.models import CustomField, FieldType, Member
-from tests.workflows.factories import make_workflow, trigger_of
+from tests.workflows.factories import make_workflow
 from workflows import services
 from workflows.models import (
     Action,

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from braze_integration.payloads import format_time
 from loyaltysync import services as loyalty
-from tests.workflows.factories import make_workflow, trigger_of
+from tests.workflows.factories import make_workflow
 from workflows import services, tasks
 from workflows.models import (
     Action,
