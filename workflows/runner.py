@@ -310,7 +310,8 @@ def _apply(run: WorkflowRun, plan: WorkflowPlan, step: StepPlan, context: dict[s
     source = EventSource.WORKFLOW
     if step.kind in (kinds.ADD_POINTS, kinds.DEDUCT_POINTS):
         action = "point_add" if step.kind == kinds.ADD_POINTS else "point_spend"
-        reason = settings_.get("reason") or f"Workflow {plan.name}"
+        # The reason becomes the ledger row's note: it names the workflow, so the history says where points came from.
+        reason = f'{settings_.get("reason") or "Points"} (workflow "{plan.name}")'[:255]
         loyalty.event_record(member_id=member_id, action=action, source=source,
                              data={"points": settings_["points"], "reason": reason, "workflow": plan.name})
         return f"{action} {settings_['points']}: {reason}"
