@@ -52,6 +52,9 @@ class TriggerInline(admin.StackedInline):
     fields = (("position", "kind"), "action", "field", ("from_value", "to_value"), "frequency", "time",
               ("weekday", "day", "month"))
 
+    def get_formset(self, request, obj=None, **kwargs):
+        return super().get_formset(request, obj, validate_min=True, **kwargs)  # a workflow needs a trigger
+
 
 class StepForm(forms.ModelForm):
     """A step; a wait's length is edited as days, hours and minutes and stored as seconds."""
@@ -82,15 +85,13 @@ class StepForm(forms.ModelForm):
         if data.get("kind") == ActionKind.WAIT:
             parts = [data.get(name) or 0 for name in ("wait_days", "wait_hours", "wait_minutes")]
             self.instance.seconds = parts[0] * 86400 + parts[1] * 3600 + parts[2] * 60
-            if self.instance.seconds < step_kinds.MIN_WAIT_SECONDS:
-                self.add_error("wait_minutes", "A wait is at least one minute.")
         return data
 
-    def _post_clean(self):
-        super()._post_clean()
-        # The model reports a short wait on "seconds", which is not a field of this form.
-        if "seconds" in self._errors:
-            self._errors.pop("seconds")
+    def _update_errors(self, errors):
+        # The model reports a short wait on "seconds", which this form edits as days, hours and minutes.
+        if hasattr(errors, "error_dict") and "seconds" in errors.error_dict:
+            errors.error_dict.setdefault("wait_minutes", []).extend(errors.error_dict.pop("seconds"))
+        super()._update_errors(errors)
 
 
 class StepFormSet(BaseInlineFormSet):

@@ -2,7 +2,7 @@
 
 A workflow *listens* to event actions and member fields (its triggers) and *emits* what its loyalty
 steps cause: ``trigger_event`` records its action, points steps record ``point_add`` /
-``point_spend`` and change the balances and maybe the tier, ``set_tier`` changes the tier and
+``point_spend`` and change the balances, ``set_tier`` changes the tier and
 ``update_field`` changes its field (and records ``profile``). Workflow A leads to B when something
 A emits is something B listens to; a cycle is a loop. The check is pure (no database) and
 over-approximates: a filter might stop the loop at run time, but a loop that depends on data is
@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_POINT_FIELDS = ("points_earned", "points_spent", "points_pending", "points_spendable", "tier", "tier_since")
+# A tier reached through points depends on the balance: left to the run-time depth limit, so that a
+# workflow on "tier changes to Gold" may still give points.
+_POINT_FIELDS = ("points_earned", "points_spent", "points_pending", "points_spendable")
 _TIER_EVENTS = (("event", "tier_reached"), ("event", "tier_lost"))
 
 
@@ -43,7 +45,7 @@ def shape_of(name: str, triggers: Iterable[tuple[str, str, str]], steps: Iterabl
         if kind == "trigger_event":
             caused = [("event", settings.get("action") or "")]
         elif kind in ("add_points", "deduct_points"):
-            caused = [("event", "point_add" if kind == "add_points" else "point_spend"), *_TIER_EVENTS,
+            caused = [("event", "point_add" if kind == "add_points" else "point_spend"),
                       *(("field", name) for name in _POINT_FIELDS)]
         elif kind == "set_tier":
             caused = [*_TIER_EVENTS, ("field", "tier"), ("field", "tier_since")]

@@ -21,7 +21,7 @@ from workflows.models import Action, ActionValue, DueRun, RunOutcome, WorkflowRu
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_wait_survives_a_killed_worker_and_its_run_goes_on_once(braze_connection, sandbox, start_worker,
+def test_a_wait_survives_a_killed_worker_and_its_run_goes_on_once(braze_connection, sandbox, start_worker,  # noqa: F811
                                                                    loyalty_settings, tiers):
     services.schedules_ensure()
     flow = make_workflow(name="Nudge", trigger_kind="event", trigger_action="opt_in")
