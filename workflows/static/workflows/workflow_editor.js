@@ -1,6 +1,7 @@
 /* The workflow editor: each trigger and step shows only the fields its kind uses.
    The map comes from the server (the kind select's data-fields attribute: kind -> field names);
-   the server's validation stays the judge, this only hides what a kind does not read. */
+   the server's validation stays the judge, this only hides what a kind does not read.
+   One delegated listener, so rows added with "Add another" (clones of the empty form) work too. */
 (function () {
   "use strict";
 
@@ -18,15 +19,13 @@
     });
   }
 
-  function bind(root) {
-    root.querySelectorAll("select[data-fields]").forEach(function (select) {
-      if (select.dataset.bound) { update(select); return; }
-      select.dataset.bound = "1";
-      select.addEventListener("change", function () { update(select); });
-      update(select);
-    });
+  function updateAll(root) {
+    root.querySelectorAll("select[data-fields]").forEach(update);
   }
 
-  document.addEventListener("DOMContentLoaded", function () { bind(document); });
-  document.addEventListener("formset:added", function (event) { bind(event.target); });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-fields]")) { update(event.target); }
+  });
+  document.addEventListener("DOMContentLoaded", function () { updateAll(document); });
+  document.addEventListener("formset:added", function (event) { updateAll(event.target); });
 })();
