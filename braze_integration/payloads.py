@@ -1,6 +1,7 @@
 """Building `/users/track` payloads: pure functions, no database, no HTTP.
 
-Mapped values in, plain dicts out. Each value is converted by the Braze type of its field:
+Mapped values in, plain dicts out. Each value is converted by the Braze type of its field, with the
+loyalty domain's readers of each type (``loyaltysync.fieldtypes``) and Braze's own formatting:
 dates become ISO 8601 at the top level and ``{"$time": ...}`` inside objects, decimals become
 numbers, arrays and objects are checked against Braze's limits. A value that cannot be sent raises
 ``PayloadError`` naming the attribute and the problem, so one member's bad value never holds back
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from loyaltysync import fieldtypes
 
 
 class BrazeType(StrEnum):
@@ -94,13 +97,9 @@ def _parse_time(value: Any, where: str) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return format_time(value)
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed: dt.date | dt.datetime = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise PayloadError(where, f"{value!r} is not an ISO 8601 date") from None
-        if len(text) == 10:  # a plain date
-            return dt.date.fromisoformat(text).isoformat()
+        parsed = fieldtypes.parse_moment(value)
+        if parsed is None:
+            raise PayloadError(where, f"{value!r} is not an ISO 8601 date")
         return format_time(parsed)
     raise PayloadError(where, f"expected a date, got {type(value).__name__}")
 
@@ -110,9 +109,11 @@ def _number(value: Any, where: str, *, integer: bool) -> int | float:
         raise PayloadError(where, f"expected a number, got {json.dumps(value)}")
     if isinstance(value, str):
         try:
-            value = Decimal(value.strip())
-        except ArithmeticError:
-            raise PayloadError(where, f"expected a number, got {value!r}") from None
+            value = fieldtypes.number_from_text(value)
+        except fieldtypes.TypeProblem as problem:
+            raise PayloadError(
+                where, f"expected a number, got {value!r}" if problem.code == "invalid" else problem.message
+            ) from None
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise PayloadError(where, "expected a finite number")
@@ -261,11 +262,10 @@ def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "valu
         case BrazeType.STRING:
             return _string(value, where)
         case BrazeType.BOOLEAN:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise PayloadError(where, f"expected true or false, got {_preview(value)}")
+            try:
+                return fieldtypes.to_boolean(value)
+            except fieldtypes.TypeProblem:
+                raise PayloadError(where, f"expected true or false, got {_preview(value)}") from None
         case BrazeType.DATE:
             return _parse_time(value, where)
         case BrazeType.ARRAY:

@@ -1,9 +1,8 @@
 """Admin of the loyalty domain. Thin: member saves go through ``services.member_create/member_update``;
 events and ledger rows are read-only.
 
-``MemberAdmin`` is meant to be extended by other apps (the Braze integration adds a sync panel and
-actions): ``readonly_fields``, ``fieldsets`` and ``actions`` are plain lists, extend them on
-``admin.site._registry[Member]`` or subclass and re-register.
+Other apps extend the member page through ``member_panels`` (a panel with its template, context,
+permission check, actions and URLs); the Member admin stays this one.
 """
 
 from __future__ import annotations
@@ -18,8 +17,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from . import selectors, services
+from . import attributes, selectors, services
+from .admin_readonly import ReadOnlyAdmin
+from .attributes import Kind
 from .errors import InvalidData
+from .fieldtypes import FieldType
+from .member_panels import member_panels
 from .models import CustomField, EventSource, LoyaltyEvent, Member, PointsTransaction, Tier
 
 LATEST_ROWS = 20
@@ -34,11 +37,11 @@ class MemberAdminForm(forms.ModelForm):
 
     class Meta:
         model = Member
-        fields = ["member_id", *services.PROFILE_FIELDS, "custom_fields"]
+        fields = ["member_id", *attributes.PROFILE_FIELDS, attributes.CUSTOM_FIELDS]
 
     def clean(self):
         cleaned = super().clean()
-        profile = {name: cleaned[name] for name in services.PROFILE_FIELDS if name in cleaned}
+        profile = {name: cleaned[name] for name in attributes.PROFILE_FIELDS if name in cleaned}
         creating = self.instance.pk is None
         try:
             services.member_profile_check(
@@ -59,90 +62,50 @@ class MemberAdminForm(forms.ModelForm):
         return cleaned
 
 
+def _shown(attribute: attributes.MemberAttribute) -> str:
+    """How the member page shows a stored attribute: objects pretty-printed."""
+    return f"{attribute.name}_pretty" if attribute.type == FieldType.OBJECT else attribute.name
+
+
+_LATEST = ["latest_events", "latest_ledger"]
+_COLLAPSED_GROUPS = {attributes.RECORD}
+
+
+def _fieldsets() -> list[tuple[str | None, dict[str, Any]]]:
+    """The member page: the registry's stored attributes by group, custom fields after the profile."""
+    fieldsets: list[tuple[str | None, dict[str, Any]]] = []
+    stored = [a for a in attributes.ATTRIBUTES if a.stored]
+    for group, members in attributes.by_group(stored).items():
+        options: dict[str, Any] = {"fields": [_shown(a) for a in members]}
+        if group in _COLLAPSED_GROUPS:
+            options["classes"] = ["collapse"]
+        fieldsets.append((group, options))
+        if group == attributes.PROFILE:
+            fieldsets.append((
+                "Custom fields",
+                {
+                    "fields": [attributes.CUSTOM_FIELDS],
+                    "description": "Values by custom field key (JSON), checked against each field's type.",
+                },
+            ))
+    fieldsets[-1:-1] = [
+        ("Latest events", {"fields": ["latest_events"], "classes": ["collapse"]}),
+        ("Points ledger", {"fields": ["latest_ledger"], "classes": ["collapse"]}),
+    ]
+    return fieldsets
+
+
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
     form = MemberAdminForm
-    list_display = [
-        "member_id",
-        "full_name",
-        "email",
-        "status",
-        "tier",
-        "points_spendable",
-        "points_earned",
-        "purchase_total",
-        "updated_at",
-    ]
+    list_display = [a.name for a in attributes.ATTRIBUTES if a.listed]
     list_filter = ["status", "tier"]
-    search_fields = ["member_id", "email", "first_name", "last_name"]
+    search_fields = [a.name for a in attributes.ATTRIBUTES if a.searchable]
     list_select_related = ["tier"]
     ordering = ["member_id"]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "opted_in_at",
-        "opted_out_at",
-        "points_earned",
-        "points_spent",
-        "points_pending",
-        "points_expired",
-        "points_spendable",
-        "purchase_count",
-        "purchase_total",
-        "last_purchase_at",
-        "last_purchase_pretty",
-        "tier",
-        "tier_since",
-        "created_at",
-        "updated_at",
-        "latest_events",
-        "latest_ledger",
-    ]
-    fieldsets = [
-        (None, {"fields": ["member_id", "status", "opted_in_at", "opted_out_at"]}),
-        (
-            "Profile",
-            {
-                "fields": [
-                    "first_name",
-                    "last_name",
-                    "email",
-                    "phone",
-                    "birth_date",
-                    "gender",
-                    "language",
-                    "country",
-                ]
-            },
-        ),
-        (
-            "Custom fields",
-            {
-                "fields": ["custom_fields"],
-                "description": "Values by custom field key (JSON), checked against each field's type.",
-            },
-        ),
-        (
-            "Points",
-            {
-                "fields": [
-                    "points_earned",
-                    "points_spent",
-                    "points_pending",
-                    "points_expired",
-                    "points_spendable",
-                    "tier",
-                    "tier_since",
-                ]
-            },
-        ),
-        (
-            "Purchases",
-            {"fields": ["purchase_count", "purchase_total", "last_purchase_at", "last_purchase_pretty"]},
-        ),
-        ("Latest events", {"fields": ["latest_events"], "classes": ["collapse"]}),
-        ("Points ledger", {"fields": ["latest_ledger"], "classes": ["collapse"]}),
-        ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
-    ]
+    readonly_fields = [*(_shown(a) for a in attributes.ATTRIBUTES if a.kind == Kind.ENGINE), *_LATEST]
+    fieldsets = _fieldsets()
     actions = ["recalculate_points"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -219,7 +182,7 @@ class MemberAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Member, form, change: bool) -> None:
         """Profile changes go through the services, so events are recorded and listeners hear of them."""
         profile = {
-            name: form.cleaned_data[name] for name in services.PROFILE_FIELDS if name in form.changed_data
+            name: form.cleaned_data[name] for name in attributes.PROFILE_FIELDS if name in form.changed_data
         }
         new_custom = form.cleaned_data.get("custom_fields") or {}
         if change:
@@ -237,7 +200,7 @@ class MemberAdmin(admin.ModelAdmin):
                 custom_fields=new_custom or None,
                 **{
                     name: form.cleaned_data[name]
-                    for name in services.PROFILE_FIELDS
+                    for name in attributes.PROFILE_FIELDS
                     if name in form.cleaned_data
                 },
             )
@@ -246,6 +209,29 @@ class MemberAdmin(admin.ModelAdmin):
         obj._state.adding = False
         obj._state.db = saved._state.db
         obj.refresh_from_db()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        panels = []
+        member = self.get_object(request, object_id) if object_id else None
+        if member is not None:
+            for panel in member_panels():
+                if panel.visible_to(request):
+                    panels.append({"key": panel.key, "template": panel.template, **panel.context(request, member)})
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "member_panels": panels})
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for panel in member_panels():
+            if not panel.visible_to(request):
+                continue
+            for action in panel.actions:
+                if action.allowed(request):
+                    actions[action.name] = (action.func, action.name, action.description)
+        return actions
+
+    def get_urls(self):
+        extra = [url for panel in member_panels() if panel.urls for url in panel.urls(self)]
+        return [*extra, *super().get_urls()]
 
     @admin.action(description="Recalculate points and tier from the ledger")
     def recalculate_points(self, request, queryset) -> None:
@@ -278,21 +264,8 @@ class TierAdmin(admin.ModelAdmin):
         return obj.member_total
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Write-once records: visible, never added, changed or deleted here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(LoyaltyEvent)
-class LoyaltyEventAdmin(_ReadOnlyAdmin):
+class LoyaltyEventAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "member", "action", "source", "transaction_id", "created_at"]
     list_filter = ["action", "source"]
     search_fields = ["member__member_id", "transaction_id"]
@@ -307,7 +280,7 @@ class LoyaltyEventAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(PointsTransaction)
-class PointsTransactionAdmin(_ReadOnlyAdmin):
+class PointsTransactionAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "member",

@@ -7,31 +7,17 @@ Models hold data, validation and cheap properties. Every state change goes throu
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
-
-class FieldType(models.TextChoices):
-    """Value types of program-defined fields; they match Braze's custom attribute types."""
-
-    STRING = "string", "String"
-    INTEGER = "integer", "Integer"
-    FLOAT = "float", "Float"
-    BOOLEAN = "boolean", "Boolean"
-    DATE = "date", "Date"
-    DATETIME = "datetime", "Date and time"
-    ARRAY = "array", "Array of strings/numbers"
-    OBJECT = "object", "Object"
-    ARRAY_OF_OBJECTS = "array_of_objects", "Array of objects"
+from .fieldtypes import FieldType, coerce
 
 
 class MemberStatus(models.TextChoices):
@@ -92,128 +78,7 @@ class CustomField(models.Model):
 
     def to_python(self, value: Any) -> Any:
         """Return ``value`` converted to this field's type, or raise ``ValidationError``."""
-        return coerce_value(self.type, value)
-
-
-# Limits that keep a custom value within what Braze accepts for the type.
-MAX_STRING_LENGTH = 255
-MAX_ARRAY_LENGTH = 500
-MAX_OBJECT_BYTES = 100 * 1024
-_OBJECT_KEY = re.compile(r"^[^\s.$][^\s.$]{0,254}$")
-
-
-def coerce_value(field_type: str, value: Any) -> Any:
-    """Convert ``value`` to ``field_type`` as it is stored (JSON-friendly), or raise ``ValidationError``.
-
-    ``None`` is always allowed: it clears the value.
-    """
-    if value is None:
-        return None
-    match field_type:
-        case FieldType.STRING:
-            if not isinstance(value, str):
-                raise ValidationError("Expected a string.")
-            if len(value) > MAX_STRING_LENGTH:
-                raise ValidationError(f"At most {MAX_STRING_LENGTH} characters (got {len(value)}).")
-            return value
-        case FieldType.INTEGER:
-            if isinstance(value, bool):
-                raise ValidationError("Expected an integer, got a boolean.")
-            if isinstance(value, int):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-                return int(value)
-            raise ValidationError("Expected an integer.")
-        case FieldType.FLOAT:
-            if isinstance(value, bool):
-                raise ValidationError("Expected a number, got a boolean.")
-            if isinstance(value, int | float | Decimal):
-                number = float(value)
-            elif isinstance(value, str):
-                try:
-                    number = float(value)
-                except ValueError:
-                    raise ValidationError("Expected a number.") from None
-            else:
-                raise ValidationError("Expected a number.")
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValidationError("Expected a finite number.")
-            return number
-        case FieldType.BOOLEAN:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise ValidationError("Expected true or false.")
-        case FieldType.DATE:
-            if isinstance(value, dt.datetime):
-                return value.date().isoformat()
-            if isinstance(value, dt.date):
-                return value.isoformat()
-            if isinstance(value, str):
-                try:
-                    parsed = parse_date(value)
-                except ValueError:
-                    parsed = None
-                if parsed:
-                    return parsed.isoformat()
-            raise ValidationError("Expected a date as YYYY-MM-DD.")
-        case FieldType.DATETIME:
-            if isinstance(value, dt.datetime):
-                parsed_dt = value
-            elif isinstance(value, str):
-                try:
-                    parsed_dt = parse_datetime(value)
-                except ValueError:
-                    parsed_dt = None
-                if parsed_dt is None:
-                    raise ValidationError("Expected a date and time in ISO 8601, e.g. 2026-11-25T10:00:00Z.")
-            else:
-                raise ValidationError("Expected a date and time in ISO 8601.")
-            if timezone.is_naive(parsed_dt):
-                parsed_dt = timezone.make_aware(parsed_dt, dt.UTC)
-            return parsed_dt.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        case FieldType.ARRAY:
-            if not isinstance(value, list):
-                raise ValidationError("Expected a list.")
-            if len(value) > MAX_ARRAY_LENGTH:
-                raise ValidationError(f"At most {MAX_ARRAY_LENGTH} elements (got {len(value)}).")
-            for index, item in enumerate(value):
-                if isinstance(item, bool) or not isinstance(item, str | int | float):
-                    raise ValidationError(f"Element {index}: expected a string or a number.")
-                if isinstance(item, str) and len(item) > MAX_STRING_LENGTH:
-                    raise ValidationError(f"Element {index}: at most {MAX_STRING_LENGTH} characters.")
-            return value
-        case FieldType.OBJECT:
-            if not isinstance(value, dict):
-                raise ValidationError("Expected an object.")
-            _check_object(value, "")
-            return value
-        case FieldType.ARRAY_OF_OBJECTS:
-            if not isinstance(value, list):
-                raise ValidationError("Expected a list of objects.")
-            for index, item in enumerate(value):
-                if not isinstance(item, dict):
-                    raise ValidationError(f"Element {index}: expected an object.")
-                _check_object(item, f"[{index}]")
-            if len(json.dumps(value)) > MAX_OBJECT_BYTES:
-                raise ValidationError("At most 100 KB.")
-            return value
-    raise ValidationError(f"Unknown field type {field_type!r}.")
-
-
-def _check_object(value: dict, where: str) -> None:
-    for key, item in value.items():
-        if not isinstance(key, str) or not _OBJECT_KEY.match(key):
-            raise ValidationError(
-                f"Key {where}{key!r}: keys must be 1-255 characters without spaces, '.' or '$'."
-            )
-        if isinstance(item, dict):
-            _check_object(item, f"{where}.{key}")
-    if not where and len(json.dumps(value, default=str)) > MAX_OBJECT_BYTES:
-        raise ValidationError("At most 100 KB.")
+        return coerce(self.type, value)
 
 
 class TrackedFieldsMixin(models.Model):
@@ -414,3 +279,40 @@ class PointsTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.points:+d} for {self.member_id}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's idempotency key (the ``Idempotency-Key`` header), per API user, with a digest of the request
+    it first came with. Each part of that request's answer is an ``IdempotentResult``."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_digest = models.CharField(max_length=64, help_text="SHA-256 of the operation and its body.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="unique_idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of user #{self.user_id}"
+
+
+class IdempotentResult(models.Model):
+    """The answer to one part of an idempotent request (the event, or one event of a bulk request).
+
+    The row is inserted in the same transaction as the work it answers, so a part is done at most once:
+    a second request that inserts the same part waits for the first, then replays its answer.
+    """
+
+    idempotency_key = models.ForeignKey(IdempotencyKey, on_delete=models.CASCADE, related_name="results")
+    part = models.PositiveIntegerField(help_text="0 for one event; the event's index in a bulk request.")
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key", "part"], name="unique_idempotent_result_part")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key}[{self.part}]: {self.status}"

@@ -6,8 +6,11 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from .attributes import ATTRIBUTES
 from .errors import MemberNotFound
 from .models import LoyaltyEvent, Member, PointsTransaction
+
+SEARCHED = [a.name for a in ATTRIBUTES if a.searchable]
 
 
 def member_get(*, member_id: str) -> Member:
@@ -23,7 +26,7 @@ def member_get(*, member_id: str) -> Member:
 
 def member_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Member]:
     """Members ordered by id. Filters: ``status``, ``tier`` (tier name, any case), ``search``
-    (in member id, e-mail, first and last name)."""
+    (in the registry's searchable attributes: member id, e-mail, first and last name)."""
     filters = filters or {}
     members = Member.objects.select_related("tier").order_by("member_id")
     if filters.get("status"):
@@ -32,12 +35,10 @@ def member_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Member]:
         members = members.filter(tier__name__iexact=filters["tier"])
     if filters.get("search"):
         term = filters["search"]
-        members = members.filter(
-            Q(member_id__icontains=term)
-            | Q(email__icontains=term)
-            | Q(first_name__icontains=term)
-            | Q(last_name__icontains=term)
-        )
+        match = Q()
+        for name in SEARCHED:
+            match |= Q(**{f"{name}__icontains": term})
+        members = members.filter(match)
     return members
 
 

@@ -11,9 +11,11 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
-from . import services
 from .errors import InvalidData
 from .models import Member, Tier
+from .services.ledger import _standing_refresh
+from .services.recording import _announce, _Context, _member_save
+from .services.validation import _source_check
 
 
 def member_tier_set(*, member: Member, tier_name: str, days: int | None, source: str) -> Member:
@@ -22,7 +24,7 @@ def member_tier_set(*, member: Member, tier_name: str, days: int | None, source:
     Records ``tier_reached`` / ``tier_lost`` as any tier change does; a member the rules already
     put higher keeps the higher tier. Raises ``InvalidData`` naming ``tier`` or ``days``.
     """
-    services._source_check(source)
+    _source_check(source)
     tier = Tier.objects.filter(name=tier_name).first()
     if tier is None:
         raise InvalidData({"tier": f"{tier_name!r} is not a tier."})
@@ -33,10 +35,10 @@ def member_tier_set(*, member: Member, tier_name: str, days: int | None, source:
         member = Member.objects.select_for_update().get(pk=member.pk)
         member.tier_floor = tier
         member.tier_floor_until = now + dt.timedelta(days=days) if days else None
-        context = services._Context(member=member, occurred_at=now, source=source)
-        services._standing_refresh(context)
-        services._member_save(member)
-        services._announce(context.events)
+        context = _Context(member=member, occurred_at=now, source=source)
+        _standing_refresh(context)
+        _member_save(member)
+        _announce(context.events)
     return member
 
 
@@ -50,9 +52,9 @@ def tier_floors_expire(*, now: dt.datetime | None = None) -> int:
             member = Member.objects.select_for_update().get(pk=member_pk)
             member.tier_floor = None
             member.tier_floor_until = None
-            context = services._Context(member=member, occurred_at=now, source="engine")
-            services._standing_refresh(context)
+            context = _Context(member=member, occurred_at=now, source="engine")
+            _standing_refresh(context)
             member.save()
-            services._announce(context.events)
+            _announce(context.events)
             count += 1
     return count

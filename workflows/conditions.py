@@ -1,5 +1,8 @@
 """The workflows' rules engine: pure Python, no database, no Django models.
 
+Typed text (numbers, true/false, dates) is read with the loyalty domain's readers of each type
+(``loyaltysync.fieldtypes``), so a value means the same here as in the API and in Braze's payloads.
+
 Modelled on NetBox's ``extras/conditions.py``: a ``Condition`` checks its operator and value when
 it is built, a ``ConditionSet`` combines conditions (and nested sets) with AND / OR, and both
 evaluate against a plain dict addressed by dotted paths (``member.tier``, ``event.data.total``,
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from loyaltysync import fieldtypes
 
 
 class ConditionError(ValueError):
@@ -165,20 +170,7 @@ def _json_kind(value: Any) -> str:
 
 def parse_date(value: Any) -> dt.date | dt.datetime | None:
     """A date or an aware datetime (UTC when no zone is given) from an ISO string or a date; else ``None``."""
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return fieldtypes.parse_moment(value)
 
 
 def _check_scalar(attr_type: AttrType, value: Any, where: str = "value") -> Any:
@@ -284,16 +276,16 @@ def _parse_scalar_text(attr_type: AttrType, text: str) -> Any:
             return text
         case AttrType.NUMBER:
             try:
-                number = Decimal(stripped)
-            except ArithmeticError:
-                raise ConditionError("value", f'"{text}" is not a number') from None
-            if not number.is_finite():
-                raise ConditionError("value", "expected a finite number")
+                number = fieldtypes.number_from_text(stripped)
+            except fieldtypes.TypeProblem as problem:
+                message = f'"{text}" is not a number' if problem.code == "invalid" else problem.message
+                raise ConditionError("value", message) from None
             return int(number) if number == number.to_integral_value() and "." not in stripped else float(number)
         case AttrType.BOOLEAN:
-            if stripped.lower() not in ("true", "false"):
-                raise ConditionError("value", f'expected true or false, got "{text}"')
-            return stripped.lower() == "true"
+            try:
+                return fieldtypes.to_boolean(stripped)
+            except fieldtypes.TypeProblem:
+                raise ConditionError("value", f'expected true or false, got "{text}"') from None
         case AttrType.DATE | AttrType.DATETIME:
             return stripped
         case _:

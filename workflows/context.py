@@ -18,39 +18,37 @@ from decimal import Decimal
 from typing import Any
 
 from braze_integration.payloads import format_time
-from loyaltysync.models import FieldType, LoyaltyEvent, Member
+from loyaltysync import attributes
+from loyaltysync.attributes import AttributeContext
+from loyaltysync.fieldtypes import FieldType
+from loyaltysync.models import LoyaltyEvent, Member
 
 from .conditions import AttributeSchema, AttrType
 
-S, N, B, D, DT = AttrType.STRING, AttrType.NUMBER, AttrType.BOOLEAN, AttrType.DATE, AttrType.DATETIME
+S, N = AttrType.STRING, AttrType.NUMBER
 
-# Member attribute -> type. Computed ones (full_name, tier_benefits) have no column of their own.
+# How a run sees each loyalty type.
+ATTR_TYPES: dict[str, AttrType] = {
+    FieldType.STRING: S, FieldType.INTEGER: N, FieldType.FLOAT: N, FieldType.BOOLEAN: AttrType.BOOLEAN,
+    FieldType.DATE: AttrType.DATE, FieldType.DATETIME: AttrType.DATETIME, FieldType.ARRAY: AttrType.LIST,
+    FieldType.OBJECT: AttrType.OBJECT, FieldType.ARRAY_OF_OBJECTS: AttrType.LIST,
+}
+CUSTOM_PREFIX = attributes.CUSTOM_PREFIX  # custom field values are ``member.custom_fields.<key>``
+
+# Member attribute -> type: every attribute of the registry, and the custom field values' object.
 MEMBER_ATTRIBUTES: dict[str, AttrType] = {
-    "member_id": S, "first_name": S, "last_name": S, "full_name": S, "email": S, "phone": S,
-    "birth_date": D, "gender": S, "language": S, "country": S, "status": S,
-    "opted_in_at": DT, "opted_out_at": DT,
-    "points_earned": N, "points_spent": N, "points_pending": N, "points_expired": N, "points_spendable": N,
-    "purchase_count": N, "purchase_total": N, "last_purchase_at": DT, "last_purchase": AttrType.OBJECT,
-    "tier": S, "tier_benefits": S, "tier_since": DT,
-    "custom_fields": AttrType.OBJECT, "created_at": DT,
+    **{a.name: ATTR_TYPES[a.type] for a in attributes.ATTRIBUTES},
+    attributes.CUSTOM_FIELDS: AttrType.OBJECT,
 }
 # Member attributes a field-change trigger can watch -> the name ``Member.changed_fields()`` reports.
-WATCHABLE_FIELDS: dict[str, str] = {
-    name: ("tier_id" if name == "tier" else name)
-    for name in MEMBER_ATTRIBUTES
-    if name not in ("member_id", "full_name", "tier_benefits", "custom_fields", "created_at")
-}
-CUSTOM_PREFIX = "custom_fields."
+WATCHABLE_FIELDS: dict[str, str] = {a.name: a.changes[0] for a in attributes.ATTRIBUTES if a.watchable}
 # Member date attributes an anniversary trigger can use (plus date custom fields).
-ANNIVERSARY_FIELDS = ("birth_date", "opted_in_at")
+ANNIVERSARY_FIELDS = tuple(a.name for a in attributes.ATTRIBUTES if a.anniversary)
+_MEMBER_LOOKUPS = (*attributes.lookups_of(attributes.ATTRIBUTES), attributes.CUSTOM_FIELDS)
 
 EVENT_ATTRIBUTES: dict[str, AttrType] = {
-    "event.id": N, "event.action": S, "event.occurred_at": DT, "event.source": S, "event.data": AttrType.OBJECT,
-}
-CUSTOM_TYPES: dict[str, AttrType] = {
-    FieldType.STRING: S, FieldType.INTEGER: N, FieldType.FLOAT: N, FieldType.BOOLEAN: B, FieldType.DATE: D,
-    FieldType.DATETIME: DT, FieldType.ARRAY: AttrType.LIST, FieldType.OBJECT: AttrType.OBJECT,
-    FieldType.ARRAY_OF_OBJECTS: AttrType.LIST,
+    "event.id": N, "event.action": S, "event.occurred_at": AttrType.DATETIME, "event.source": S,
+    "event.data": AttrType.OBJECT,
 }
 
 
@@ -58,7 +56,7 @@ def member_attribute_types(custom_fields: Mapping[str, str]) -> dict[str, AttrTy
     """Member attribute -> type, with ``custom_fields.<key>`` for each custom field (key -> FieldType)."""
     types = dict(MEMBER_ATTRIBUTES)
     for key, field_type in custom_fields.items():
-        types[f"{CUSTOM_PREFIX}{key}"] = CUSTOM_TYPES.get(field_type, AttrType.ANY)
+        types[f"{CUSTOM_PREFIX}{key}"] = ATTR_TYPES.get(field_type, AttrType.ANY)
     return types
 
 
@@ -99,15 +97,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def member_context(member: Member) -> dict[str, Any]:
-    """The member as a run sees it (``tier`` is the tier's name; load it with ``select_related``)."""
-    tier = member.tier if member.tier_id else None
-    out = {name: jsonable(getattr(member, name)) for name in MEMBER_ATTRIBUTES
-           if name not in ("tier", "tier_benefits", "full_name")}
-    out["full_name"] = member.full_name
-    out["tier"] = tier.name if tier else None
-    out["tier_benefits"] = tier.benefits if tier else None
-    out["custom_fields"] = jsonable(member.custom_fields or {})
+def member_context(member: Member, context: AttributeContext | None = None) -> dict[str, Any]:
+    """The member as a run sees it: every registry attribute (``tier`` is the tier's name; load it with
+    ``select_related``) and ``custom_fields``. ``context`` shares the tiers across many members."""
+    row = attributes.row_of(member, _MEMBER_LOOKUPS)
+    context = context or AttributeContext()
+    out = {a.name: jsonable(a.read(row, context)) for a in attributes.ATTRIBUTES}
+    out[attributes.CUSTOM_FIELDS] = jsonable(member.custom_fields or {})
     return out
 
 

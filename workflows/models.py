@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from braze_integration.payloads import BrazeType
+from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
 
 from . import conditions, schedule, steps
@@ -33,7 +34,7 @@ from .values import SourceKind, Usage, ValueSpec, ValueSpecError
 
 # The loyalty domain's action names (Antavo's): lower-case letters, digits, underscores.
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-ENGINE_ACTIONS = ("tier_reached", "tier_lost", "points_spendable")
+ENGINE_ACTIONS = tuple(sorted(services.ENGINE_ACTIONS))  # the loyalty domain owns the list
 
 
 class TriggerKind(models.TextChoices):
@@ -91,6 +92,26 @@ def _bump_version(workflow_id: int | None) -> None:
     """A change to a condition, action or value is a new version of its workflow."""
     if workflow_id:
         Workflow.objects.filter(pk=workflow_id).update(version=F("version") + 1, updated_at=timezone.now())
+
+
+class WorkflowPart(models.Model):
+    """A row of a workflow (condition, action, value): saving or deleting it bumps the workflow's version."""
+
+    class Meta:
+        abstract = True
+
+    def owning_workflow_id(self) -> int | None:
+        return self.workflow_id
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        _bump_version(self.owning_workflow_id())
+
+    def delete(self, *args, **kwargs):
+        workflow_id = self.owning_workflow_id()
+        result = super().delete(*args, **kwargs)
+        _bump_version(workflow_id)
+        return result
 
 
 class Workflow(models.Model):
@@ -190,7 +211,7 @@ def step_tree(steps: list[Action], rows: list[Condition], schema: conditions.Att
     return out
 
 
-class Trigger(models.Model):
+class Trigger(WorkflowPart):
     """One way a workflow starts: a loyalty event, a member field change, a date or an anniversary."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="triggers")
@@ -224,16 +245,6 @@ class Trigger(models.Model):
 
     def __str__(self) -> str:
         return self.description
-
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(self.workflow_id)
-
-    def delete(self, *args, **kwargs):
-        workflow_id = self.workflow_id
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
 
     @property
     def description(self) -> str:
@@ -339,7 +350,7 @@ def _parent(instance: models.Model, name: str) -> Any:
         return None
 
 
-class Condition(models.Model):
+class Condition(WorkflowPart):
     """``<attribute> <operator> <value>``, e.g. ``event.points_earned gt 500``."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="conditions")
@@ -362,16 +373,6 @@ class Condition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attribute} {self.operator} {self.value}".strip()
-
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(self.workflow_id)
-
-    def delete(self, *args, **kwargs):
-        workflow_id = self.workflow_id
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
 
     def clean(self) -> None:
         workflow = _parent(self, "workflow")
@@ -417,7 +418,7 @@ USAGE_FOR_ACTION = {
 }
 
 
-class Action(models.Model):
+class Action(WorkflowPart):
     """One step of a workflow. Braze actions keep their attributes or properties in ``ActionValue``
     rows; a filter's conditions are ``Condition`` rows pointing at it, and the steps whose
     ``else_of`` is the filter are its failure branch. Only the fields of the step's kind are used."""
@@ -459,16 +460,6 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return steps.step_label(self.kind, self.get_kind_display(), self.step_keys())
-
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(self.workflow_id)
-
-    def delete(self, *args, **kwargs):
-        workflow_id = self.workflow_id
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -514,7 +505,7 @@ class Action(models.Model):
         return out
 
 
-class ActionValue(models.Model):
+class ActionValue(WorkflowPart):
     """One attribute (sync data) or property (event, purchase): its name, Braze type and source."""
 
     action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="values")
@@ -547,15 +538,8 @@ class ActionValue(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first())
-
-    def delete(self, *args, **kwargs):
-        workflow_id = Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first()
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
+    def owning_workflow_id(self) -> int | None:
+        return Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first()
 
     def spec_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.braze_type, "source": self.source, "path": self.path,

@@ -14,7 +14,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from loyaltysync.models import CustomField, FieldType, Tier, coerce_value
+from loyaltysync.fieldtypes import coerce
+from loyaltysync.models import CustomField, FieldType, Tier
 
 from .context import CUSTOM_PREFIX
 from .values import ValueSpecError, compile_template
@@ -98,7 +99,7 @@ def custom_value(field_type: str, text: str) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValidationError(f"Expected JSON ({err.msg}).") from None
-    return coerce_value(field_type, value)
+    return coerce(field_type, value)
 
 
 def step_problems(kind: str, step: Any) -> dict[str, str]:

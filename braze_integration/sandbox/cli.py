@@ -9,11 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .config import (
+    BRAZE_DELETE_RATE_LIMIT,
+    BRAZE_TRACK_RATE_LIMIT,
     DEFAULT_HANG_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
     FaultConfig,
+    RateLimit,
     SandboxConfig,
-    parse_rate_limit,
+    format_rate_limit,
+    parse_optional_rate_limit,
 )
 from .server import SandboxServer
 
@@ -30,7 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY",
-        help="accepted REST API key (repeatable)",
+        help="accepted REST API key, may track and delete (repeatable)",
+    )
+    parser.add_argument(
+        "--track-only-key",
+        dest="track_only_keys",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="key with users.track but without users.delete (repeatable)",
     )
     parser.add_argument(
         "--no-permission-key",
@@ -38,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY",
-        help="key that exists but lacks users.track (answers 403; repeatable)",
+        help="key that exists but lacks every permission (answers 403; repeatable)",
     )
     parser.add_argument(
         "--max-objects",
@@ -64,9 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-limit",
         type=_rate_limit,
-        default=None,
+        default=BRAZE_TRACK_RATE_LIMIT,
         metavar="N/WINDOW",
-        help="fixed-window limit such as 3000/3s or 50000/1m (default: none)",
+        help=(
+            "/users/track fixed-window limit such as 3000/3s or 50000/1m, or 'off' "
+            f"(default: Braze's {format_rate_limit(BRAZE_TRACK_RATE_LIMIT)})"
+        ),
+    )
+    parser.add_argument(
+        "--delete-rate-limit",
+        type=_rate_limit,
+        default=BRAZE_DELETE_RATE_LIMIT,
+        metavar="N/WINDOW",
+        help=f"/users/delete limit, or 'off' (default: Braze's {format_rate_limit(BRAZE_DELETE_RATE_LIMIT)})",
     )
     parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500/503")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to answers")
@@ -88,6 +110,7 @@ def config_from_options(options: Mapping[str, Any]) -> SandboxConfig:
     return SandboxConfig(
         api_keys=frozenset(options["api_keys"] or ()),
         no_permission_keys=frozenset(options["no_permission_keys"] or ()),
+        track_only_keys=frozenset(options["track_only_keys"] or ()),
         host=options["host"],
         port=options["port"],
         max_objects=options["max_objects"],
@@ -95,6 +118,7 @@ def config_from_options(options: Mapping[str, Any]) -> SandboxConfig:
         max_array_length=options["max_array_length"],
         max_body_bytes=options["max_body_bytes"],
         rate_limit=options["rate_limit"],
+        delete_rate_limit=options["delete_rate_limit"],
         faults=FaultConfig(
             error_rate=options["error_rate"],
             latency_ms=options["latency_ms"],
@@ -110,7 +134,7 @@ def serve_until_interrupted(config: SandboxConfig, *, announce: Callable[[str], 
     """Run the sandbox in the foreground until Ctrl-C."""
     with SandboxServer(config) as server:
         announce(f"Braze sandbox listening on {server.url}")
-        announce(f"  REST endpoint: {server.url}  (POST {server.track_url})")
+        announce(f"  REST endpoint: {server.url}  (POST {server.track_url}, {server.delete_url})")
         announce(f"  inspect:       {server.url}/sandbox/")
         if not config.api_keys:
             announce("  warning: no --api-key given, every request will answer 401")
@@ -125,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python -m braze_integration.sandbox`."""
     parser = argparse.ArgumentParser(
         prog="python -m braze_integration.sandbox",
-        description="Local Braze /users/track sandbox.",
+        description="Local Braze /users/track and /users/delete sandbox.",
     )
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
@@ -143,8 +167,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _rate_limit(text: str) -> tuple[int, float]:
+def _rate_limit(text: str) -> RateLimit | None:
     try:
-        return parse_rate_limit(text)
+        return parse_optional_rate_limit(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .keys import KeyRing, key_set
 from .validation import ValidationLimits
 
+TRACK_PATH = "/users/track"
+DELETE_PATH = "/users/delete"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_HANG_SECONDS = 30.0
 _RATE_LIMIT = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*", re.IGNORECASE)
@@ -17,6 +19,11 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 RateLimit = tuple[int, float]
 """(requests allowed, window length in seconds)."""
+
+# Braze's default limits per workspace (reference notes, "Rate limits" and "Deleting users").
+BRAZE_TRACK_RATE_LIMIT: RateLimit = (3000, 3.0)
+BRAZE_DELETE_RATE_LIMIT: RateLimit = (20000, 60.0)
+_NO_RATE_LIMIT_WORDS = frozenset({"off", "none"})
 
 
 def parse_rate_limit(text: str) -> RateLimit:
@@ -32,6 +39,13 @@ def parse_rate_limit(text: str) -> RateLimit:
     return limit, window
 
 
+def parse_optional_rate_limit(text: str) -> RateLimit | None:
+    """`parse_rate_limit`, plus `"off"` or `"none"` for no limit at all."""
+    if text.strip().lower() in _NO_RATE_LIMIT_WORDS:
+        return None
+    return parse_rate_limit(text)
+
+
 def format_rate_limit(rate_limit: RateLimit | None) -> str | None:
     """The inverse of `parse_rate_limit`, in seconds: (3000, 3.0) -> "3000/3s"."""
     if rate_limit is None:
@@ -42,7 +56,7 @@ def format_rate_limit(rate_limit: RateLimit | None) -> str | None:
 
 @dataclass(slots=True)
 class FaultConfig:
-    """Trouble the sandbox causes on `/users/track`, changeable while it runs.
+    """Trouble the sandbox causes on its Braze endpoints, changeable while it runs.
 
     - `error_rate`: share of requests answered 500 or 503 (chosen at random).
     - `timeout_rate`: share of requests that hang `hang_seconds`, then close without answer.
@@ -88,35 +102,48 @@ class FaultConfig:
 class SandboxConfig:
     """Everything a `SandboxServer` is started with.
 
-    `api_keys` are accepted; `no_permission_keys` are known keys without the `users.track`
-    permission (403). Object limits: at most `max_objects` in total, or, when `per_array_limit`
-    is set, the older rule of at most that many per array instead. `rate_limit` is
-    (limit, window seconds) as a fixed window, or None for no limit (and no rate limit headers).
+    `api_keys` may track and delete; `track_only_keys` may track but not delete;
+    `no_permission_keys` are known keys without either permission (403); see `keys.KeyRing`.
+    Object limits: at most `max_objects` in total, or, when `per_array_limit` is set, the older
+    rule of at most that many per array instead. `rate_limit` (for `/users/track`) and
+    `delete_rate_limit` (for `/users/delete`) are (limit, window seconds) as fixed windows,
+    Braze's defaults unless given; None means no limit (and no rate limit headers).
     """
 
     api_keys: AbstractSet[str] = frozenset()
     no_permission_keys: AbstractSet[str] = frozenset()
+    track_only_keys: AbstractSet[str] = frozenset()
     host: str = "127.0.0.1"
     port: int = 0
     max_objects: int | None = 75
     per_array_limit: int | None = None
     max_array_length: int = 500
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimit | None = BRAZE_TRACK_RATE_LIMIT
+    delete_rate_limit: RateLimit | None = BRAZE_DELETE_RATE_LIMIT
     faults: FaultConfig = field(default_factory=FaultConfig)
     request_log_size: int = 1000
     log_requests: bool = False
 
     def __post_init__(self) -> None:
         # Accept any iterable of keys (a set, a list) but keep an immutable copy.
-        self.api_keys = _key_set(self.api_keys, "api_keys")
-        self.no_permission_keys = _key_set(self.no_permission_keys, "no_permission_keys")
+        self.api_keys = key_set(self.api_keys, "api_keys")
+        self.no_permission_keys = key_set(self.no_permission_keys, "no_permission_keys")
+        self.track_only_keys = key_set(self.track_only_keys, "track_only_keys")
         for name in ("max_objects", "per_array_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value!r}")
         if self.max_array_length < 1 or self.max_body_bytes < 1 or self.request_log_size < 1:
             raise ValueError("max_array_length, max_body_bytes and request_log_size must be >= 1")
+
+    def key_ring(self) -> KeyRing:
+        """The configured keys with their permissions."""
+        return KeyRing(
+            api_keys=frozenset(self.api_keys),
+            track_only_keys=frozenset(self.track_only_keys),
+            no_permission_keys=frozenset(self.no_permission_keys),
+        )
 
     def validation_limits(self) -> ValidationLimits:
         """The request limits for `validation.validate_track_request`."""
@@ -126,8 +153,3 @@ class SandboxConfig:
             max_array_length=self.max_array_length,
         )
 
-
-def _key_set(keys: Iterable[str], name: str) -> frozenset[str]:
-    if isinstance(keys, str):
-        raise ValueError(f"{name} must be a collection of keys, not one string")
-    return frozenset(keys)

@@ -2,6 +2,8 @@
 
 `ProfileStore.apply` takes a request that `validation.validate_track_request` accepted and
 writes it with Braze's semantics: attributes, then events, then purchases, all under one lock.
+Standard attributes are kept as `standard_attributes` cleans them. `ProfileStore.delete` removes
+profiles as `/users/delete` does.
 Objects from the decoded request body are stored without copying: a body is decoded afresh for
 every request and nothing else holds on to it.
 """
@@ -11,15 +13,15 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .config import DELETE_PATH, TRACK_PATH
+from .standard_attributes import STANDARD_ATTRIBUTES, UNBILLED_ATTRIBUTES, clean_standard_value
 from .validation import INPUT_ARRAYS, NON_ATTRIBUTE_KEYS, ValidatedRequest
 
-# Attributes Braze does not bill as data points (reference notes, "Data points").
-FREE_ATTRIBUTES = frozenset({"country", "language", "email_subscribe", "push_subscribe"})
 DEFAULT_REQUEST_LOG_SIZE = 1000
 NO_ANSWER = "no_answer"
 
@@ -90,6 +92,7 @@ class ApplyResult:
 class _Stats:
     requests: int = 0
     requests_by_status: Counter[str] = field(default_factory=Counter)
+    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
     objects: Counter[str] = field(default_factory=Counter)
     data_points: int = 0
     events_stored: int = 0
@@ -100,6 +103,7 @@ class _Stats:
     faults_injected: int = 0
     timeouts: int = 0
     ack_lost: int = 0
+    users_deleted: int = 0
 
 
 class ProfileStore:
@@ -163,6 +167,14 @@ class ProfileStore:
             data_points=data_points,
         )
 
+    def delete(self, keys: Iterable[str]) -> int:
+        """Remove the profiles with these keys (as `profile_key` names them); returns how many
+        existed. A later write to the same key starts a new, empty profile."""
+        with self._lock:
+            deleted = sum(self._profiles.pop(key, None) is not None for key in set(keys))
+            self._stats.users_deleted += deleted
+            return deleted
+
     def record_request(
         self,
         *,
@@ -178,6 +190,7 @@ class ProfileStore:
         `faults_injected` counts every injected fault; `timeouts` and `ack_lost` are its parts.
         """
         entry = {
+            "endpoint": TRACK_PATH,
             "status": status,
             "attributes": object_counts.get("attributes", 0),
             "events": object_counts.get("events", 0),
@@ -188,19 +201,48 @@ class ProfileStore:
         total = entry["attributes"] + entry["events"] + entry["purchases"]
         with self._lock:
             stats = self._stats
-            stats.requests += 1
-            stats.requests_by_status[NO_ANSWER if status is None else str(status)] += 1
             stats.max_objects_in_request = max(stats.max_objects_in_request, total)
             stats.errors += errors
-            if status == 429:
-                stats.rate_limited += 1
-            if fault is not None:
-                stats.faults_injected += 1
-                if fault == "timeout":
-                    stats.timeouts += 1
-                elif fault == "ack_lost":
-                    stats.ack_lost += 1
-            self._request_log.append(entry)
+            self._count_request(entry, fault)
+
+    def record_delete_request(
+        self, *, status: int | None, identifiers: int, deleted: int = 0, fault: FaultKind | None = None
+    ) -> None:
+        """Count one `/users/delete` request and log it, like `record_request`.
+
+        `identifiers` is how many the body named (whatever their validity); `deleted` how many
+        profiles it removed.
+        """
+        entry = {
+            "endpoint": DELETE_PATH,
+            "status": status,
+            "attributes": 0,
+            "events": 0,
+            "purchases": 0,
+            "identifiers": identifiers,
+            "deleted": deleted,
+            "errors": 0,
+            "at": utc_now_iso(),
+        }
+        with self._lock:
+            self._count_request(entry, fault)
+
+    def _count_request(self, entry: dict[str, Any], fault: FaultKind | None) -> None:
+        """The counters every request moves; called with the lock held."""
+        status = entry["status"]
+        stats = self._stats
+        stats.requests += 1
+        stats.requests_by_status[NO_ANSWER if status is None else str(status)] += 1
+        stats.requests_by_endpoint[entry["endpoint"]] += 1
+        if status == 429:
+            stats.rate_limited += 1
+        if fault is not None:
+            stats.faults_injected += 1
+            if fault == "timeout":
+                stats.timeouts += 1
+            elif fault == "ack_lost":
+                stats.ack_lost += 1
+        self._request_log.append(entry)
 
     def reset(self) -> None:
         """Forget all profiles, statistics and logged requests."""
@@ -244,6 +286,7 @@ class ProfileStore:
             return {
                 "requests": stats.requests,
                 "requests_by_status": dict(stats.requests_by_status),
+                "requests_by_endpoint": dict(stats.requests_by_endpoint),
                 "objects": {name: stats.objects[name] for name in INPUT_ARRAYS},
                 "data_points": stats.data_points,
                 "events_stored": stats.events_stored,
@@ -255,6 +298,7 @@ class ProfileStore:
                 "faults_injected": stats.faults_injected,
                 "timeouts": stats.timeouts,
                 "ack_lost": stats.ack_lost,
+                "users_deleted": stats.users_deleted,
             }
 
     def recent_requests(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -281,14 +325,18 @@ class ProfileStore:
         for name, value in obj.items():
             if name in NON_ATTRIBUTE_KEYS:
                 continue
+            if name in STANDARD_ATTRIBUTES:
+                points = _write_standard_attribute(attributes, name, value)
+                if name not in UNBILLED_ATTRIBUTES:
+                    data_points += points
+                continue
             kind = type(value)
             if kind is str or kind is int or kind is float or kind is bool:
                 attributes[name] = value  # the common case, without a call
                 points = 1
             else:
                 points = self._write_attribute(attributes, name, value, merge_objects)
-            if name not in FREE_ATTRIBUTES:
-                data_points += points
+            data_points += points
         return data_points
 
     def _write_attribute(self, attributes: dict[str, Any], name: str, value: Any, merge_objects: bool) -> int:
@@ -339,6 +387,21 @@ class ProfileStore:
         else:
             attributes[name] = value
         return max(1, _leaf_count(value))
+
+
+def _write_standard_attribute(attributes: dict[str, Any], name: str, value: Any) -> int:
+    """Keep a validated standard attribute as Braze does; returns the data points it costs."""
+    cleaned = clean_standard_value(name, value)
+    if cleaned is None:
+        attributes.pop(name, None)
+        return 0  # deletes are not billed
+    if name == "subscription_groups":
+        # A request names only the groups it changes; the others keep their state.
+        groups = attributes.get(name)
+        attributes[name] = {**(groups if type(groups) is dict else {}), **cleaned}
+    else:
+        attributes[name] = cleaned
+    return 1
 
 
 def _dedupe(values: list[Any]) -> list[Any]:

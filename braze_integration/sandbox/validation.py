@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
+from .standard_attributes import STANDARD_ATTRIBUTES, standard_attribute_error
+
 InputArray = Literal["attributes", "events", "purchases"]
 INPUT_ARRAYS: tuple[InputArray, ...] = ("attributes", "events", "purchases")
 
@@ -232,6 +234,10 @@ def attributes_object_error(obj: Any, limits: ValidationLimits = DEFAULT_LIMITS)
         # every attribute of every object, and the sandbox must not be the bottleneck.
         if not name or len(name) > max_key_length or name[0] == "$":
             return _attribute_name_error(name, limits)
+        if name in STANDARD_ATTRIBUTES:
+            if (problem := standard_attribute_error(name, value)) is not None:
+                return problem
+            continue
         kind = type(value)
         if kind is str:
             if len(value) <= max_string_length:

@@ -7,11 +7,11 @@ definitions, balances, duplicate transactions) and name the field of every probl
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from .. import services
-from ..models import Gender, LoyaltyEvent, Member, MemberStatus
+from .. import attributes, services
+from ..fieldtypes import FieldType
+from ..models import LoyaltyEvent, Member, MemberStatus
 
 
 class StrictCharField(serializers.CharField):
@@ -26,15 +26,19 @@ class StrictCharField(serializers.CharField):
 
 
 class MemberIdField(StrictCharField):
+    """A member id, checked by the services' own rule."""
+
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 255)
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
-        self.validators.append(
-            RegexValidator(
-                r"^[^\s\x00-\x1f\x7f]+$", "Must be 1-255 characters without spaces or control characters."
-            )
-        )
+        self.validators.append(_member_id_validator)
+
+
+def _member_id_validator(value: str) -> None:
+    problem = services.member_id_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem[0].upper() + problem[1:])
 
 
 # --- Errors (documentation of api.exceptions' shape) --------------------------------------------
@@ -59,7 +63,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
-    """A member as the API shows it. Points, purchases and tier are computed by the engine."""
+    """A member as the API shows it: the registry's stored attributes. Points, purchases and tier are
+    computed by the engine."""
 
     # A plain string: the address may be blank, which the "email" format would not allow.
     email = serializers.CharField(read_only=True, help_text="E-mail address (may be empty).")
@@ -75,61 +80,47 @@ class MemberSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Member
-        fields = (
-            "member_id",
-            *services.PROFILE_FIELDS,
-            "opted_in_at",
-            "opted_out_at",
-            "points_earned",
-            "points_spent",
-            "points_pending",
-            "points_expired",
-            "points_spendable",
-            "purchase_count",
-            "purchase_total",
-            "last_purchase_at",
-            "last_purchase",
-            "tier",
-            "tier_since",
-            "custom_fields",
-            "created_at",
-            "updated_at",
-        )
+        fields = (*(a.name for a in attributes.ATTRIBUTES if a.stored), attributes.CUSTOM_FIELDS)
         read_only_fields = fields
 
 
-class MemberWriteSerializer(serializers.Serializer):
-    """Profile fields and custom field values. Unknown and computed fields are refused by name."""
+def _profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:
+    """The input field of a profile attribute, shaped by its model field (length, choices, blank, null)."""
+    model_field = Member._meta.get_field(attribute.name)
+    help_text = str(model_field.help_text) or None
+    if attribute.type == FieldType.DATE:
+        return serializers.DateField(required=False, allow_null=model_field.null, help_text=help_text)
+    if model_field.choices:
+        return serializers.ChoiceField(
+            choices=model_field.choices, required=False, allow_blank=model_field.blank, help_text=help_text
+        )
+    return StrictCharField(
+        required=False, allow_blank=model_field.blank, max_length=model_field.max_length, help_text=help_text
+    )
 
-    first_name = StrictCharField(required=False, allow_blank=True, max_length=150)
-    last_name = StrictCharField(required=False, allow_blank=True, max_length=150)
-    email = StrictCharField(required=False, allow_blank=True, max_length=254, help_text="An e-mail address.")
-    phone = StrictCharField(required=False, allow_blank=True, max_length=32)
-    birth_date = serializers.DateField(required=False, allow_null=True)
-    gender = serializers.ChoiceField(choices=Gender.choices, required=False, allow_blank=True)
-    language = StrictCharField(
-        required=False, allow_blank=True, max_length=10, help_text="ISO 639-1, e.g. en."
-    )
-    country = StrictCharField(
-        required=False, allow_blank=True, max_length=2, help_text="ISO 3166-1 alpha-2, e.g. DE."
-    )
-    status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
+
+class MemberWriteSerializer(serializers.Serializer):
+    """Profile attributes (from the registry) and custom field values. Unknown and computed fields are
+    refused by name, by the services' own check."""
+
     custom_fields = serializers.DictField(
         required=False,
         help_text="Values by custom field key, checked against the field's type; null clears a value.",
     )
+
+    def get_fields(self):
+        fields = {a.name: _profile_field(a) for a in attributes.ATTRIBUTES if a.writable}
+        fields.update(super().get_fields())
+        return fields
 
     def validate(self, attrs):
         refused = {}
         for key in self.initial_data:
             if key in self.fields:
                 continue
-            if key in services.COMPUTED_FIELDS:
-                refused[key] = "is computed by the loyalty engine and cannot be written."
-            elif key == "member_id":
-                refused[key] = "cannot be changed."
-            else:
-                refused[services.path_key(key)] = "is not a known member field."
+            problem = services.member_field_problem(key)
+            if problem:
+                refused[problem[0]] = problem[1]
         if refused:
             raise serializers.ValidationError(refused)
         return attrs
@@ -164,13 +155,13 @@ class LoyaltyEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-EVENT_DATA_HELP = """Depends on `action`:
-* `opt_in` (creates an unknown member), `profile`: profile fields (`first_name`, `last_name`, `email`,
-  `phone`, `birth_date`, `gender`, `language`, `country`; `status` for `profile` only) at the top level,
-  custom field values in a nested `custom_fields` object.
+_PROFILE_NAMES = ", ".join(f"`{name}`" for name in attributes.PROFILE_FIELDS if name != "status")
+EVENT_DATA_HELP = f"""Depends on `action`:
+* `opt_in` (creates an unknown member), `profile`: profile fields ({_PROFILE_NAMES}; `status` for
+  `profile` only) at the top level, custom field values in a nested `custom_fields` object.
 * `opt_out`: nothing required.
 * `checkout`: `transaction_id` (string, unique), `total` (positive number), `currency` (ISO 4217, e.g. EUR),
-  `items` (list of `{product_id, product_name, price, quantity, discount?, subtotal?}`),
+  `items` (list of `{{product_id, product_name, price, quantity, discount?, subtotal?}}`),
   `points_burned` (optional: points spent with the purchase).
 * `refund`, `partial_refund`: `transaction_id` of an earlier checkout of this member, `amount`
   (optional: defaults to what remains of the checkout).
@@ -220,7 +211,8 @@ class BulkEventsRequestSerializer(serializers.Serializer):
 class BulkEventResultSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the event in the request.")
     status = serializers.IntegerField(
-        help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict."
+        help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict; 500 unexpected error or 503 "
+        "database busy (not recorded: send it again). Only events with 201 were recorded."
     )
     event = LoyaltyEventSerializer(required=False, help_text="The recorded event (when status is 201).")
     error = ErrorDetailSerializer(required=False, help_text="Why the event was refused (otherwise).")

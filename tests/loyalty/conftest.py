@@ -10,7 +10,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyaltysync import services
-from loyaltysync.models import CustomField, FieldType, Tier
+from loyaltysync.models import CustomField, FieldType, Member, Tier
+from tests.api_scopes import grant_every_api_scope
 
 TIERS = [("Bronze", 0, "1.00"), ("Silver", 500, "1.25"), ("Gold", 2000, "1.50"), ("Platinum", 5000, "2.00")]
 
@@ -26,6 +27,18 @@ CUSTOM_FIELD_CASES = {
     "preferences": (FieldType.OBJECT, {"channel": "email"}, {"channel": "email"}, ["email"]),
     "children": (FieldType.ARRAY_OF_OBJECTS, [{"name": "Ada"}], [{"name": "Ada"}], [{"name": "Ada"}, "Bob"]),
 }
+
+
+def checkout(record, member_id="M-1", transaction_id="T-1", total=100, **extra):
+    return record(member_id, "checkout", transaction_id=transaction_id, total=total, currency="EUR", **extra)
+
+
+def ledger_consistent(member: Member) -> bool:
+    """Balances add up: what was earned is spent, expired, pending or spendable."""
+    member.refresh_from_db()
+    return member.points_earned == (
+        member.points_spent + member.points_expired + member.points_pending + member.points_spendable
+    )
 
 
 @pytest.fixture
@@ -85,7 +98,8 @@ def record(db, loyalty_settings):
 
 @pytest.fixture
 def api_user(db):
-    return get_user_model().objects.create_user(username="shop")  # no password: hashing one is slow
+    # No password: hashing one is slow.
+    return grant_every_api_scope(get_user_model().objects.create_user(username="shop"))
 
 
 @pytest.fixture

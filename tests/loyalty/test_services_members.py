@@ -8,7 +8,7 @@ import pytest
 from django.db.models.signals import post_save
 
 from loyaltysync import services
-from loyaltysync.errors import InvalidData, MemberAlreadyExists
+from loyaltysync.errors import InvalidData, LoyaltyError, MemberAlreadyExists
 from loyaltysync.models import Member, MemberStatus
 
 from .conftest import CUSTOM_FIELD_CASES
@@ -215,3 +215,39 @@ def test_unknown_custom_field_is_named(member, custom_fields):
     with pytest.raises(InvalidData) as caught:
         services.member_update(member=member, custom_fields={"eye_colour": "green"}, source="api")
     assert caught.value.errors == {"custom_fields.eye_colour": ["is not a defined custom field."]}
+
+
+# --- imports ---------------------------------------------------------------------------------------
+
+
+def test_member_import_row_creates_then_updates_then_leaves_unchanged(tiers, loyalty_settings, custom_fields):
+    # Given an import row with a profile field and custom fields in both spellings
+    row = {"member_id": " M-7 ", "first_name": "Ada", "custom.shoe_size": "42", "custom.interests": '["yoga"]'}
+    types = {"shoe_size": "integer", "interests": "array"}
+
+    # When it is imported three times, the second time with a change
+    first = services.member_import_row(row=row, custom_types=types)
+    second = services.member_import_row(row={**row, "first_name": "Grace"}, custom_types=types)
+    third = services.member_import_row(row={**row, "first_name": "Grace"}, custom_types=types)
+
+    # Then the member is created, updated, then left alone, with values converted
+    assert (first, second, third) == ("created", "updated", "unchanged")
+    member = Member.objects.get(member_id="M-7")
+    assert member.first_name == "Grace"
+    assert member.custom_fields == {"shoe_size": 42, "interests": ["yoga"]}
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"first_name": "Ada"}, "member_id"),
+        ({"member_id": "M-1", "nickname": "A"}, "nickname"),
+        ({"member_id": "M-1", "custom_fields": ["x"]}, "custom_fields"),
+        ({"member_id": "M-1", "custom.interests": "[not json"}, "custom_fields.interests"),
+    ],
+)
+def test_member_import_row_refuses_bad_rows_naming_the_column(db, row, field):
+    with pytest.raises(LoyaltyError) as caught:
+        services.member_import_row(row=row, custom_types={"interests": "array"})
+    assert caught.value.field == field
+    assert not Member.objects.exists()

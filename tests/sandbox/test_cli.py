@@ -15,9 +15,11 @@ FULL_ARGV = [
     "--api-key", "k1",
     "--api-key", "k2",
     "--no-permission-key", "ro",
+    "--track-only-key", "t1",
     "--max-objects", "50",
     "--per-array-limit", "75",
     "--rate-limit", "3000/3s",
+    "--delete-rate-limit", "100/1m",
     "--error-rate", "0.1",
     "--latency-ms", "50",
     "--timeout-rate", "0.05",
@@ -58,6 +60,8 @@ def test_given_every_flag_when_config_built_then_each_lands_in_its_field() -> No
     assert config.host == "0.0.0.0" and config.port == 9401
     assert config.api_keys == frozenset({"k1", "k2"})
     assert config.no_permission_keys == frozenset({"ro"})
+    assert config.track_only_keys == frozenset({"t1"})
+    assert config.delete_rate_limit == (100, 60.0)
     assert (config.max_objects, config.per_array_limit) == (50, 75)
     assert config.rate_limit == (3000, 3.0)
     assert config.faults == FaultConfig(
@@ -70,7 +74,9 @@ def test_given_no_flags_when_config_built_then_braze_defaults() -> None:
     assert config.port == 9400
     assert config.max_objects == 75 and config.per_array_limit is None
     assert config.max_body_bytes == 4 * 1024 * 1024
-    assert config.rate_limit is None
+    assert config.rate_limit == (3000, 3.0)  # Braze's /users/track default
+    assert config.delete_rate_limit == (20000, 60.0)  # Braze's /users/delete default
+    assert config.track_only_keys == frozenset()
     assert config.faults == FaultConfig()
 
 
@@ -90,3 +96,9 @@ def test_given_management_command_when_parsing_same_flags_then_same_config() -> 
     parser = Command().create_parser("manage.py", "braze_sandbox")
     options = vars(parser.parse_args(FULL_ARGV))
     assert config_from_options(options) == config_from_options(parse(FULL_ARGV))
+
+
+@pytest.mark.parametrize("word", ["off", "none", "OFF"])
+def test_given_rate_limits_turned_off_when_config_built_then_no_limits(word: str) -> None:
+    config = config_from_options(parse(["--rate-limit", word, "--delete-rate-limit", word]))
+    assert config.rate_limit is None and config.delete_rate_limit is None

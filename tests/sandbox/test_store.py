@@ -345,3 +345,31 @@ def test_given_profiles_when_summarised_then_counts_per_profile_sorted(store: Pr
     [first, second] = store.profile_summaries()
     assert (first.key, first.attribute_count, first.event_count) == ("a", 0, 1)
     assert (second.key, second.attribute_count, second.event_count) == ("b", 2, 0)
+
+
+def test_given_profiles_when_deleted_then_gone_counted_and_unknown_keys_ignored(store: ProfileStore) -> None:
+    write(store, member(x=1), {"external_id": "member-2", "x": 1})
+    assert store.delete(["member-1", "member-1", "nobody"]) == 1
+    assert store.profile_keys() == ["member-2"]
+    assert store.stats()["users_deleted"] == 1 and store.stats()["users"] == 1
+
+
+def test_given_delete_request_recorded_when_stats_and_log_read_then_counted_apart(store: ProfileStore) -> None:
+    store.record_request(status=201, object_counts={"attributes": 1})
+    store.record_delete_request(status=201, identifiers=3, deleted=2)
+    store.record_delete_request(status=None, identifiers=1, fault="timeout")
+    stats = store.stats()
+    assert stats["requests"] == 3
+    assert stats["requests_by_endpoint"] == {"/users/track": 1, "/users/delete": 2}
+    assert stats["timeouts"] == 1
+    entry = store.recent_requests()[1]
+    assert (entry["endpoint"], entry["identifiers"], entry["deleted"], entry["status"]) == (
+        "/users/delete", 3, 2, 201,
+    )  # fmt: skip
+
+
+def test_given_standard_attributes_when_applied_then_kept_canonical_and_groups_merged(store: ProfileStore) -> None:
+    group = {"subscription_group_id": "g1", "subscription_state": "subscribed"}
+    write(store, member(country="de", gender="o", subscription_groups=[group]))
+    write(store, member(subscription_groups=[{**group, "subscription_group_id": "g2"}]))
+    assert attributes_of(store) == {"country": "DE", "gender": "O", "subscription_groups": {"g1": "subscribed", "g2": "subscribed"}}

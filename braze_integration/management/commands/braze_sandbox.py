@@ -15,7 +15,7 @@ from braze_integration.sandbox.cli import add_arguments, config_from_options, se
 
 
 class Command(BaseCommand):
-    help = "Run a local Braze POST /users/track sandbox until Ctrl-C."
+    help = "Run a local Braze sandbox (POST /users/track, /users/delete) until Ctrl-C."
     # The sandbox needs neither the database nor the system checks.
     requires_system_checks: list[str] = []
     requires_migrations_checks = False

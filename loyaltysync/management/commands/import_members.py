@@ -1,11 +1,11 @@
 """`manage.py import_members FILE`: create or update members in bulk from CSV or JSON lines.
 
-Every row goes through the member services (the same validation as the API and the admin), each
-in its own savepoint: a bad row is reported with its line number and the reason and never stops
+Every row goes through ``services.member_import_row`` (the same validation as the API and the
+admin), each in its own savepoint: a bad row is reported with its line number and the reason and never stops
 the good ones. Saved members are synced like any other change.
 
-CSV: a header row; `member_id` plus profile columns (first_name, last_name, email, phone,
-birth_date, gender, language, country, status) and custom fields as `custom.<key>` columns. An
+CSV: a header row; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
+and custom fields as `custom.<key>` columns. An
 empty cell leaves the value as it is. JSON lines: one object a line with the same keys, custom
 fields either as `custom.<key>` keys or in a `custom_fields` object.
 """
@@ -25,9 +25,8 @@ from tqdm import tqdm
 
 from loyaltysync import services
 from loyaltysync.errors import LoyaltyError
-from loyaltysync.models import CustomField, EventSource, FieldType, Member
+from loyaltysync.models import CustomField
 
-CUSTOM_PREFIX = "custom."
 BATCH = 500  # rows per transaction; each row has its own savepoint inside it
 
 
@@ -66,34 +65,6 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 yield number, row
 
 
-STRUCTURED_TYPES = {FieldType.ARRAY, FieldType.OBJECT, FieldType.ARRAY_OF_OBJECTS}
-
-
-def _split(row: dict[str, Any], custom_types: dict[str, str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    row = dict(row)
-    member_id = row.pop("member_id", None)
-    if not isinstance(member_id, str) or not member_id.strip():
-        raise LoyaltyError("is missing or empty.", field="member_id")
-    custom = row.pop("custom_fields", None) or {}
-    if not isinstance(custom, dict):
-        raise LoyaltyError("must be an object.", field="custom_fields")
-    custom = dict(custom)
-    for key in [k for k in row if k.startswith(CUSTOM_PREFIX)]:
-        custom[key[len(CUSTOM_PREFIX):]] = row.pop(key)
-    for key, value in custom.items():
-        # A CSV cell holds arrays and objects as JSON text.
-        if custom_types.get(key) in STRUCTURED_TYPES and isinstance(value, str):
-            try:
-                custom[key] = json.loads(value)
-            except json.JSONDecodeError as err:
-                raise LoyaltyError(f"is not valid JSON ({err.msg}).", field=f"custom_fields.{key}") from None
-    unknown = sorted(set(row) - set(services.PROFILE_FIELDS))
-    if unknown:
-        raise LoyaltyError(f"unknown column(s) {', '.join(unknown)} (profile fields, custom.<key> or member_id).",
-                           field=unknown[0])
-    return member_id.strip(), row, custom
-
-
 def _describe(err: LoyaltyError) -> str:
     errors = getattr(err, "field_errors", None) or err.errors
     if errors:
@@ -114,20 +85,8 @@ def import_rows(rows: Iterator[tuple[int, dict[str, Any] | str]], *, progress=No
                     continue
                 try:
                     with transaction.atomic():  # a savepoint: a bad row rolls back alone
-                        member_id, profile, custom = _split(row, custom_types)
-                        member = Member.objects.filter(member_id=member_id).first()
-                        if member is None:
-                            services.member_create(member_id=member_id, source=EventSource.IMPORT,
-                                                   custom_fields=custom or None, **profile)
-                            report.created += 1
-                        else:
-                            before = member.updated_at
-                            saved = services.member_update(member=member, profile=profile, custom_fields=custom or None,
-                                                           source=EventSource.IMPORT)
-                            if saved.updated_at != before:
-                                report.updated += 1
-                            else:
-                                report.unchanged += 1
+                        outcome = services.member_import_row(row=row, custom_types=custom_types)
+                    setattr(report, outcome, getattr(report, outcome) + 1)
                 except LoyaltyError as err:
                     report.errors.append((number, _describe(err)))
         if progress is not None:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyaltysync', '0003_api_scopes'),
+        ('loyaltysync', '0004_idempotency_keys'),
     ]
 
     operations = [

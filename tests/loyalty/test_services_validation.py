@@ -1,0 +1,32 @@
+"""services.validation: the checks the services and the API's serializers share (pure, no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loyaltysync import attributes, services
+
+
+@pytest.mark.parametrize("name", attributes.PROFILE_FIELDS)
+def test_profile_attributes_may_be_written(name):
+    assert services.member_field_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["points_spendable", "tier", "last_purchase", "created_at", "next_tier", "full_name"])
+def test_computed_attributes_are_refused_by_name(name):
+    assert services.member_field_problem(name) == (name, "is computed by the loyalty engine and cannot be written.")
+
+
+def test_member_id_cannot_be_changed_and_unknown_names_are_named_printably():
+    assert services.member_field_problem("member_id") == ("member_id", "cannot be changed.")
+    assert services.member_field_problem("shoe\x00size") == ("shoe\\x00size", "is not a known member field.")
+
+
+@pytest.mark.parametrize("member_id", ["", "M 1", "M\x001", "x" * 256, 5, None, "tab\there"])
+def test_bad_member_ids_are_named_with_the_rule(member_id):
+    assert services.member_id_problem(member_id) == "must be 1-255 characters without spaces or control characters."
+
+
+@pytest.mark.parametrize("member_id", ["M-1", "ü-ß", "x" * 255])
+def test_good_member_ids_pass(member_id):
+    assert services.member_id_problem(member_id) is None
