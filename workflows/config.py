@@ -48,6 +48,7 @@ from braze_integration.config import (
     braze_config_read,
     config_dump,
     config_parse,
+    full_resync_cost,
     model_problems,
     place_index,
     place_key,
@@ -55,6 +56,7 @@ from braze_integration.config import (
     read_object,
     show,
 )
+from braze_integration.models import mapped_attribute_collision
 from loyaltysync.models import Member
 
 from . import services
@@ -144,6 +146,7 @@ class _StepNode:
     values: list[ActionValue] = field(default_factory=list)
     conditions: list[Condition] = field(default_factory=list)
     else_steps: list[_StepNode] = field(default_factory=list)
+    place: str = ""  # where it is in the file
 
 
 def _step_data(node: _StepNode) -> dict[str, Any]:
@@ -225,6 +228,8 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    workspace_changed: bool = False
+    full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
 
 def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str] | None = None) -> ConfigImport:
@@ -247,6 +252,7 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
         entries = _workflows_read(top.values.get("workflows", []), problems)
         if not problems:
             _loops_check(entries, problems)
+        _mapped_attributes_check(braze, entries, problems)
         if problems:
             raise ConfigInvalid(problems.items)
         report = ConfigImport(dry_run=dry_run, changes=list(braze.changes), warnings=list(braze.warnings))
@@ -255,6 +261,9 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
         if not dry_run:
             _apply(braze, entries, removed)
+        if braze.workspace_changed and Member.objects.exists():
+            report.workspace_changed = True
+            report.full_resync_cost = full_resync_cost()
     if not dry_run:
         braze_services.sync_config_invalidate()
         services.workflow_config_changed()
@@ -429,7 +438,7 @@ def _step_read(row: Any, place: str, workflow: Workflow, index: int, else_of: Ac
     if check:
         model_problems(action, place, problems, keys=model_keys, skip=read.bad,
                        exclude=["workflow", "else_of", *read.bad])
-    node = _StepNode(action)
+    node = _StepNode(action, place=place)
     if kind == ActionKind.FILTER:
         for row_index, condition_row in enumerate(read.values.get("conditions", [])):
             condition = _row_read(condition_row, place_index(place_key(place, "conditions"), row_index),
@@ -475,6 +484,25 @@ def _loops_check(entries: list[_WorkflowEntry], problems: Problems) -> None:
     for entry in entries:
         if entry.workflow.name in loops:
             problems.add(place_key(entry.place, "steps"), loops[entry.workflow.name])
+
+
+def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], problems: Problems) -> None:
+    """A sync-data step of the file must not send an attribute a mapping of the file sends (the rule
+    ``FieldMapping`` and ``ActionValue`` check against the database, here within the file that replaces it)."""
+    mapped = {mapping.remote_field: (index, mapping) for index, mapping in enumerate(braze.mappings)}
+    for entry in entries:
+        for node in _all_steps(entry.steps):
+            action = node.action
+            if action.kind != ActionKind.SYNC_DATA:
+                continue
+            owner = f'workflow {show(entry.workflow.name)}, action {action.position + 1} (sync data)'
+            for value in node.values:
+                if value.name not in mapped:
+                    continue
+                index, mapping = mapped[value.name]
+                problems.add(place_key(place_index(place_key(node.place, "values"), value.position), "name"),
+                             mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
+                                                        owner=owner) + f" (the mapping is field_mappings[{index}])")
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:
