@@ -137,10 +137,7 @@ class Command(BaseCommand):
         if Member.objects.exists():
             self.stdout.write("Demo data already loaded.")
             return
-        fixtures = Path(settings.BASE_DIR) / "fixtures"
-        for name in ("demo.json", "workflows.json"):
-            if (fixtures / name).exists():
-                call_command("loaddata", str(fixtures / name), verbosity=0)
+        call_command("loaddata", "demo.json", "workflows.json", verbosity=0)  # the apps' fixtures/ (package data)
         self.stdout.write(f"Loaded the demo program: {Member.objects.count()} members.")
 
     def _ensure_admin(self) -> str:

@@ -1,11 +1,11 @@
-"""Build ``fixtures/demo.json``: tiers, custom fields and members whose balances come from real events.
+"""Build ``loyaltysync/fixtures/demo.json``: tiers, custom fields and members whose balances come from real events.
 
 The data is made through the services (opt-ins, checkouts, refunds, point adds and spends, the
 expiry and release jobs) inside a transaction that is rolled back after it has been written out,
 so every balance matches its ledger. Run it on an empty database, e.g.
 
     DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py migrate
-    DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py loyalty_demo_fixture --output fixtures/demo.json
+    DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py loyalty_demo_fixture --output loyaltysync/fixtures/demo.json
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Command(BaseCommand):
     help = "Build the demo fixture (tiers, custom fields, members with consistent events and ledger)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--output", default="fixtures/demo.json")
+        parser.add_argument("--output", default="loyaltysync/fixtures/demo.json")
         parser.add_argument("--members", type=int, default=40)
         parser.add_argument("--seed", type=int, default=2026)
 
