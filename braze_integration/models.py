@@ -348,3 +348,67 @@ class ResyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"Resync #{self.pk} ({self.status})"
+
+
+class DeletionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELETED = "deleted", "Deleted in Braze"
+    FAILED = "failed", "Refused by Braze"
+
+
+class BrazeDeletion(models.Model):
+    """An erased member's Braze profile to delete with ``POST /users/delete``, and Braze's answer.
+
+    ``external_id`` is the only personal datum here, kept until Braze accepted the deletion and then
+    cleared; ``member_hash`` links the row to the loyalty app's erasure record. Sent by the same flush
+    tasks as ``/users/track``, under the same rate limiter, retries and pauses.
+    """
+
+    member_hash = models.CharField(max_length=64, unique=True)
+    external_id = models.CharField(max_length=255, blank=True, help_text="Cleared once Braze accepted the deletion.")
+    status = models.CharField(max_length=10, choices=DeletionStatus.choices, default=DeletionStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    times_sent = models.PositiveSmallIntegerField(
+        default=0, help_text="Requests Braze accepted: more than one when a late request had to be undone.")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True, help_text="Braze's answer.")
+    request = models.ForeignKey(SyncRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"Braze deletion {self.member_hash[:12]}… ({self.status})"
+
+
+class SyncHeartbeat(models.Model):
+    """When a worker last ran a sync task and when Braze last accepted a request: one row (``pk`` 1),
+    written at most every few seconds per process (see ``monitoring``)."""
+
+    worker_seen_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("view_metrics", "Can read the sync's Prometheus metrics")]
+
+    def __str__(self) -> str:
+        return f"worker seen {self.worker_seen_at}, last success {self.last_success_at}"
+
+
+class AlertState(models.Model):
+    """What ``ADMINS`` were last told about one alarm: a change of ``active`` is e-mailed once, by
+    whichever process flips the row first."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    active = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'raised' if self.active else 'clear'}"

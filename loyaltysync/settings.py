@@ -189,6 +189,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # consent_email and consent_sms share one set of values (Braze's subscription states).
+    "ENUM_NAME_OVERRIDES": {"ConsentEnum": "loyaltysync.models.Consent"},
 }
 # Largest request body the API accepts (bytes), refused with 413 before it is read (the API's
 # BodyWithinLimit; Django applies it to forms); bulk events are capped separately.
@@ -203,7 +205,13 @@ LOYALTY = {
     # Days until earned points expire; 0 = never.
     "POINTS_EXPIRY_DAYS": env.int("LOYALTY_POINTS_EXPIRY_DAYS", default=365),
     "BULK_EVENTS_MAX": 100,
+    # The program currency and rates of other currencies ("USD=0.92,GBP=1.17": one USD is 0.92 EUR).
+    # These, and the three above, are the defaults until staff save program settings in the admin.
+    "CURRENCY": env.str("LOYALTY_CURRENCY", default="EUR"),
+    "CURRENCY_RATES": env.dict("LOYALTY_CURRENCY_RATES", default={}),
 }
+# Key of the one-way hash that erasure records keep instead of a member id (derived from SECRET_KEY when unset).
+LOYALTY_ERASURE_HASH_KEY = env.str("LOYALTY_ERASURE_HASH_KEY", default="")
 
 # --- Braze --------------------------------------------------------------------------------------
 # Fernet keys for the API key at rest, newest first (MultiFernet): add a new key in front to rotate,
@@ -227,6 +235,27 @@ BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)
 BRAZE_SYNC_CONCURRENCY = env.int("BRAZE_SYNC_CONCURRENCY", default=4)
 # A flush task that ran out of work waits this long for more before it ends (see services.sync_flush).
 BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0)
+
+# --- Operations: retention, alarms, alerts, metrics (README "Running it in production") -----------
+# Days to keep each log before `braze_prune` (daily) deletes it; 0 keeps it for ever. Rows still needed
+# (pending, failed or dead-lettered work, a member's latest request, an unfinished resync) are never deleted.
+BRAZE_RETENTION_DAYS = {
+    "requests": env.int("BRAZE_RETAIN_REQUESTS_DAYS", default=30),
+    "request_members": env.int("BRAZE_RETAIN_REQUEST_MEMBERS_DAYS", default=14),
+    # A sent item's dedupe key stops a repeated workflow trigger from sending its event twice: keep
+    # sent items longer than the workflows keep their trigger records (WORKFLOW_RUN_RETENTION_DAYS).
+    "sent_outbox": env.int("BRAZE_RETAIN_SENT_OUTBOX_DAYS", default=90),
+    "resync_runs": env.int("BRAZE_RETAIN_RESYNC_RUNS_DAYS", default=90),
+}
+BRAZE_PRUNE_BATCH_SIZE = env.int("BRAZE_PRUNE_BATCH_SIZE", default=2000)
+# The "stalled" alarm: changes older than this many seconds and no worker seen for the other figure.
+BRAZE_ALARM_PENDING_SECONDS = env.int("BRAZE_ALARM_PENDING_SECONDS", default=600)
+BRAZE_ALARM_WORKER_SECONDS = env.int("BRAZE_ALARM_WORKER_SECONDS", default=300)
+# The alerts go to ADMINS (see the e-mail settings below).
+# GET /metrics (Prometheus): answered for `Authorization: Bearer <METRICS_TOKEN>` or a user holding
+# braze_integration.view_metrics; 404 unless METRICS_TOKEN is set or METRICS_ENABLED is true.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=bool(METRICS_TOKEN))
 
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:

@@ -23,7 +23,15 @@ from django.utils import timezone
 
 from loyaltysync import services
 from loyaltysync.errors import LoyaltyError
-from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member, PointsTransaction, Tier
+from loyaltysync.models import (
+    CustomAction,
+    CustomField,
+    FieldType,
+    LoyaltyEvent,
+    Member,
+    PointsTransaction,
+    Tier,
+)
 
 TIERS = [
     ("Bronze", 0, "1.00", "Collect points on every purchase; birthday voucher."),
@@ -122,6 +130,8 @@ class Command(BaseCommand):
             "PENDING_DAYS": 14,
             "POINTS_EXPIRY_DAYS": 365,
             "BULK_EVENTS_MAX": 100,
+            "CURRENCY": "EUR",
+            "CURRENCY_RATES": {"CHF": "1.05", "GBP": "1.17"},
         }
         with override_settings(LOYALTY=loyalty), transaction.atomic():
             self._build(random.Random(seed), members)
@@ -131,6 +141,7 @@ class Command(BaseCommand):
                 *Member.objects.order_by("pk"),
                 *LoyaltyEvent.objects.order_by("pk"),
                 *PointsTransaction.objects.order_by("pk"),
+                *CustomAction.objects.order_by("pk"),
             ]
             Path(output).parent.mkdir(parents=True, exist_ok=True)
             Path(output).write_text(serializers.serialize("json", objects, indent=1) + "\n")
@@ -151,6 +162,7 @@ class Command(BaseCommand):
             )
         for key, label, field_type, help_text in CUSTOM_FIELDS:
             CustomField.objects.create(key=key, label=label, type=field_type, help_text=help_text)
+        CustomAction.objects.create(name="store_visit", description="A visit to one of the shops (data.store).")
 
         now = timezone.now().replace(microsecond=0)
         timeline = []  # (when, member_id, action, data): run in time order so balances evolve as in life
