@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyaltysync', '0004_idempotency_keys'),
+        ('loyaltysync', '0005_lifecycle_consent_program_erasure'),
     ]
 
     operations = [
@@ -25,5 +25,10 @@ class Migration(migrations.Migration):
             model_name='loyaltyevent',
             name='source',
             field=models.CharField(choices=[('api', 'REST API'), ('admin', 'Admin'), ('import', 'Import'), ('engine', 'Loyalty engine'), ('shell', 'Shell / command'), ('workflow', 'Workflow')], default='api', max_length=10),
+        ),
+        migrations.AlterField(
+            model_name='erasurerecord',
+            name='source',
+            field=models.CharField(choices=[('api', 'REST API'), ('admin', 'Admin'), ('import', 'Import'), ('engine', 'Loyalty engine'), ('shell', 'Shell / command'), ('workflow', 'Workflow')], max_length=10),
         ),
     ]
