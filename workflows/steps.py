@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from loyaltysync.fieldtypes import coerce
-from loyaltysync.models import CustomField, FieldType, Tier
+from loyaltysync.models import CustomAction, CustomField, FieldType, Tier
 
 from .context import CUSTOM_PREFIX
 from .values import ValueSpecError, compile_template
@@ -133,6 +133,9 @@ def step_problems(kind: str, step: Any) -> dict[str, str]:
             elif step.action in EFFECT_ACTIONS:
                 errors["action"] = (f'"{step.action}" has an effect in the loyalty program or is recorded by it; '
                                     "record a custom action.")
+            elif not CustomAction.objects.filter(name=step.action).exists():
+                errors["action"] = (f'"{step.action}" is not a declared custom action; declare it in the admin '
+                                    "(Custom actions) first.")
     return errors
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from loyaltysync.models import CustomField, FieldType, Tier
+from loyaltysync.models import CustomAction, CustomField, FieldType, Tier
 from tests.config.test_braze_config import export, import_problems, run, write
 from workflows.models import Action, Workflow
 
@@ -40,6 +40,8 @@ def program(transactional_db):
     Tier.objects.create(name="Gold", points_threshold=2000, multiplier=Decimal("1.5"))
     CustomField.objects.create(key="segment", label="Segment", type=FieldType.STRING)
     CustomField.objects.create(key="visits", label="Visits", type=FieldType.INTEGER)
+    for name in ("bought_in_time", "ping", "pong"):
+        CustomAction.objects.create(name=name)
 
 
 def config(*workflows) -> dict:

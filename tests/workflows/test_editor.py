@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from loyaltysync import services as loyalty
+from loyaltysync.models import CustomAction
 from tests.workflows.factories import make_workflow
 from tests.workflows.test_models import WORKFLOW_FORM, _formset
 from workflows.models import Action, Condition, RunOutcome, Workflow, WorkflowRun
@@ -55,6 +56,7 @@ def test_a_wait_under_a_minute_and_a_workflow_without_trigger_are_refused(admin_
 
 
 def test_a_filter_gets_its_conditions_and_else_steps_on_the_second_save(admin_client):
+    CustomAction.objects.create(name="no_gold")
     workflow = make_workflow(name="Big spenders", trigger_kind="event", trigger_action="opt_in")
     check = Action.objects.create(workflow=workflow, kind="filter", position=1)
     trigger = workflow.triggers.get()
@@ -75,6 +77,7 @@ def test_a_filter_gets_its_conditions_and_else_steps_on_the_second_save(admin_cl
 
 
 def test_the_editor_refuses_a_workflow_that_would_start_itself(admin_client):
+    CustomAction.objects.create(name="ping")
     response = post(admin_client, "/admin/workflows/workflow/add/",
                     [{"position": "0", "kind": "event", "action": "ping", "time": "09:00"}],
                     [{**STEP, "kind": "trigger_event", "action": "ping"}])

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from loyaltysync import tiers as manual_tiers
-from loyaltysync.models import CustomField, EventSource, FieldType, LoyaltyEvent, Member
+from loyaltysync.models import CustomAction, CustomField, EventSource, FieldType, LoyaltyEvent, Member
 from tests.workflows.factories import make_workflow
 from workflows import runner
 from workflows.models import Action, ActionValue, Condition, DueRun, RunOutcome, WorkflowRun
@@ -30,6 +30,8 @@ def step(workflow, kind: str, position: int, **fields) -> Action:
 
 @pytest.fixture(autouse=True)
 def program(tiers, loyalty_settings):
+    for name in ("vip_request", "ping", "not_gold_yet"):
+        CustomAction.objects.create(name=name)
     return tiers
 
 
