@@ -173,6 +173,7 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    remote_fields_to_clear: list[str] = field(default_factory=list)  # attributes no mapping sends any more
     workspace_changed: bool = False
     full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
@@ -202,6 +203,7 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
         removed = _workflow_changes(entries, report)
         if braze.connection is not None and braze.connection.active and Member.objects.exists():
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
+            report.remote_fields_to_clear = list(braze.remote_fields_to_clear)
         if not dry_run:
             _apply(braze, entries, removed)
         if braze.workspace_changed and Member.objects.exists():
