@@ -125,7 +125,7 @@ class FieldMappingForm(forms.ModelForm):
     class Meta:
         model = FieldMapping
         fields = ["loyalty_field", "remote_kind", "remote_field"]
-        labels = {"remote_field": "Remote field (Braze attribute or subscription group id)"}
+        labels = {"remote_field": "Remote field (Braze attribute)"}
         widgets = {"remote_field": forms.TextInput(attrs={"size": 30, "placeholder": "e.g. loyalty_points"})}
 
     def __init__(self, *args, **kwargs):
