@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('braze_integration', '0006_braze_deletion'),
+        ('braze_integration', '0008_viewer_sync_support'),
     ]
 
     operations = [
