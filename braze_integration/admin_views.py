@@ -230,7 +230,10 @@ def _ago_or_never(seconds: float | None) -> str:
 
 def _selection_from(request: HttpRequest) -> resync.Selection:
     source = request.POST if request.method == "POST" else request.GET
-    return resync.Selection(all=True, fields=[f for f in source.getlist("fields") if f])
+    fields = [f for f in source.getlist("fields") if f]
+    clear = [f for f in source.getlist("clear") if f]
+    # Clearing alone goes to the members Braze holds the attributes for; anything else to every member.
+    return resync.Selection(all=bool(fields) or not clear, fields=fields, clear=clear)
 
 
 def resync_offer(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:

@@ -13,9 +13,10 @@ from typing import Any
 
 from loyaltysync.models import Member
 
-from . import payloads
+from . import payloads, standard_fields
 from .fields import FieldContext, LoyaltyField, loyalty_fields
 from .models import Connection, MemberSyncState, OutboxItem, OutboxKind, OutboxStatus, SendMode
+from .standard_fields import NOT_SENT, STANDARD_FIELDS, SUBSCRIPTION_GROUPS
 
 MAX_OUTBOX_PER_MEMBER = 40  # the rest waits for the next round; keeps one member within one request
 
@@ -33,6 +34,12 @@ class MemberWork:
     sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
     outbox: list[OutboxItem] = field(default_factory=list)
     error: str = ""
+    cleared: frozenset[str] = frozenset()  # attributes removed from Braze: forgotten once it accepted
+
+    def last_sent_after(self) -> dict[str, Any]:
+        """The values Braze holds once it accepted this request."""
+        merged = {**self.last_sent, **self.sent_values}
+        return {name: value for name, value in merged.items() if name not in self.cleared}
 
     @property
     def group_key(self) -> int:
@@ -51,30 +58,69 @@ class OutboxOwner:
 
 @dataclass
 class MappingPlan:
+    """What a claim sends per member: the mapped attributes (``specs``), the subscription groups fed by
+    consent fields (``groups``: loyalty field and group id), or, for ``braze_resync --clear``, the
+    attributes to remove (``clear``: sent as null to the members Braze had them for)."""
+
     specs: list[tuple[LoyaltyField, payloads.AttributeSpec]]
     columns: list[str]
     context: FieldContext
+    groups: list[tuple[LoyaltyField, str]] = field(default_factory=list)
+    clear: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, connection: Connection, *, only: set[str] | None = None) -> MappingPlan:
         fields = loyalty_fields()
-        specs = []
+        specs, groups = [], []
         for mapping in connection.mappings.all():
             loyalty_field = fields.get(mapping.loyalty_field)
-            if loyalty_field is None or (only is not None and mapping.remote_field not in only
-                                         and mapping.loyalty_field not in only):
+            if loyalty_field is None:
                 continue
-            specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
-        columns = sorted({c for f, _ in specs for c in f.columns} | {"id", "member_id"})
-        return cls(specs=specs, columns=columns, context=FieldContext.load())
+            if mapping.is_subscription_group:
+                if only is None or only & {SUBSCRIPTION_GROUPS, mapping.remote_field, mapping.loyalty_field}:
+                    groups.append((loyalty_field, mapping.remote_field))
+            elif only is None or only & {mapping.remote_field, mapping.loyalty_field}:
+                specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
+        columns = sorted({c for f, _ in [*specs, *groups] for c in f.columns} | {"id", "member_id"})
+        return cls(specs=specs, columns=columns, context=FieldContext.load(), groups=groups)
+
+    @classmethod
+    def clearing(cls, names: frozenset[str]) -> MappingPlan:
+        """A plan that sends null for ``names`` to members whose last-sent values hold them, and nothing else."""
+        return cls(specs=[], columns=["id", "member_id"], context=FieldContext(tier_thresholds=[]), clear=names)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.specs or self.groups or self.clear)
 
     def values(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The converted value of every mapped field; raises ``PayloadError`` naming the first bad one."""
+        """The converted value of every mapped field, standard attributes in Braze's format, and the
+        subscription groups' states; raises ``PayloadError`` naming the first bad one. A consent never
+        given is left out (Braze keeps what it has)."""
         out = {}
         for loyalty_field, spec in self.specs:
             raw = loyalty_field.extract(row, self.context)
-            out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+            value = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+            standard = STANDARD_FIELDS.get(spec.remote_field)
+            if standard is not None and value is not None:
+                value = standard.value(value, spec.remote_field)
+                if value is NOT_SENT:
+                    continue
+            out[spec.remote_field] = value
+        groups = []
+        for loyalty_field, group_id in self.groups:
+            state = standard_fields.subscription_group_state(loyalty_field.extract(row, self.context),
+                                                             f"{SUBSCRIPTION_GROUPS}[{group_id}]")
+            if state is not NOT_SENT:
+                groups.append({"subscription_group_id": group_id, "subscription_state": state})
+        if groups:
+            out[SUBSCRIPTION_GROUPS] = groups
         return out
+
+    def values_to_send(self, row: dict[str, Any], last_sent: dict[str, Any]) -> dict[str, Any]:
+        """``values(row)`` and, for a plan that clears, null for each cleared attribute Braze was last sent."""
+        nulls = {name: None for name in sorted(self.clear) if name in last_sent}
+        return {**nulls, **self.values(row)}
 
 
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
@@ -116,7 +162,8 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         objects: list[tuple[str, dict, Any]] = []
         try:
             payloads.check_external_id(work.external_id)
-            work.values = plan.values(row)
+            work.values = plan.values_to_send(row, work.last_sent)
+            work.cleared = plan.clear
         except payloads.PayloadError as err:
             work.error = f"Cannot send {err.field}: {err.problem}"
             work.values = None
@@ -181,10 +228,11 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
 
 
 def data_points_of(obj: dict[str, Any]) -> int:
-    """Braze's billing unit: each attribute written, each key of a nested object; country/language are free."""
+    """Braze's billing unit: each attribute written, each key of a nested object; deletes (null), country,
+    language and subscription states are free."""
     points = 0
     for key, value in obj.items():
-        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in ("country", "language"):
+        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in standard_fields.UNBILLED or value is None:
             continue
         if isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
             points += _leaf_count(value)

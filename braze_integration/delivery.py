@@ -379,7 +379,8 @@ class Deliverer:
             return
         done = queue.finish_synced(
             token, member_ids=[w.pk for w in works],
-            sent_values={w.pk: {**w.last_sent, **w.sent_values} for w in works if w.sent_values or not w.last_sent},
+            sent_values={w.pk: w.last_sent_after() for w in works
+                         if w.sent_values or not w.last_sent or w.cleared & w.last_sent.keys()},
             request_id=request.pk if request is not None else None, partial=self.partial)
         if count:
             report.members_sent += done

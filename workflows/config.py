@@ -61,10 +61,27 @@ from loyaltysync.models import Member
 
 from . import services
 from . import steps as step_kinds
+from .config_custom_actions import (
+    custom_actions_apply,
+    custom_actions_export,
+    custom_actions_read,
+    trigger_action_problem,
+)
 from .loops import Shape, loops_find, shape_of
-from .models import Action, ActionKind, ActionValue, Condition, Trigger, TriggerKind, Weekday, Workflow
+from .models import (
+    ACTION_NAME,
+    Action,
+    ActionKind,
+    ActionValue,
+    Condition,
+    Trigger,
+    TriggerKind,
+    Weekday,
+    Workflow,
+)
 
-TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object)}
+TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object),
+            "custom_actions": Key(object, None)}
 WORKFLOW_KEYS = {
     "name": Key(str), "description": Key(str, ""), "active": Key(bool, True), "priority": Key(int, 100),
     "triggers": Key(list, None), "logic": Key(str, "and"), "conditions": Key(list, []), "steps": Key(list, None),
@@ -204,7 +221,8 @@ def workflows_export() -> list[dict[str, Any]]:
 def config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> str:
     """The whole configuration as the file's text: byte-identical for equal configurations, no
     database ids, no API key (``api_key_env`` names the variable an import reads it from)."""
-    return config_dump({**braze_config_export(api_key_env=api_key_env), "workflows": workflows_export()})
+    return config_dump({**braze_config_export(api_key_env=api_key_env), "custom_actions": custom_actions_export(),
+                        "workflows": workflows_export()})
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -228,6 +246,7 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    remote_fields_to_clear: list[str] = field(default_factory=list)  # attributes no mapping sends any more
     workspace_changed: bool = False
     full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
@@ -249,17 +268,22 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
                                   mappings_data=top.values.get("field_mappings", []), problems=problems,
                                   environ=os.environ if environ is None else environ,
                                   connection_given="connection" not in top.bad)
-        entries = _workflows_read(top.values.get("workflows", []), problems)
+        actions = custom_actions_read(top.values.get("custom_actions"), problems, given="custom_actions" in data)
+        entries = _workflows_read(top.values.get("workflows", []), problems, actions.declared)
         if not problems:
             _loops_check(entries, problems)
         _mapped_attributes_check(braze, entries, problems)
+        _trigger_actions_check(entries, actions.declared, problems)
         if problems:
             raise ConfigInvalid(problems.items)
-        report = ConfigImport(dry_run=dry_run, changes=list(braze.changes), warnings=list(braze.warnings))
+        report = ConfigImport(dry_run=dry_run, changes=[*braze.changes, *actions.changes],
+                              warnings=list(braze.warnings))
         removed = _workflow_changes(entries, report)
         if braze.connection is not None and braze.connection.active and Member.objects.exists():
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
+            report.remote_fields_to_clear = list(braze.remote_fields_to_clear)
         if not dry_run:
+            custom_actions_apply(actions)
             _apply(braze, entries, removed)
         if braze.workspace_changed and Member.objects.exists():
             report.workspace_changed = True
@@ -270,13 +294,13 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
     return report
 
 
-def _workflows_read(value: Any, problems: Problems) -> list[_WorkflowEntry]:
+def _workflows_read(value: Any, problems: Problems, declared: set[str]) -> list[_WorkflowEntry]:
     existing = {workflow["name"]: workflow for workflow in workflows_export()}
     entries: list[_WorkflowEntry] = []
     seen: dict[str, str] = {}
     for index, item in enumerate(read_list(value, "workflows", problems)):
         place = place_index("workflows", index)
-        entry = _workflow_read(item, place, problems, existing)
+        entry = _workflow_read(item, place, problems, existing, declared)
         if entry is None:
             continue
         name = entry.workflow.name
@@ -288,8 +312,8 @@ def _workflows_read(value: Any, problems: Problems) -> list[_WorkflowEntry]:
     return entries
 
 
-def _workflow_read(item: Any, place: str, problems: Problems,
-                   existing: dict[str, dict[str, Any]]) -> _WorkflowEntry | None:
+def _workflow_read(item: Any, place: str, problems: Problems, existing: dict[str, dict[str, Any]],
+                   declared: set[str]) -> _WorkflowEntry | None:
     read = read_object(item, place, WORKFLOW_KEYS, problems)
     if read is None:
         return None
@@ -314,6 +338,7 @@ def _workflow_read(item: Any, place: str, problems: Problems,
     if triggers_data is not None and not triggers_data:
         problems.add(triggers_place, "a workflow needs at least one trigger")
     workflow.pending_trigger_kinds = [trigger.kind for trigger in triggers]
+    workflow.pending_custom_actions = declared  # trigger_event steps may name the file's declared actions
     conditions: list[Condition] = []
     for index, row in enumerate(read.values.get("conditions", [])):
         condition = _row_read(row, place_index(place_key(place, "conditions"), index), CONDITION_KEYS, problems,
@@ -357,6 +382,7 @@ def _trigger_read(value: Any, place: str, workflow: Workflow, index: int, proble
     keys = TRIGGER_KEYS[kind]
     read = read_object(value, place, _KIND | {key: spec for key, (spec, _f) in keys.items()}, problems)
     trigger = Trigger(workflow=workflow, position=index, kind=kind)
+    trigger.file_place = place  # where problems found later (the declared actions) are reported
     skip = set(read.bad)
     for key, (_spec, model_field) in keys.items():
         if key in read.bad:
@@ -503,6 +529,17 @@ def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], 
                 problems.add(place_key(place_index(place_key(node.place, "values"), value.position), "name"),
                              mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
                                                         owner=owner) + f" (the mapping is field_mappings[{index}])")
+
+
+def _trigger_actions_check(entries: list[_WorkflowEntry], declared: set[str], problems: Problems) -> None:
+    """An event trigger names an action events can have: built in, the engine's, or declared (in the file's
+    ``custom_actions``, else the database's); otherwise the workflow would never run."""
+    for entry in entries:
+        for trigger in entry.triggers:
+            if trigger.kind != TriggerKind.EVENT or not ACTION_NAME.match(trigger.action or ""):
+                continue  # no action, or one the trigger's own validation refused already
+            if problem := trigger_action_problem(trigger.action, declared):
+                problems.add(place_key(getattr(trigger, "file_place", entry.place), "action"), problem)
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:

@@ -133,10 +133,17 @@ def step_problems(kind: str, step: Any) -> dict[str, str]:
             elif step.action in EFFECT_ACTIONS:
                 errors["action"] = (f'"{step.action}" has an effect in the loyalty program or is recorded by it; '
                                     "record a custom action.")
-            elif not CustomAction.objects.filter(name=step.action).exists():
+            elif step.action not in _declared_actions(step):
                 errors["action"] = (f'"{step.action}" is not a declared custom action; declare it in the admin '
                                     "(Custom actions) first.")
     return errors
+
+
+def _declared_actions(step: Any) -> set[str]:
+    """The custom actions a step may record: those being imported with it, else the declared ones."""
+    workflow = step._meta.get_field("workflow").get_cached_value(step, None)  # the one being edited, if any
+    pending = getattr(workflow, "pending_custom_actions", None)
+    return set(pending) if pending is not None else set(CustomAction.objects.values_list("name", flat=True))
 
 
 def _update_field_problems(step: Any) -> dict[str, str]:
