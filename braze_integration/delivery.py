@@ -52,12 +52,15 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
 
 
 class SyncStopped(Exception):
-    """Sending must stop for now (rate limited, credentials, or Braze unreachable)."""
+    """Sending must stop for now (rate limited, credentials, or Braze unreachable).
 
-    def __init__(self, reason: str, *, wait: float = 0.0):
+    ``rate_limited``: only a wait for the rate limit's reset, not a failure (nothing went wrong)."""
+
+    def __init__(self, reason: str, *, wait: float = 0.0, rate_limited: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.rate_limited = rate_limited
 
 
 @dataclass
@@ -70,11 +73,14 @@ class DeliveryReport:
     requests: int = 0
     data_points: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    # Members whose claim ended with Braze's answer (sent, unchanged or refused): a resync must not send them again.
+    settled: set[int] = field(default_factory=set)
 
     def merge(self, other: DeliveryReport) -> None:
         for name in ("members_sent", "members_unchanged", "members_failed", "members_retrying", "events_sent",
                      "requests", "data_points"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.settled |= other.settled
         for kind, count in other.errors_by_kind.items():
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + count
 
@@ -115,11 +121,13 @@ def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan |
     """Deliver one claim. A stop (rate limit, paused connection, Braze down) gives the members back
     and is returned; an unexpected error (a bug, the database) gives them back at once, counting any
     request that may have reached Braze as a possible duplicate, and is raised."""
+    report = DeliveryReport()
     try:
-        return Round(deliverer.deliver(token, plan=plan, force=force))
+        return Round(deliverer.deliver(token, plan=plan, force=force, report=report))
     except SyncStopped as stop:
         queue.release(token)
-        return Round(DeliveryReport(), stop)
+        # What was done before the stop stands (the requests Braze accepted are not sent again).
+        return Round(report, stop)
     except Exception:
         queue.abandon(token)
         raise
@@ -135,8 +143,9 @@ class Deliverer:
         # A partial send (some mapped fields only) must not mark a member with other changes as synced.
         self.partial = partial
 
-    def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False) -> DeliveryReport:
-        report = DeliveryReport()
+    def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
+                report: DeliveryReport | None = None) -> DeliveryReport:
+        report = report if report is not None else DeliveryReport()
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
@@ -188,7 +197,7 @@ class Deliverer:
         try:
             ratelimit.acquire(self.connection)
         except TimeoutError:
-            raise SyncStopped("rate limit budget exhausted", wait=1.0) from None
+            raise SyncStopped("rate limit budget exhausted", wait=1.0, rate_limited=True) from None
         request = SyncRequest(
             connection=self.connection, trigger=self.trigger, attributes_count=len(plan.attributes),
             events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
@@ -246,7 +255,7 @@ class Deliverer:
             case Action.WAIT:
                 self._pause(outcome.wait, outcome.message)
                 queue.release(token, _members_of(plan))
-                return SyncStopped("rate limited", wait=outcome.wait)
+                return SyncStopped("rate limited", wait=outcome.wait, rate_limited=True)
             case Action.PAUSE:
                 Connection.objects.filter(pk=self.connection.pk).update(
                     status=ConnectionStatus.NEEDS_ATTENTION, last_message=outcome.message,
@@ -366,6 +375,7 @@ class Deliverer:
         """Braze has these members' values: synced, unless the member changed again meanwhile."""
         if not works:
             return
+        report.settled.update(w.pk for w in works)
         done = queue.finish_synced(
             token, member_ids=[w.pk for w in works],
             sent_values={w.pk: {**w.last_sent, **w.sent_values} for w in works if w.sent_values or not w.last_sent},
@@ -377,6 +387,7 @@ class Deliverer:
         """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
         if not works:
             return
+        report.settled.update(w.pk for w in works)
         report.members_failed += len(works)
         queue.finish_failed(token, errors={w.pk: w.error for w in works},
                             request_id=request.pk if request is not None else None)

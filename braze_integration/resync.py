@@ -221,15 +221,18 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building
         round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force)
         total.merge(round_.report)
         stop = round_.stop
+        # Members Braze answered for are done, also when the round stopped early: sending them
+        # again would repeat what Braze already accepted.
+        done = set(claimed) if stop is None else round_.report.settled
+        remaining = [pk for pk in remaining if pk not in done]
         if stop is None:
-            done = set(claimed)
-            remaining = [pk for pk in remaining if pk not in done]
             stalls = 0
         else:
             connection = Connection.objects.get(pk=deliverer.connection.pk)
             if connection.status == ConnectionStatus.NEEDS_ATTENTION:
                 raise ResyncError(f"Stopped: {connection.last_message}")
-            stalls += 1
+            if not stop.rate_limited:  # waiting for the rate limit's reset is not a failed try
+                stalls += 1
             if stalls > max_stalls:
                 raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until
