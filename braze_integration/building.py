@@ -32,6 +32,8 @@ class MemberWork:
     values: dict[str, Any] | None = None  # converted mapped values (all of them)
     sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
     outbox: list[OutboxItem] = field(default_factory=list)
+    # More pending outbox items than one round carries: the member is not done after this round.
+    outbox_left: bool = False
     error: str = ""
 
     @property
@@ -102,16 +104,20 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
     }
     rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
+    outbox_left: set[int] = set()
     for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
         bucket = outbox.setdefault(item.member_id, [])
         if len(bucket) < MAX_OUTBOX_PER_MEMBER:
             bucket.append(item)
+        else:
+            outbox_left.add(item.member_id)
     works, users = [], []
     send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
     for row in rows.iterator(chunk_size=2000):
         version, attempts, last_sent = states[row["id"]]
         work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
-                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []))
+                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []),
+                          outbox_left=row["id"] in outbox_left)
         works.append(work)
         objects: list[tuple[str, dict, Any]] = []
         try:

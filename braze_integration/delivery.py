@@ -382,6 +382,7 @@ class Deliverer:
             request_id=request.pk if request is not None else None, partial=self.partial)
         if count:
             report.members_sent += done
+        self._keep_pending_with_outbox_left(works)
 
     def _finish_failed(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport) -> None:
         """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
@@ -391,6 +392,15 @@ class Deliverer:
         report.members_failed += len(works)
         queue.finish_failed(token, errors={w.pk: w.error for w in works},
                             request_id=request.pk if request is not None else None)
+        self._keep_pending_with_outbox_left(works)
+
+    @staticmethod
+    def _keep_pending_with_outbox_left(works: list[MemberWork]) -> None:
+        """A member with outbox items this round could not carry is not done: pending again, so the
+        flush goes on until they are sent."""
+        left = [w.pk for w in works if w.outbox_left]
+        if left:
+            queue.mark_pending(left)
 
     @staticmethod
     def _save_outbox(items: list[OutboxItem]) -> None:

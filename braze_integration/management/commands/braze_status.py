@@ -30,6 +30,10 @@ class Command(BaseCommand):
             f"{m['dead']} dead letters"
         )
         self.stdout.write(f"Oldest pending:  {summary['oldest_pending_seconds']:.0f}s")
+        self.stdout.write(
+            f"Outbox pending:  {summary['outbox_pending']} events, purchases or ad-hoc attributes not yet sent; "
+            f"oldest {summary['oldest_outbox_pending_seconds']:.0f}s"
+        )
         outbox = summary["outbox"]
         self.stdout.write(
             f"Events/outbox:   {outbox.get('sent', 0)} sent, {outbox.get('pending', 0)} pending, "
