@@ -41,8 +41,12 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BACKOFF_BASE = 2.0
+# A request that gets 5xx again while carrying a member that already failed this many times in a row
+# is halved, as a 400 is: one member whose data makes Braze fail must not take its neighbours along.
+SPLIT_AFTER_SERVER_ERRORS = 2
 BACKOFF_CAP = 600.0
 DEAD_AFTER = timedelta(hours=24)
+RETRY_STOP = "Braze unavailable"
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
@@ -213,14 +217,22 @@ class Deliverer:
         report.requests += 1
         return _Prepared(plan=plan, request=request, data=data)
 
-    def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> None:
+    def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
+              may_split: bool = True) -> None:
         prepared = self._prepare(token, plan, report)
-        self._complete(token, prepared, _post(self.client, prepared.data), report)
+        self._complete(token, prepared, _post(self.client, prepared.data), report, may_split=may_split)
 
     def _complete(self, token: uuid.UUID, prepared: _Prepared, answer: TrackResult | errors.BrazeError,
-                  report: DeliveryReport, *, stopping: bool = False) -> None:
+                  report: DeliveryReport, *, stopping: bool = False, may_split: bool = True) -> None:
         plan, request = prepared.plan, prepared.request
         outcome = errors.outcome_of(answer)
+        if may_split and not stopping and _fails_again(plan, outcome):
+            halves = payloads.split_plan(plan)
+            if halves is not None:
+                self._log(request, answer, outcome)
+                report.count_error(outcome.kind)
+                self._send_isolating(token, halves, report)
+                return
         if outcome.action == Action.SPLIT:
             self._log(request, answer, outcome)
             report.count_error(outcome.kind)
@@ -238,6 +250,23 @@ class Deliverer:
             stop = self._record(token, request, plan, answer, outcome, report)
         if stop is not None and not stopping:
             raise stop
+
+    def _send_isolating(self, token: uuid.UUID, halves: tuple[payloads.RequestPlan, payloads.RequestPlan],
+                        report: DeliveryReport) -> None:
+        """Send the halves of a request that failed with 5xx again. When the first half fails too
+        (down to the member that makes Braze fail), the second is still sent, but not halved
+        further: both halves failing means Braze is down rather than one member's data, and then
+        sending stops as for any 5xx."""
+        failed: SyncStopped | None = None
+        for half in halves:
+            try:
+                self._send(token, half, report, may_split=failed is None)
+            except SyncStopped as stop:
+                if failed is not None or stop.rate_limited or stop.reason != RETRY_STOP:
+                    raise
+                failed = stop
+        if failed is not None:
+            raise failed
 
     def _record(self, token: uuid.UUID, request: SyncRequest, plan: payloads.RequestPlan,
                 answer: TrackResult | errors.BrazeError, outcome: Outcome, report: DeliveryReport) -> SyncStopped | None:
@@ -265,7 +294,7 @@ class Deliverer:
             case Action.RETRY:
                 attempts = self._retry_later(token, plan, outcome, report=report)
                 self._pause(backoff_seconds(attempts), f"Braze did not answer properly: {outcome.message}")
-                return SyncStopped("Braze unavailable", wait=1.0)
+                return SyncStopped(RETRY_STOP, wait=1.0)
         return None
 
     # --- outcomes ---------------------------------------------------------------------------------
@@ -411,6 +440,14 @@ class Deliverer:
         for (status, last_error, request_id, sent_at), pks in groups.items():
             OutboxItem.objects.filter(pk__in=pks).update(status=status, last_error=last_error, request_id=request_id,
                                                          sent_at=sent_at)
+
+
+def _fails_again(plan: payloads.RequestPlan, outcome: Outcome) -> bool:
+    """A 5xx (Braze answered: the request was not lost on the way) for a request carrying a member
+    that failed before, ``SPLIT_AFTER_SERVER_ERRORS`` times in all."""
+    if outcome.action != Action.RETRY or outcome.kind != errors.BrazeServerError.kind or outcome.maybe_delivered:
+        return False
+    return any(work.attempts >= SPLIT_AFTER_SERVER_ERRORS - 1 for work in works_of(plan))
 
 
 def _members_of(plan: payloads.RequestPlan) -> set[int]:
