@@ -34,6 +34,8 @@ class MemberWork:
     outbox: list[OutboxItem] = field(default_factory=list)
     # More pending outbox items than one round carries: the member is not done after this round.
     outbox_left: bool = False
+    # Mapped attributes left out because Braze cannot take their value: remote field -> why.
+    unsendable: dict[str, str] = field(default_factory=dict)
     error: str = ""
 
     @property
@@ -77,6 +79,25 @@ class MappingPlan:
             raw = loyalty_field.extract(row, self.context)
             out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
         return out
+
+    def sendable_values(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """(the converted value of every mapped field Braze can take, remote field -> why the others
+        cannot go). One value Braze cannot take must not hold back the member's other attributes."""
+        out: dict[str, Any] = {}
+        unsendable: dict[str, str] = {}
+        for loyalty_field, spec in self.specs:
+            try:
+                raw = loyalty_field.extract(row, self.context)
+                out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+            except payloads.PayloadError as err:
+                unsendable[spec.remote_field] = f"{err.field}: {err.problem}"
+        return out, unsendable
+
+
+def unsendable_note(unsendable: dict[str, str]) -> str:
+    """What the member's sync state and Braze panel say about attributes that were not sent."""
+    return "Not sent (Braze cannot take it; the other attributes were sent): " + "; ".join(
+        unsendable[name] for name in sorted(unsendable))
 
 
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
@@ -122,10 +143,11 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         objects: list[tuple[str, dict, Any]] = []
         try:
             payloads.check_external_id(work.external_id)
-            work.values = plan.values(row)
         except payloads.PayloadError as err:
             work.error = f"Cannot send {err.field}: {err.problem}"
             work.values = None
+        else:
+            work.values, work.unsendable = plan.sendable_values(row)
         attributes: dict[str, Any] = {}
         if work.values is not None:
             changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
@@ -168,11 +190,14 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
     """The request body the member's next sync would send (all mapped fields and pending items)."""
     plan = MappingPlan.load(connection)
     row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
-    body: dict[str, list] = {}
+    body: dict[str, Any] = {}
     try:
-        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
+        values, unsendable = plan.sendable_values(row)
+        body["attributes"] = [payloads.attributes_object(member.member_id, values)]
     except payloads.PayloadError as err:
         return {"error": f"Cannot send {err.field}: {err.problem}"}
+    if unsendable:
+        body["unsendable"] = [unsendable[name] for name in sorted(unsendable)]
     for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
         if item.kind == OutboxKind.ATTRIBUTES:
             body["attributes"][0].update(item.payload.get("attributes", {}))

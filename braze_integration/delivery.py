@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import errors, payloads, queue, ratelimit
+from . import building, errors, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
 from .client import BrazeClient, TrackResult
 from .errors import Action, Outcome
@@ -411,6 +411,9 @@ class Deliverer:
             request_id=request.pk if request is not None else None, partial=self.partial)
         if count:
             report.members_sent += done
+        unsendable = {w.pk: building.unsendable_note(w.unsendable) for w in works if w.unsendable}
+        if unsendable:
+            queue.unsendable_write(unsendable)
         self._keep_pending_with_outbox_left(works)
 
     def _finish_failed(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport) -> None:

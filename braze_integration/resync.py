@@ -107,13 +107,11 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
         last_sent = dict(MemberSyncState.objects.filter(pk__in=chunk_ids).values_list("pk", "last_sent_values"))
         for row in Member.objects.filter(pk__in=chunk_ids).values(*plan.columns):
             report.members += 1
-            try:
-                values = plan.values(row)
-            except payloads.PayloadError as err:
+            values, unsendable = plan.sendable_values(row)
+            if unsendable:  # the member's other attributes are still sent
                 report.unsendable += 1
                 if len(report.errors) < 20:
-                    report.errors.append(f"{row['member_id']}: {err}")
-                continue
+                    report.errors.append(f"{row['member_id']}: {'; '.join(unsendable.values())}")
             before = last_sent.get(row["id"]) or {}
             changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
             if not changed and not force:

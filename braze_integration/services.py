@@ -78,6 +78,19 @@ def _sync_config_load() -> SyncConfig:
 _config = TTLCache(_sync_config_load, ttl=CONFIG_TTL)
 
 
+def _door_plan_load() -> building.MappingPlan | None:
+    connection = Connection.objects.filter(active=True).first()
+    return building.MappingPlan.load(connection) if connection is not None else None
+
+
+_door_plan = TTLCache(_door_plan_load, ttl=CONFIG_TTL)
+
+
+def door_plan() -> building.MappingPlan | None:
+    """The active connection's mapping plan, for checking values when members are saved (cached like ``sync_config``)."""
+    return _door_plan.get()
+
+
 def sync_config() -> SyncConfig:
     """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
     return _config.get()
@@ -85,6 +98,7 @@ def sync_config() -> SyncConfig:
 
 def sync_config_invalidate() -> None:
     _config.clear()
+    _door_plan.clear()
 
 
 def connection_active() -> Connection | None:
