@@ -30,7 +30,7 @@ from .idempotency import (
     replayable_response,
 )
 from .parsers import StrictJSONParser
-from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
+from .permissions import BodyWithinLimit, EraseScope, EventsScope, IsApiUser, MembersScope
 from .serializers import (
     BulkEventsRequestSerializer,
     BulkEventsResponseSerializer,
@@ -49,7 +49,8 @@ _ERROR_DESCRIPTIONS = {
     401: "No or invalid credentials: send `Authorization: Token <key>`.",
     403: "The credentials do not allow this.",
     404: "Unknown member (or page).",
-    409: "Conflict: duplicate transaction id, a member that exists already, or not enough spendable points.",
+    409: "Conflict: duplicate transaction id, a member that exists already (or was erased), not enough "
+    "spendable points, or points for an opted-out member.",
     415: "The body is not JSON.",
     422: "The `Idempotency-Key` was sent before with a different request: `error.fields` names the header.",
     429: "Too many requests: wait for `Retry-After` seconds.",
@@ -134,9 +135,14 @@ class MemberListCreateView(generics.ListAPIView):
 
 
 class MemberDetailView(_ApiView):
-    """One member: read, change profile and custom fields."""
+    """One member: read, change profile and custom fields, erase."""
 
     permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
+
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [IsApiUser(), EraseScope()]
+        return super().get_permissions()
 
     @extend_schema(
         operation_id="members_retrieve",
@@ -168,6 +174,19 @@ class MemberDetailView(_ApiView):
             source=EventSource.API,
         )
         return Response(MemberSerializer(member).data)
+
+    @extend_schema(
+        operation_id="members_erase",
+        summary="Erase a member (right to be forgotten)",
+        description="Deletes the member's personal data and history by the erasure policy (README: "
+        "\"Members' data and consent\") and deletes its Braze profile. Needs the `loyaltysync.erase_members` "
+        "permission. The id can never be enrolled again; nothing about it is sent to Braze again.",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={204: None, **_errors(404)},
+    )
+    def delete(self, request: Request, member_id: str) -> Response:
+        services.member_erase(member_id=member_id, erased_by=request.user.get_username(), source=EventSource.API)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberEventsView(generics.ListAPIView):

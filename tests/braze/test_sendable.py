@@ -7,7 +7,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -107,7 +107,8 @@ def test_an_import_row_braze_could_never_take_is_reported_and_the_others_kept(tm
                     '{"member_id": "m-2", "custom_fields": {"preferences": {"inc": 1}}}\n')
     err = StringIO()
 
-    call_command("import_members", str(path), stdout=StringIO(), stderr=err)
+    with pytest.raises(CommandError, match="1 rejected"):
+        call_command("import_members", str(path), stdout=StringIO(), stderr=err)
 
     assert "members.jsonl:2: custom_fields.preferences: cannot be sent to Braze as loyalty_preferences" in err.getvalue()
     assert list(Member.objects.values_list("member_id", flat=True)) == ["m-1"]
