@@ -51,7 +51,8 @@ def member_sendable_problems(member: Any, changed: set[str] | None) -> dict[str,
     touched = [(f, spec) for f, spec in plan.specs if changed is None or not changed.isdisjoint(f.depends_on)]
     if not touched:
         return problems
-    row = attributes.row_of(member, plan.columns)
+    # Only the touched fields' columns: following ``tier__name`` would cost a query on every save.
+    row = attributes.row_of(member, {"id", "member_id"} | {column for f, _ in touched for column in f.columns})
     for loyalty_field, spec in touched:
         try:
             payloads.convert_value(spec.braze_type, loyalty_field.extract(row, plan.context), where=spec.remote_field)
