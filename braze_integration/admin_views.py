@@ -207,6 +207,8 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             "syncrequest", outcome__exact=RequestOutcome.RATE_LIMITED, **today_param
         ),
         "outbox": outbox,
+        "oldest_outbox_pending": _age(summary["oldest_outbox_pending_seconds"]),
+        "outbox_pending_url": changelist_url("outboxitem", status__exact=OutboxStatus.PENDING),
         "ambiguous_url": changelist_url("outboxitem", ambiguous="yes"),
         "chart": _chart(objects_per_hour(now=now)),
         "resync_runs_url": changelist_url("resyncrun"),

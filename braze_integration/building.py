@@ -33,6 +33,10 @@ class MemberWork:
     values: dict[str, Any] | None = None  # converted mapped values (all of them)
     sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
     outbox: list[OutboxItem] = field(default_factory=list)
+    # More pending outbox items than one round carries: the member is not done after this round.
+    outbox_left: bool = False
+    # Mapped attributes left out because Braze cannot take their value: remote field -> why.
+    unsendable: dict[str, str] = field(default_factory=dict)
     error: str = ""
     cleared: frozenset[str] = frozenset()  # attributes removed from Braze: forgotten once it accepted
 
@@ -94,33 +98,61 @@ class MappingPlan:
         return not (self.specs or self.groups or self.clear)
 
     def values(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The converted value of every mapped field, standard attributes in Braze's format, and the
-        subscription groups' states; raises ``PayloadError`` naming the first bad one. A consent never
-        given is left out (Braze keeps what it has)."""
-        out = {}
+        """The converted value of every mapped field; raises ``PayloadError`` naming the first bad one."""
+        out, unsendable = self._converted(row)
+        if unsendable:
+            raise unsendable[min(unsendable)]
+        return out
+
+    def sendable_values(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None
+                        ) -> tuple[dict[str, Any], dict[str, str]]:
+        """(what to send, remote field -> why it cannot go). One value Braze cannot take must not hold
+        back the member's other attributes. Standard attributes are in Braze's format, subscription
+        groups carry their states, a consent never given is left out (Braze keeps what it has), and a
+        plan that clears adds null for each cleared attribute ``last_sent`` holds."""
+        out, unsendable = self._converted(row)
+        nulls = {name: None for name in sorted(self.clear) if name in (last_sent or {})}
+        return {**nulls, **out}, {name: f"{err.field}: {err.problem}" for name, err in unsendable.items()}
+
+    def converted_value(self, loyalty_field: LoyaltyField, spec: payloads.AttributeSpec, row: dict[str, Any]) -> Any:
+        """One mapped field's value as Braze takes it (a standard attribute in Braze's format), or
+        ``NOT_SENT``; raises ``PayloadError`` when Braze cannot take it."""
+        value = payloads.convert_value(spec.braze_type, loyalty_field.extract(row, self.context), where=spec.remote_field)
+        standard = STANDARD_FIELDS.get(spec.remote_field)
+        if standard is not None and value is not None:
+            value = standard.value(value, spec.remote_field)
+        return value
+
+    def _converted(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
+        out: dict[str, Any] = {}
+        unsendable: dict[str, payloads.PayloadError] = {}
         for loyalty_field, spec in self.specs:
-            raw = loyalty_field.extract(row, self.context)
-            value = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
-            standard = STANDARD_FIELDS.get(spec.remote_field)
-            if standard is not None and value is not None:
-                value = standard.value(value, spec.remote_field)
-                if value is NOT_SENT:
-                    continue
-            out[spec.remote_field] = value
+            try:
+                value = self.converted_value(loyalty_field, spec, row)
+            except payloads.PayloadError as err:
+                unsendable[spec.remote_field] = err
+                continue
+            if value is not NOT_SENT:
+                out[spec.remote_field] = value
         groups = []
         for loyalty_field, group_id in self.groups:
-            state = standard_fields.subscription_group_state(loyalty_field.extract(row, self.context),
-                                                             f"{SUBSCRIPTION_GROUPS}[{group_id}]")
+            try:
+                state = standard_fields.subscription_group_state(loyalty_field.extract(row, self.context),
+                                                                 f"{SUBSCRIPTION_GROUPS}[{group_id}]")
+            except payloads.PayloadError as err:
+                unsendable[f"{SUBSCRIPTION_GROUPS}[{group_id}]"] = err
+                continue
             if state is not NOT_SENT:
                 groups.append({"subscription_group_id": group_id, "subscription_state": state})
         if groups:
             out[SUBSCRIPTION_GROUPS] = groups
-        return out
+        return out, unsendable
 
-    def values_to_send(self, row: dict[str, Any], last_sent: dict[str, Any]) -> dict[str, Any]:
-        """``values(row)`` and, for a plan that clears, null for each cleared attribute Braze was last sent."""
-        nulls = {name: None for name in sorted(self.clear) if name in last_sent}
-        return {**nulls, **self.values(row)}
+
+def unsendable_note(unsendable: dict[str, str]) -> str:
+    """What the member's sync state and Braze panel say about attributes that were not sent."""
+    return "Not sent (Braze cannot take it; the other attributes were sent): " + "; ".join(
+        unsendable[name] for name in sorted(unsendable))
 
 
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
@@ -148,25 +180,30 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
     }
     rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
+    outbox_left: set[int] = set()
     for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
         bucket = outbox.setdefault(item.member_id, [])
         if len(bucket) < MAX_OUTBOX_PER_MEMBER:
             bucket.append(item)
+        else:
+            outbox_left.add(item.member_id)
     works, users = [], []
     send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
     for row in rows.iterator(chunk_size=2000):
         version, attempts, last_sent = states[row["id"]]
         work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
-                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []))
+                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []),
+                          outbox_left=row["id"] in outbox_left)
         works.append(work)
         objects: list[tuple[str, dict, Any]] = []
         try:
             payloads.check_external_id(work.external_id)
-            work.values = plan.values_to_send(row, work.last_sent)
-            work.cleared = plan.clear
         except payloads.PayloadError as err:
             work.error = f"Cannot send {err.field}: {err.problem}"
             work.values = None
+        else:
+            work.values, work.unsendable = plan.sendable_values(row, work.last_sent)
+            work.cleared = plan.clear
         attributes: dict[str, Any] = {}
         if work.values is not None:
             changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
@@ -209,11 +246,14 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
     """The request body the member's next sync would send (all mapped fields and pending items)."""
     plan = MappingPlan.load(connection)
     row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
-    body: dict[str, list] = {}
+    body: dict[str, Any] = {}
     try:
-        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
+        values, unsendable = plan.sendable_values(row)
+        body["attributes"] = [payloads.attributes_object(member.member_id, values)]
     except payloads.PayloadError as err:
         return {"error": f"Cannot send {err.field}: {err.problem}"}
+    if unsendable:
+        body["unsendable"] = [unsendable[name] for name in sorted(unsendable)]
     for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
         if item.kind == OutboxKind.ATTRIBUTES:
             body["attributes"][0].update(item.payload.get("attributes", {}))

@@ -222,12 +222,17 @@ def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
         return value, 1
     if isinstance(value, dt.datetime | dt.date):
         return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}, 1
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise _NestedProblem("expected a finite number")
-        return float(value), 1
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _NestedProblem("expected a finite number")
+    if isinstance(value, Decimal | float):
+        # A finite Decimal such as 1E+400 is still infinite as a JSON number.
+        try:
+            return _number(value, "", integer=False), 1
+        except PayloadError as err:
+            raise _NestedProblem(err.problem) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            _check_integer_range(value, "")
+        except PayloadError as err:
+            raise _NestedProblem(err.problem) from None
     return value, 1
 
 

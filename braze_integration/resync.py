@@ -154,13 +154,11 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
         for row in Member.objects.filter(pk__in=chunk_ids).values(*plan.columns):
             report.members += 1
             before = last_sent.get(row["id"]) or {}
-            try:
-                values = plan.values_to_send(row, before)
-            except payloads.PayloadError as err:
+            values, unsendable = plan.sendable_values(row, before)
+            if unsendable:  # the member's other attributes are still sent
                 report.unsendable += 1
                 if len(report.errors) < 20:
-                    report.errors.append(f"{row['member_id']}: {err}")
-                continue
+                    report.errors.append(f"{row['member_id']}: {'; '.join(unsendable.values())}")
             changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
             if not changed and not force:
                 report.unchanged += 1
@@ -271,15 +269,18 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building
         round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force)
         total.merge(round_.report)
         stop = round_.stop
+        # Members Braze answered for are done, also when the round stopped early: sending them
+        # again would repeat what Braze already accepted.
+        done = set(claimed) if stop is None else round_.report.settled
+        remaining = [pk for pk in remaining if pk not in done]
         if stop is None:
-            done = set(claimed)
-            remaining = [pk for pk in remaining if pk not in done]
             stalls = 0
         else:
             connection = Connection.objects.get(pk=deliverer.connection.pk)
             if connection.status == ConnectionStatus.NEEDS_ATTENTION:
                 raise ResyncError(f"Stopped: {connection.last_message}")
-            stalls += 1
+            if not stop.rate_limited:  # waiting for the rate limit's reset is not a failed try
+                stalls += 1
             if stalls > max_stalls:
                 raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until
