@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('braze_integration', '0008_viewer_sync_support'),
+        ('braze_integration', '0009_mapping_remote_kind'),
     ]
 
     operations = [
