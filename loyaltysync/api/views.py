@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,8 +18,10 @@ from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..errors import LoyaltyError
-from ..models import EventSource, MemberStatus
+from ..models import EventSource, LoyaltyEvent, PointsTransaction
+from .event_schemas import EVENT_EXAMPLES, BulkEventsRequestDoc, event_input
 from .exceptions import loyalty_error_body, loyalty_error_status
+from .filters import KnownQueryParameters, MemberFilter
 from .parsers import StrictJSONParser
 from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
 from .serializers import (
@@ -27,30 +30,40 @@ from .serializers import (
     ErrorSerializer,
     EventInputSerializer,
     EventRecordedSerializer,
+    ExpiringPointsSerializer,
+    LedgerEntrySerializer,
     LoyaltyEventSerializer,
     MemberCreateSerializer,
-    MemberFilterSerializer,
+    MemberLedgerSerializer,
     MemberSerializer,
     MemberWriteSerializer,
 )
+from .throttling import RateLimitHeadersMixin
 
 _ERROR_DESCRIPTIONS = {
-    400: "Invalid input: `error.fields` names each bad field and its problem.",
+    400: "Invalid input: `error.fields` names each bad field (query parameter, body field) and its problem; "
+    "`error.details` gives each problem a machine-readable code.",
     401: "No or invalid credentials: send `Authorization: Token <key>`.",
     403: "The credentials do not allow this.",
-    404: "Unknown member (or page).",
+    404: "Unknown member.",
     409: "Conflict: duplicate transaction id, a member that exists already, or not enough spendable points.",
+    413: "The body is larger than the API accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 1 MiB by default).",
     415: "The body is not JSON.",
     429: "Too many requests: wait for `Retry-After` seconds.",
 }
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Documented error answers; every one has the ``{"error": {...}}`` shape."""
+    """Documented error answers; every one has the ``{"error": {...}}`` shape. Every endpoint may answer
+    401, 403 and 429; every endpoint that takes a body may answer 400, 413 and 415."""
     return {
         code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
-        for code in (*codes, 401, 403, 429)
+        for code in sorted({*codes, 401, 403, 429})
     }
+
+
+def _body_errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return _errors(400, 413, 415, *codes)
 
 
 _MEMBER_ID_PARAMETER = OpenApiParameter(
@@ -65,38 +78,37 @@ class TokenAuthSchema(AutoSchema):
         return [requirement for requirement in super().get_auth() if "cookieAuth" not in requirement]
 
 
-class _ApiView(APIView):
+class _ApiView(RateLimitHeadersMixin, APIView):
     permission_classes = (IsApiUser, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
 
 
-class MemberListCreateView(generics.ListAPIView):
-    """Members: list (filter, search) and create."""
+class _ListView(RateLimitHeadersMixin, generics.ListAPIView):
+    """A list: cursor-paginated (``api.pagination``), unknown query parameters refused (``api.filters``)."""
 
-    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
+    filter_backends = (KnownQueryParameters, DjangoFilterBackend)
+
+
+class MemberListCreateView(_ListView):
+    """Members: list (filters, ordering) and create."""
+
+    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
     serializer_class = MemberSerializer
+    filterset_class = MemberFilter
 
     def get_queryset(self):
-        filters = MemberFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.member_list(filters=filters.validated_data)
+        return selectors.member_list()
 
     @extend_schema(
         operation_id="members_list",
         summary="List members",
-        parameters=[
-            OpenApiParameter(
-                "status", OpenApiTypes.STR, enum=MemberStatus.values, description="Only this status."
-            ),
-            OpenApiParameter(
-                "tier", OpenApiTypes.STR, description="Only members of this tier (name, any case)."
-            ),
-            OpenApiParameter("search", OpenApiTypes.STR, description="Text in member id, e-mail or name."),
-        ],
-        responses={200: MemberSerializer(many=True), **_errors(400, 404)},
+        description="Ordered by `member_id` unless `ordering` says otherwise; cursor-paginated: follow `next`. "
+        "For an incremental sync, ask for `?updated_since=<the time of your last run>&ordering=updated_at`. "
+        "An unknown query parameter is a 400 naming it.",
+        responses={200: MemberSerializer(many=True), **_errors(400)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -106,7 +118,7 @@ class MemberListCreateView(generics.ListAPIView):
         summary="Create a member",
         description="An active new member is enrolled: an `opt_in` event is recorded.",
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer, **_errors(400, 409, 415)},
+        responses={201: MemberSerializer, **_body_errors(409)},
     )
     def post(self, request: Request) -> Response:
         serializer = MemberCreateSerializer(data=request.data)
@@ -142,7 +154,7 @@ class MemberDetailView(_ApiView):
         "sending one answers 400 naming it. Custom fields are merged; null clears one.",
         parameters=[_MEMBER_ID_PARAMETER],
         request=MemberWriteSerializer,
-        responses={200: MemberSerializer, **_errors(400, 404, 415)},
+        responses={200: MemberSerializer, **_body_errors(404)},
     )
     def patch(self, request: Request, member_id: str) -> Response:
         member = selectors.member_get(member_id=member_id)
@@ -158,14 +170,15 @@ class MemberDetailView(_ApiView):
         return Response(MemberSerializer(member).data)
 
 
-class MemberEventsView(generics.ListAPIView):
+class MemberEventsView(_ListView):
     """A member's loyalty events, newest first."""
 
     permission_classes = (IsApiUser, MembersScope)
-    schema = TokenAuthSchema()
     serializer_class = LoyaltyEventSerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no member
+            return LoyaltyEvent.objects.none()
         member = selectors.member_get(member_id=self.kwargs["member_id"])
         return selectors.member_events(member=member)
 
@@ -173,26 +186,44 @@ class MemberEventsView(generics.ListAPIView):
         operation_id="members_events_list",
         summary="List a member's events",
         parameters=[_MEMBER_ID_PARAMETER],
-        responses={200: LoyaltyEventSerializer(many=True), **_errors(404)},
+        responses={200: LoyaltyEventSerializer(many=True), **_errors(400, 404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
-_EVENT_EXAMPLE = OpenApiExample(
-    "checkout",
-    value={
-        "customer": "C-1001",
-        "action": "checkout",
-        "data": {
-            "transaction_id": "T-5001",
-            "total": 129.9,
-            "currency": "EUR",
-            "items": [{"product_id": "P-1", "product_name": "Running shoe", "price": 129.9, "quantity": 1}],
-        },
-    },
-    request_only=True,
-)
+class MemberLedgerView(_ListView):
+    """A member's points ledger, newest first, with the points that expire soon."""
+
+    permission_classes = (IsApiUser, MembersScope)
+    serializer_class = LedgerEntrySerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return PointsTransaction.objects.none()
+        self.member = selectors.member_get(member_id=self.kwargs["member_id"])
+        return selectors.member_ledger(member=self.member)
+
+    @extend_schema(
+        operation_id="members_ledger",
+        summary="Get a member's points ledger",
+        description="Every change of points (earn, spend, expire, adjust, refund), newest first and "
+        "cursor-paginated, with when earned points become spendable and when they expire; `expiring` sums "
+        f"what expires in the next {selectors.EXPIRING_SOON_DAYS} days unless spent first.",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={200: MemberLedgerSerializer, **_errors(400, 404)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        expiring = selectors.member_points_expiring(member=self.member)
+        body = {
+            "member_id": self.member.member_id,
+            "points_spendable": self.member.points_spendable,
+            "points_pending": self.member.points_pending,
+            "expiring": ExpiringPointsSerializer(expiring).data,
+            **self.get_paginated_response(self.get_serializer(page, many=True).data).data,
+        }
+        return Response(body)
 
 
 def _record(values: dict[str, Any]) -> tuple[Any, Any]:
@@ -209,9 +240,11 @@ class EventCreateView(_ApiView):
     @extend_schema(
         operation_id="events_create",
         summary="Record a loyalty event",
-        request=EventInputSerializer,
-        examples=[_EVENT_EXAMPLE],
-        responses={201: EventRecordedSerializer, **_errors(400, 404, 409, 415)},
+        description="One schema per `action` (`oneOf`): the actions the engine handles have typed `data`; "
+        "any other action matching `^[a-z][a-z0-9_]{0,63}$` is recorded as is.",
+        request=event_input(),
+        examples=EVENT_EXAMPLES,
+        responses={201: EventRecordedSerializer, **_body_errors(404, 409)},
     )
     def post(self, request: Request) -> Response:
         serializer = EventInputSerializer(data=request.data)
@@ -234,8 +267,8 @@ class EventBulkView(_ApiView):
         'the others. The request fails as a whole (400) when it is not `{"events": [...]}`, has too many '
         "events, or an event does not have the documented shape (e.g. `data` not an object): then "
         "`error.fields` names it as `events[<index>].<field>` and nothing is recorded.",
-        request=BulkEventsRequestSerializer,
-        responses={200: BulkEventsResponseSerializer, **_errors(400, 415)},
+        request=BulkEventsRequestDoc,
+        responses={200: BulkEventsResponseSerializer, **_body_errors()},
     )
     def post(self, request: Request) -> Response:
         serializer = BulkEventsRequestSerializer(data=request.data)
