@@ -14,13 +14,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection as db_connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from loyaltysync.models import Member
 
-from . import delivery, payloads, services
+from . import building, delivery, payloads, queue, services
 from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus
 
 
@@ -72,9 +71,9 @@ class DryRunReport:
     errors: list[str]
 
 
-def _mapping_plan(connection: Connection, selection: Selection) -> delivery.MappingPlan:
+def _mapping_plan(connection: Connection, selection: Selection) -> building.MappingPlan:
     only = set(selection.fields) if selection.fields else None
-    plan = delivery.MappingPlan.load(connection, only=only)
+    plan = building.MappingPlan.load(connection, only=only)
     if only:
         known = {spec.remote_field for _, spec in plan.specs} | {f.key for f, _ in plan.specs}
         unknown = sorted(only - known)
@@ -122,7 +121,7 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
                 continue
             sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
             report.would_send += 1
-            report.data_points += delivery.data_points_of(sent)
+            report.data_points += building.data_points_of(sent)
             pending_objects += 1
             if report.sample is None:
                 report.sample = {"attributes": [payloads.attributes_object(row["member_id"], sent)]}
@@ -174,7 +173,7 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
             ids = list(selection.queryset().filter(pk__gt=run.cursor).values_list("pk", flat=True)[:chunk_size])
             if not ids:
                 break
-            _ensure_states(ids)
+            queue.states_ensure(ids)
             report = _deliver_chunk(deliverer, ids, plan, force, max_stalls)
             run.cursor = ids[-1]
             run.members_done += len(ids)
@@ -205,13 +204,13 @@ def _stop(run: ResyncRun, started: float, status: str, message: str) -> None:
     run.save()
 
 
-def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: delivery.MappingPlan, force: bool,
+def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building.MappingPlan, force: bool,
                    max_stalls: int) -> delivery.DeliveryReport:
     total = delivery.DeliveryReport()
     remaining = list(ids)
     stalls = 0
     while remaining:
-        token, claimed = delivery.claim(limit=len(remaining), member_ids=remaining, include_synced=True)
+        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True)
         if not claimed:
             # Workers hold these members right now; they will send them.
             stalls += 1
@@ -219,32 +218,22 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: delivery
                 raise ResyncError("Members stayed claimed by workers for too long; try again later.")
             time.sleep(0.5)
             continue
-        try:
-            total.merge(deliverer.deliver(token, plan=plan, force=force))
+        round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force)
+        total.merge(round_.report)
+        stop = round_.stop
+        if stop is None:
             done = set(claimed)
             remaining = [pk for pk in remaining if pk not in done]
             stalls = 0
-        except delivery.SyncStopped as stop:
-            delivery.release(token)
+        else:
             connection = Connection.objects.get(pk=deliverer.connection.pk)
             if connection.status == ConnectionStatus.NEEDS_ATTENTION:
-                raise ResyncError(f"Stopped: {connection.last_message}") from None
+                raise ResyncError(f"Stopped: {connection.last_message}")
             stalls += 1
             if stalls > max_stalls:
-                raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.") from None
+                raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until
             wait = max(stop.wait, (paused - timezone.now()).total_seconds() if paused else 0.0, 0.5)
             time.sleep(min(wait, 30.0))
     return total
 
-
-def _ensure_states(ids: list[int]) -> None:
-    """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
-    table = MemberSyncState._meta.db_table
-    q = db_connection.ops.quote_name
-    values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '')"] * len(ids))
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {q(table)} (member_id, status, version, synced_version, claimed_version, attempts, last_error, "
-            "last_error_kind) "
-            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", ids)

@@ -12,24 +12,24 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db import connection as db_connection
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
 from loyaltysync.models import Member
+from loyaltysync.on_commit import on_commit_once
+from loyaltysync.schedules import schedule_ensure
+from loyaltysync.ttl_cache import TTLCache
 
-from . import delivery, errors
+from . import building, delivery, errors, queue
 from .client import BrazeClient
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
     Connection,
     ConnectionStatus,
-    FlushSlot,
     MemberSyncState,
     OutboxItem,
     OutboxKind,
@@ -42,8 +42,6 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 FLUSH_TASK = "braze_integration.tasks.sync_flush"
-# A task renews its slot while it works; one that was killed frees it after this long.
-SLOT_LEASE = timedelta(seconds=15)
 CLAIM_REQUESTS = 8  # requests' worth of members claimed per round
 
 
@@ -61,16 +59,10 @@ class SyncConfig:
         return changed is None or not self.depends_on.isdisjoint(changed)
 
 
-_config: tuple[float, SyncConfig] | None = None
 CONFIG_TTL = 2.0  # seconds another process may take to notice a new mapping
 
 
-def sync_config() -> SyncConfig:
-    """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
-    global _config
-    now = time.monotonic()
-    if _config and _config[0] > now:
-        return _config[1]
+def _sync_config_load() -> SyncConfig:
     from .fields import loyalty_fields
 
     connection = Connection.objects.filter(active=True).only("pk").first()
@@ -80,14 +72,19 @@ def sync_config() -> SyncConfig:
         for key in connection.mappings.values_list("loyalty_field", flat=True):
             if key in fields:
                 depends.update(fields[key].depends_on)
-    config = SyncConfig(connection.pk if connection else None, frozenset(depends))
-    _config = (now + CONFIG_TTL, config)
-    return config
+    return SyncConfig(connection.pk if connection else None, frozenset(depends))
+
+
+_config = TTLCache(_sync_config_load, ttl=CONFIG_TTL)
+
+
+def sync_config() -> SyncConfig:
+    """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
+    return _config.get()
 
 
 def sync_config_invalidate() -> None:
-    global _config
-    _config = None
+    _config.clear()
 
 
 def connection_active() -> Connection | None:
@@ -105,24 +102,7 @@ def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> 
     ids = sorted(set(member_ids))
     if not ids:
         return 0
-    table = MemberSyncState._meta.db_table
-    now = db_connection.ops.adapt_datetimefield_value(timezone.now())
-    q = db_connection.ops.quote_name
-    with db_connection.cursor() as cursor:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, %s, '', '')"] * len(chunk))
-            params: list[Any] = []
-            for member_id in chunk:
-                params += [member_id, now]
-            cursor.execute(
-                f"INSERT INTO {q(table)} (member_id, status, version, synced_version, claimed_version, attempts, dirty_since, "
-                f"last_error, last_error_kind) VALUES {values} "
-                f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {q(table)}.version + 1, "
-                f"dirty_since = COALESCE({q(table)}.dirty_since, EXCLUDED.dirty_since), "
-                f"attempts = CASE WHEN {q(table)}.status = 'pending' THEN {q(table)}.attempts ELSE 0 END",
-                params,
-            )
+    queue.mark_pending(ids)
     if schedule:
         flush_after_commit()
     return len(ids)
@@ -130,10 +110,7 @@ def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> 
 
 def flush_after_commit() -> None:
     """Schedule one flush when the current transaction commits (once per transaction)."""
-    conn = transaction.get_connection()
-    if conn.in_atomic_block and any(func is flush_request for _, func, _ in conn.run_on_commit):
-        return
-    transaction.on_commit(flush_request)
+    on_commit_once(flush_request)
 
 
 def flush_request() -> bool:
@@ -142,7 +119,7 @@ def flush_request() -> bool:
     A busy slot means a task is queued or running and will see every change committed before it
     gives the slot back (it checks once more after releasing), so nothing waits for the periodic flush.
     """
-    slot_id = _slot_take()
+    slot_id = queue.slot_take()
     if slot_id is None:
         return False
     from django_q.tasks import async_task
@@ -151,42 +128,9 @@ def flush_request() -> bool:
         async_task(FLUSH_TASK, slot_id=slot_id, task_name="braze-sync-flush", q_options={"save": False})
     except Exception:  # broker down: the periodic flush picks the work up; the change is safe in the database
         logger.warning("Could not queue a Braze flush (broker unavailable); the periodic flush will send it.")
-        _slot_release(slot_id)
+        queue.slot_release(slot_id)
         return False
     return True
-
-
-def _slot_free(now) -> Q:
-    return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
-
-
-def _slot_take() -> int | None:
-    """Take a free flush slot. The common case on the save path is "all busy" (a worker is
-    flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
-    building off the save path."""
-    now = timezone.now()
-    table = db_connection.ops.quote_name(FlushSlot._meta.db_table)
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1), "
-            f"(SELECT COUNT(*) FROM {table})", [db_connection.ops.adapt_datetimefield_value(now)])
-        free_id, slots = cursor.fetchone()
-    if free_id is None:
-        if slots >= settings.BRAZE_SYNC_CONCURRENCY:
-            return None
-        return FlushSlot.objects.create(busy_until=now + SLOT_LEASE).pk
-    taken = FlushSlot.objects.filter(pk=free_id).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
-    return free_id if taken else None
-
-
-def _slot_renew(slot_id: int | None) -> None:
-    if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=timezone.now() + SLOT_LEASE)
-
-
-def _slot_release(slot_id: int | None) -> None:
-    if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None)
 
 
 # --- the outbox (events, purchases, ad-hoc attributes) ----------------------------------------------
@@ -250,7 +194,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
     """
     report = delivery.DeliveryReport()
     deadline = time.monotonic() + time_budget
-    delivery.recover_lost_requests()
+    queue.recover_lost_requests()
     stopped = ""
     try:
         while True:
@@ -271,28 +215,28 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 continue
             if left <= 0:
                 stopped = "time budget spent"
-                if delivery.claimable_exists():
-                    _slot_release(slot_id)
+                if queue.claimable_exists():
+                    queue.slot_release(slot_id)
                     slot_id = None
                     flush_request()
                 break
             limit = connection.batch_size * CLAIM_REQUESTS
-            token, ids = delivery.claim(limit=limit)
+            token, ids = queue.claim(limit=limit)
             if not ids:
                 if slot_id is not None and _linger_for_work(slot_id, min(linger, deadline - time.monotonic())):
                     continue
                 # Give the slot back first, then look once more: a change committed before the
                 # release is seen now; one committed after it finds the slot free and queues a task.
-                _slot_release(slot_id)
+                queue.slot_release(slot_id)
                 slot_id = None
-                if delivery.claimable_exists():
-                    slot_id = _slot_take()
+                if queue.claimable_exists():
+                    slot_id = queue.slot_take()
                     if slot_id is None:
                         break  # another task took over
                     continue
-                due = delivery.next_due_in()
+                due = queue.next_due_in()
                 if due is not None and due <= min(max_wait, deadline - time.monotonic()):
-                    slot_id = _slot_take()
+                    slot_id = queue.slot_take()
                     if slot_id is None:
                         break
                     time.sleep(due + 0.01)
@@ -300,29 +244,24 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 break
             if len(ids) == limit:
                 flush_request()  # more than a batch is waiting: let another worker help
-            _slot_renew(slot_id)
+            queue.slot_renew(slot_id)
             try:
                 client = client_for(connection)
             except errors.BrazeConfigurationError as err:
-                delivery.release(token)
+                queue.release(token)
                 Connection.objects.filter(pk=connection.pk).update(
                     status=ConnectionStatus.NEEDS_ATTENTION, last_message=str(err))
                 stopped = str(err)
                 break
-            try:
-                report.merge(delivery.Deliverer(connection, client).deliver(token))
-            except delivery.SyncStopped as stop:
-                stopped = stop.reason
-                if stop.wait and stop.wait <= min(max_wait, deadline - time.monotonic()):
+            round_ = delivery.deliver_claim(delivery.Deliverer(connection, client), token)
+            report.merge(round_.report)
+            if round_.stop is not None:
+                stopped = round_.stop.reason
+                if round_.stop.wait and round_.stop.wait <= min(max_wait, deadline - time.monotonic()):
                     continue  # the loop sleeps through the pause
                 break
-            except Exception:
-                # A bug or a database error mid-batch: give the members back now rather than after the
-                # lease, counting any request that may have reached Braze as a possible duplicate.
-                delivery.abandon(token)
-                raise
     finally:
-        _slot_release(slot_id)
+        queue.slot_release(slot_id)
     return FlushResult(report=report, stopped=stopped)
 
 
@@ -332,10 +271,10 @@ def _linger_for_work(slot_id: int, seconds: float, *, interval: float = 0.02) ->
     renewed = time.monotonic()
     while time.monotonic() < until:
         time.sleep(interval)
-        if delivery.claimable_exists():
+        if queue.claimable_exists():
             return True
         if time.monotonic() - renewed > 1.0:
-            _slot_renew(slot_id)
+            queue.slot_renew(slot_id)
             renewed = time.monotonic()
     return False
 
@@ -351,18 +290,17 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
         # No flush task: a worker would race this call for the same members.
         member_sync_enqueue(member_ids=ids, schedule=False)
         MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
-    token, claimed = delivery.claim(limit=len(ids), member_ids=ids)
+    token, claimed = queue.claim(limit=len(ids), member_ids=ids)
     if not claimed:
         return FlushResult(report=report, stopped="these members are being sent by a worker right now")
     try:
         client = client_for(connection)
-        report.merge(delivery.Deliverer(connection, client, trigger=trigger).deliver(token, force=force))
     except errors.BrazeConfigurationError as err:
-        delivery.release(token)
+        queue.release(token)
         return FlushResult(report=report, stopped=str(err))
-    except delivery.SyncStopped as stop:
-        return FlushResult(report=report, stopped=stop.reason)
-    return FlushResult(report=report)
+    round_ = delivery.deliver_claim(delivery.Deliverer(connection, client, trigger=trigger), token, force=force)
+    report.merge(round_.report)
+    return FlushResult(report=report, stopped=round_.stop.reason if round_.stop else "")
 
 
 def member_sync_retry(*, member_ids: Iterable[int]) -> int:
@@ -381,29 +319,10 @@ def member_sync_retry(*, member_ids: Iterable[int]) -> int:
 
 def member_payload_preview(*, member: Member) -> dict[str, Any]:
     """The request body the member's next sync would send (all mapped fields and pending items), without sending."""
-    from . import payloads
-
     connection = connection_active()
     if connection is None:
         return {"error": "No active Braze connection."}
-    plan = delivery.MappingPlan.load(connection)
-    row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
-    body: dict[str, list] = {}
-    try:
-        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
-    except payloads.PayloadError as err:
-        return {"error": f"Cannot send {err.field}: {err.problem}"}
-    for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
-        if item.kind == OutboxKind.ATTRIBUTES:
-            body["attributes"][0].update(item.payload.get("attributes", {}))
-            continue
-        try:
-            array, obj = delivery.outbox_object(item, member.member_id, connection.app_id)
-        except (payloads.PayloadError, KeyError, ValueError) as err:
-            body.setdefault("unsendable", []).append(str(err))
-            continue
-        body.setdefault(array, []).append(obj)
-    return body
+    return building.member_body_preview(connection, member)
 
 
 # --- Connect -------------------------------------------------------------------------------------
@@ -451,7 +370,7 @@ def _verify_with(client: BrazeClient) -> VerifyResult:
                             "Braze offers no way to check the users.track permission without writing data: a missing "
                             "permission shows up as 403 on the first sync.")
     except errors.BrazeAuthError as err:
-        return VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION, delivery._auth_message(err))
+        return VerifyResult(False, ConnectionStatus.NEEDS_ATTENTION, errors.auth_message(err))
     except errors.BrazeRateLimited as err:
         return VerifyResult(False, ConnectionStatus.NEVER_CHECKED,
                             f"Braze is rate-limiting this workspace (retry in {err.retry_after:.0f}s); the key was not checked.")
@@ -470,17 +389,14 @@ def schedules_ensure() -> None:
     """Create the periodic flush schedule (idempotent; run after migrate)."""
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name="braze-sync-periodic",
-        defaults={"func": "braze_integration.tasks.sync_periodic", "schedule_type": Schedule.MINUTES, "minutes": 1,
-                  "repeats": -1},
-    )
+    schedule_ensure(name="braze-sync-periodic", func="braze_integration.tasks.sync_periodic",
+                    schedule_type=Schedule.MINUTES, minutes=1)
 
 
 def sync_housekeeping() -> None:
     from . import ratelimit
 
-    delivery.recover_lost_requests()
+    queue.recover_lost_requests()
     for connection_id in Connection.objects.values_list("pk", flat=True):
         ratelimit.prune(connection_id)
 

@@ -1,9 +1,8 @@
 """Admin of the loyalty domain. Thin: member saves go through ``services.member_create/member_update``;
 events and ledger rows are read-only.
 
-``MemberAdmin`` is meant to be extended by other apps (the Braze integration adds a sync panel and
-actions): ``readonly_fields``, ``fieldsets`` and ``actions`` are plain lists, extend them on
-``admin.site._registry[Member]`` or subclass and re-register.
+Other apps extend the member page through ``member_panels`` (a panel with its template, context,
+permission check, actions and URLs); the Member admin stays this one.
 """
 
 from __future__ import annotations
@@ -19,9 +18,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from . import attributes, selectors, services
+from .admin_readonly import ReadOnlyAdmin
 from .attributes import Kind
 from .errors import InvalidData
 from .fieldtypes import FieldType
+from .member_panels import member_panels
 from .models import CustomField, EventSource, LoyaltyEvent, Member, PointsTransaction, Tier
 
 LATEST_ROWS = 20
@@ -209,6 +210,29 @@ class MemberAdmin(admin.ModelAdmin):
         obj._state.db = saved._state.db
         obj.refresh_from_db()
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        panels = []
+        member = self.get_object(request, object_id) if object_id else None
+        if member is not None:
+            for panel in member_panels():
+                if panel.visible_to(request):
+                    panels.append({"key": panel.key, "template": panel.template, **panel.context(request, member)})
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "member_panels": panels})
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for panel in member_panels():
+            if not panel.visible_to(request):
+                continue
+            for action in panel.actions:
+                if action.allowed(request):
+                    actions[action.name] = (action.func, action.name, action.description)
+        return actions
+
+    def get_urls(self):
+        extra = [url for panel in member_panels() if panel.urls for url in panel.urls(self)]
+        return [*extra, *super().get_urls()]
+
     @admin.action(description="Recalculate points and tier from the ledger")
     def recalculate_points(self, request, queryset) -> None:
         for member in queryset:
@@ -240,21 +264,8 @@ class TierAdmin(admin.ModelAdmin):
         return obj.member_total
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Write-once records: visible, never added, changed or deleted here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(LoyaltyEvent)
-class LoyaltyEventAdmin(_ReadOnlyAdmin):
+class LoyaltyEventAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "member", "action", "source", "transaction_id", "created_at"]
     list_filter = ["action", "source"]
     search_fields = ["member__member_id", "transaction_id"]
@@ -269,7 +280,7 @@ class LoyaltyEventAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(PointsTransaction)
-class PointsTransactionAdmin(_ReadOnlyAdmin):
+class PointsTransactionAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "member",

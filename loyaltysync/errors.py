@@ -100,3 +100,9 @@ class InvalidData(LoyaltyError):
 
 class InvalidEventData(InvalidData):
     """An event whose action or data is invalid; paths look like ``data.items[0].price``."""
+
+
+class IdempotencyKeyReused(LoyaltyError):
+    """An idempotency key sent again with a different request (422): the first request's answer stands."""
+
+    code = "idempotency_key_reused"

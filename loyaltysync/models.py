@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
@@ -266,3 +267,40 @@ class PointsTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.points:+d} for {self.member_id}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's idempotency key (the ``Idempotency-Key`` header), per API user, with a digest of the request
+    it first came with. Each part of that request's answer is an ``IdempotentResult``."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_digest = models.CharField(max_length=64, help_text="SHA-256 of the operation and its body.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="unique_idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of user #{self.user_id}"
+
+
+class IdempotentResult(models.Model):
+    """The answer to one part of an idempotent request (the event, or one event of a bulk request).
+
+    The row is inserted in the same transaction as the work it answers, so a part is done at most once:
+    a second request that inserts the same part waits for the first, then replays its answer.
+    """
+
+    idempotency_key = models.ForeignKey(IdempotencyKey, on_delete=models.CASCADE, related_name="results")
+    part = models.PositiveIntegerField(help_text="0 for one event; the event's index in a bulk request.")
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key", "part"], name="unique_idempotent_result_part")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key}[{self.part}]: {self.status}"

@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from loyaltysync.admin_readonly import ReadOnlyAdmin
+
 from . import services
 from .context import EVENT_ATTRIBUTES, MEMBER_ATTRIBUTES
 from .models import (
@@ -136,19 +138,6 @@ class ActionAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ("workflow",) if obj else ()
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Logs: nobody adds or edits them by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WorkflowRun)

@@ -94,6 +94,26 @@ def _bump_version(workflow_id: int | None) -> None:
         Workflow.objects.filter(pk=workflow_id).update(version=F("version") + 1, updated_at=timezone.now())
 
 
+class WorkflowPart(models.Model):
+    """A row of a workflow (condition, action, value): saving or deleting it bumps the workflow's version."""
+
+    class Meta:
+        abstract = True
+
+    def owning_workflow_id(self) -> int | None:
+        return self.workflow_id
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        _bump_version(self.owning_workflow_id())
+
+    def delete(self, *args, **kwargs):
+        workflow_id = self.owning_workflow_id()
+        result = super().delete(*args, **kwargs)
+        _bump_version(workflow_id)
+        return result
+
+
 class Workflow(models.Model):
     """One trigger, conditions combined with AND / OR, and ordered actions.
 
@@ -279,7 +299,7 @@ def _parent(instance: models.Model, name: str) -> Any:
         return None
 
 
-class Condition(models.Model):
+class Condition(WorkflowPart):
     """``<attribute> <operator> <value>``, e.g. ``event.points_earned gt 500``."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="conditions")
@@ -299,16 +319,6 @@ class Condition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attribute} {self.operator} {self.value}".strip()
-
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(self.workflow_id)
-
-    def delete(self, *args, **kwargs):
-        workflow_id = self.workflow_id
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
 
     def clean(self) -> None:
         workflow = _parent(self, "workflow")
@@ -338,7 +348,7 @@ USAGE_FOR_ACTION = {
 }
 
 
-class Action(models.Model):
+class Action(WorkflowPart):
     """One step of a workflow; its attributes or properties are ``ActionValue`` rows."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="actions")
@@ -359,16 +369,6 @@ class Action(models.Model):
     def __str__(self) -> str:
         label = self.get_kind_display()
         return f"{label}: {self.event_name}" if self.kind == ActionKind.SEND_EVENT and self.event_name else label
-
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(self.workflow_id)
-
-    def delete(self, *args, **kwargs):
-        workflow_id = self.workflow_id
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -402,7 +402,7 @@ class Action(models.Model):
         return out
 
 
-class ActionValue(models.Model):
+class ActionValue(WorkflowPart):
     """One attribute (sync data) or property (event, purchase): its name, Braze type and source."""
 
     action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="values")
@@ -435,15 +435,8 @@ class ActionValue(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        _bump_version(Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first())
-
-    def delete(self, *args, **kwargs):
-        workflow_id = Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first()
-        result = super().delete(*args, **kwargs)
-        _bump_version(workflow_id)
-        return result
+    def owning_workflow_id(self) -> int | None:
+        return Action.objects.filter(pk=self.action_id).values_list("workflow_id", flat=True).first()
 
     def spec_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.braze_type, "source": self.source, "path": self.path,

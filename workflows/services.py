@@ -43,6 +43,9 @@ from braze_integration.models import OutboxItem
 from braze_integration.payloads import format_time
 from loyaltysync.attributes import AttributeContext
 from loyaltysync.models import LoyaltyEvent, Member, Tier
+from loyaltysync.on_commit import on_commit_once
+from loyaltysync.schedules import schedule_ensure
+from loyaltysync.ttl_cache import TTLCache
 
 from .conditions import parse_date
 from .context import CUSTOM_PREFIX, WATCHABLE_FIELDS, apply_changes, event_context, jsonable, member_context
@@ -86,15 +89,7 @@ class WorkflowInterest:
     fields: frozenset[str]
 
 
-_interest: tuple[float, WorkflowInterest] | None = None
-
-
-def workflow_interest() -> WorkflowInterest:
-    """The event actions and member fields active workflows are triggered by (cached ``INTEREST_TTL``)."""
-    global _interest
-    now = time.monotonic()
-    if _interest and _interest[0] > now:
-        return _interest[1]
+def _workflow_interest_load() -> WorkflowInterest:
     actions, fields = set(), set()
     rows = Workflow.objects.filter(active=True, trigger_kind__in=[TriggerKind.EVENT, TriggerKind.FIELD_CHANGE])
     for kind, action, field_name in rows.values_list("trigger_kind", "trigger_action", "trigger_field"):
@@ -102,15 +97,25 @@ def workflow_interest() -> WorkflowInterest:
             actions.add(action)
         else:
             fields.add(WATCHABLE_FIELDS.get(field_name, field_name))
-    interest = WorkflowInterest(frozenset(actions), frozenset(fields))
-    _interest = (now + INTEREST_TTL, interest)
-    return interest
+    return WorkflowInterest(frozenset(actions), frozenset(fields))
+
+
+_interest = TTLCache(_workflow_interest_load, ttl=INTEREST_TTL)
+
+
+def workflow_interest() -> WorkflowInterest:
+    """The event actions and member fields active workflows are triggered by (cached ``INTEREST_TTL``)."""
+    return _interest.get()
+
+
+def workflow_interest_invalidate() -> None:
+    """Forget the cached interest in this process (the next save reads the workflows again)."""
+    _interest.clear()
 
 
 def workflow_config_changed() -> None:
     """A workflow was saved or deleted: forget the cached interest and fit the date schedule to it."""
-    global _interest
-    _interest = None
+    workflow_interest_invalidate()
     date_schedule_sync()
 
 
@@ -188,8 +193,8 @@ def _transaction_change_records() -> dict[int, int]:
     """
     conn = transaction.get_connection()
     pending = conn.__dict__.setdefault("_workflow_change_records", {})
-    if conn.in_atomic_block and not any(func is _forget_change_records for _, func, _ in conn.run_on_commit):
-        transaction.on_commit(_forget_change_records)
+    if conn.in_atomic_block:
+        on_commit_once(_forget_change_records)
     return pending
 
 
@@ -199,10 +204,7 @@ def _forget_change_records() -> None:
 
 def _process_after_commit() -> None:
     """Queue one processing task when the current transaction commits (once per transaction)."""
-    conn = transaction.get_connection()
-    if conn.in_atomic_block and any(func is processing_request for _, func, _ in conn.run_on_commit):
-        return
-    transaction.on_commit(processing_request)
+    on_commit_once(processing_request)
 
 
 def processing_request() -> bool:
@@ -516,10 +518,8 @@ def date_schedule_sync() -> None:
     from django_q.models import Schedule
 
     if Workflow.objects.filter(active=True, trigger_kind__in=DATE_KINDS).exists():
-        values = {"func": "workflows.tasks.date_triggers_scan", "schedule_type": Schedule.MINUTES,
-                  "minutes": DATE_SCAN_MINUTES, "repeats": -1}
-        Schedule.objects.update_or_create(name=SCHEDULE_DATE_SCAN, defaults=values,
-                                          create_defaults={**values, "next_run": timezone.now()})
+        schedule_ensure(name=SCHEDULE_DATE_SCAN, func="workflows.tasks.date_triggers_scan",
+                        schedule_type=Schedule.MINUTES, minutes=DATE_SCAN_MINUTES)
     else:
         Schedule.objects.filter(name=SCHEDULE_DATE_SCAN).delete()
 
@@ -534,9 +534,7 @@ def schedules_ensure() -> None:
             (SCHEDULE_PROCESS, "workflows.tasks.process_triggers", Schedule.MINUTES, 1),
             (SCHEDULE_PRUNE, "workflows.tasks.runs_prune", Schedule.DAILY, None),
         ):
-            values = {"func": func, "schedule_type": schedule_type, "minutes": minutes, "repeats": -1}
-            Schedule.objects.update_or_create(name=name, defaults=values,
-                                              create_defaults={**values, "next_run": timezone.now()})
+            schedule_ensure(name=name, func=func, schedule_type=schedule_type, minutes=minutes)
         date_schedule_sync()
 
 

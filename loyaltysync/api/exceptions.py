@@ -13,6 +13,7 @@ problem with its own code, for machines: ``[{"field": "data.total", "code": "min
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -27,12 +28,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..errors import (
     DuplicateTransaction,
+    IdempotencyKeyReused,
     InsufficientPoints,
     InvalidData,
     LoyaltyError,
     MemberAlreadyExists,
     MemberNotFound,
 )
+from ..transient import is_transient
 
 # Most specific first. InsufficientPoints is a 409: the request is valid, the balance refuses it.
 _STATUS = (
@@ -40,9 +43,12 @@ _STATUS = (
     (MemberAlreadyExists, status.HTTP_409_CONFLICT),
     (DuplicateTransaction, status.HTTP_409_CONFLICT),
     (InsufficientPoints, status.HTTP_409_CONFLICT),
+    (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),
     (InvalidData, status.HTTP_400_BAD_REQUEST),
     (LoyaltyError, status.HTTP_400_BAD_REQUEST),
 )
+
+logger = logging.getLogger(__name__)
 
 # The key that names the request body as a whole (DRF's non-field errors).
 BODY = "body"
@@ -174,8 +180,34 @@ def _django_validation_fields(error: DjangoValidationError) -> tuple[dict[str, l
     return fields, codes
 
 
+class TemporarilyUnavailable(exceptions.APIException):
+    """503: the database refused the work for a passing reason (a deadlock, a lock held too long) after
+    retries; nothing of it was written, so the client may send it again."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+    default_detail = "The database is busy; nothing was recorded. Please retry."
+
+
+def unexpected_error_result(error: Exception, *, where: str) -> dict[str, Any]:
+    """``status`` and ``error`` for one part of a request that failed unexpectedly (its transaction was
+    rolled back): 503 for a transient database error, 500 otherwise. The error is logged with its traceback;
+    the answer does not quote it (it may hold data)."""
+    if is_transient(error):
+        unavailable = TemporarilyUnavailable()
+        return {"status": unavailable.status_code, "error": error_body(unavailable.default_code, str(unavailable.detail))}
+    logger.error("Unexpected error in %s; it was not recorded.", where, exc_info=error)
+    return {
+        "status": status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "error": error_body("server_error", "An unexpected error occurred; this was not recorded. Please retry."),
+    }
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's ``EXCEPTION_HANDLER``: every error as ``{"error": {"code", "message", "fields"}}``."""
+    """DRF's ``EXCEPTION_HANDLER``: every error as ``{"error": {"code", "message", "fields", "details"}}``."""
+    if is_transient(exc):
+        exc = TemporarilyUnavailable()
+        exc.wait = 1  # DRF's handler turns it into Retry-After
     if isinstance(exc, LoyaltyError):
         return Response({"error": loyalty_error_body(exc)}, status=loyalty_error_status(exc))
     if isinstance(exc, DjangoValidationError):

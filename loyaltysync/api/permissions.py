@@ -9,8 +9,9 @@ A token can be limited to what its client needs with Django permissions on the t
 - ``loyaltysync.write_members``: create a member, change a member.
 
 Migration ``0003_api_scopes`` creates them and the groups "API: events sender" and "API: members
-reader". A user who holds at least one of them is limited to what they grant. A user who holds none
-(a staff user, a superuser, a token made before scopes existed) keeps full access, as before.
+reader". Access fails closed: a user may do only what their permissions grant (403 otherwise, naming
+the permission); a user who holds none of them (a staff user, a token made before scopes existed) may
+do nothing. Superusers hold every permission.
 """
 
 from __future__ import annotations
@@ -33,18 +34,14 @@ class IsApiUser(IsAuthenticated):
 
 
 class _Scope(BasePermission):
-    """Requires ``read`` for safe methods and ``write`` for the others, from users whose access is scoped."""
+    """Requires ``read`` for safe methods and ``write`` for the others."""
 
     read: str
     write: str
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        granted = {permission for permission in API_PERMISSIONS if user.has_perm(permission)}
-        if not granted:
-            return True  # not a scoped user: full access
         required = self.read if request.method in SAFE_METHODS else self.write
-        if required in granted:
+        if request.user.has_perm(required):
             return True
         self.message = f"This token may not {_WHAT[required]}: its user lacks the {required} permission."
         return False

@@ -209,7 +209,8 @@ class BulkEventsRequestSerializer(serializers.Serializer):
 class BulkEventResultSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the event in the request.")
     status = serializers.IntegerField(
-        help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict."
+        help_text="201 recorded; 400 invalid; 404 unknown member; 409 conflict; 500 unexpected error or 503 "
+        "database busy (not recorded: send it again). Only events with 201 were recorded."
     )
     event = LoyaltyEventSerializer(required=False, help_text="The recorded event (when status is 201).")
     error = ErrorDetailSerializer(required=False, help_text="Why the event was refused (otherwise).")

@@ -5,6 +5,7 @@ Errors are raised as exceptions and shaped by ``api.exceptions.api_exception_han
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django_filters.rest_framework import DjangoFilterBackend
@@ -18,10 +19,19 @@ from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..errors import LoyaltyError
-from ..models import EventSource, LoyaltyEvent, PointsTransaction
+from ..idempotency import Answer, idempotent_answers, idempotent_run
+from ..models import EventSource, IdempotencyKey, LoyaltyEvent, PointsTransaction
 from .event_schemas import EVENT_EXAMPLES, BulkEventsRequestDoc, event_input
-from .exceptions import loyalty_error_body, loyalty_error_status
+from .exceptions import unexpected_error_result
 from .filters import KnownQueryParameters, MemberFilter
+from .idempotency import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    answer_of_error,
+    as_json,
+    idempotency_key_for,
+    idempotency_key_of,
+    replayable_response,
+)
 from .parsers import StrictJSONParser
 from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
 from .serializers import (
@@ -49,16 +59,19 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflict: duplicate transaction id, a member that exists already, or not enough spendable points.",
     413: "The body is larger than the API accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 1 MiB by default).",
     415: "The body is not JSON.",
+    422: "The `Idempotency-Key` was sent before with a different request: `error.fields` names the header.",
     429: "Too many requests: wait for `Retry-After` seconds.",
+    503: "The database was busy (after retries); nothing was recorded: retry after `Retry-After` seconds.",
 }
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     """Documented error answers; every one has the ``{"error": {...}}`` shape. Every endpoint may answer
-    401, 403 and 429; every endpoint that takes a body may answer 400, 413 and 415."""
+    401, 403, 429 and 503 (the database busy after retries); every endpoint that takes a body may answer
+    400, 413 and 415."""
     return {
         code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
-        for code in sorted({*codes, 401, 403, 429})
+        for code in sorted({*codes, 401, 403, 429, 503})
     }
 
 
@@ -232,6 +245,17 @@ def _record(values: dict[str, Any]) -> tuple[Any, Any]:
     )
 
 
+def _event_answer(values: dict[str, Any]) -> Answer:
+    member, event = _record(values)
+    body = {"event": LoyaltyEventSerializer(event).data, "member": MemberSerializer(member).data}
+    return status.HTTP_201_CREATED, as_json(body)
+
+
+def _bulk_event_answer(values: dict[str, Any]) -> Answer:
+    _, event = _record(values)
+    return status.HTTP_201_CREATED, as_json({"event": LoyaltyEventSerializer(event).data})
+
+
 class EventCreateView(_ApiView):
     """Record one loyalty event (Antavo's shape)."""
 
@@ -241,17 +265,29 @@ class EventCreateView(_ApiView):
         operation_id="events_create",
         summary="Record a loyalty event",
         description="One schema per `action` (`oneOf`): the actions the engine handles have typed `data`; "
-        "any other action matching `^[a-z][a-z0-9_]{0,63}$` is recorded as is.",
+        "any other action matching `^[a-z][a-z0-9_]{0,63}$` is recorded as is.\n\n"
+        "With an `Idempotency-Key` header, sending the same request again records nothing new and "
+        "answers as the first time (also a refusal such as 409), with `Idempotent-Replayed: true`.",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request=event_input(),
         examples=EVENT_EXAMPLES,
-        responses={201: EventRecordedSerializer, **_body_errors(404, 409)},
+        responses={201: EventRecordedSerializer, **_body_errors(404, 409, 422)},
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key_of(request)
         serializer = EventInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        member, event = _record(serializer.validated_data)
-        body = {"event": LoyaltyEventSerializer(event).data, "member": MemberSerializer(member).data}
-        return Response(body, status=status.HTTP_201_CREATED)
+        values = serializer.validated_data
+        stored_key = idempotency_key_for(request, key, operation="events_create")
+        if stored_key is None:
+            return replayable_response(_event_answer(values), replayed=False)
+        answer, replayed = idempotent_run(
+            idempotency_key=stored_key,
+            part=0,
+            work=functools.partial(_event_answer, values),
+            answer_of_error=answer_of_error,
+        )
+        return replayable_response(answer, replayed=replayed)
 
 
 class EventBulkView(_ApiView):
@@ -264,25 +300,52 @@ class EventBulkView(_ApiView):
         summary="Record loyalty events in bulk",
         description="Each event is recorded in its own transaction and answered in `results`, in order: one "
         "refused event (unknown member, invalid data, duplicate transaction, not enough points) does not stop "
-        'the others. The request fails as a whole (400) when it is not `{"events": [...]}`, has too many '
-        "events, or an event does not have the documented shape (e.g. `data` not an object): then "
-        "`error.fields` names it as `events[<index>].<field>` and nothing is recorded.",
+        "the others, and exactly the events answered 201 were recorded (an event that failed unexpectedly is "
+        'answered 500 or 503 and was not recorded). The request fails as a whole (400) when it is not `{"events": '
+        "[...]}`, has too many events, or an event does not have the documented shape (e.g. `data` not an "
+        "object): then `error.fields` names it as `events[<index>].<field>` and nothing is recorded.\n\n"
+        "With an `Idempotency-Key` header, sending the same request again records no event twice: events "
+        "answered before are answered the same (`Idempotent-Replayed: true` when all were), events not "
+        "recorded before (500, 503, or a request cut off half way) are recorded now.",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request=BulkEventsRequestDoc,
-        responses={200: BulkEventsResponseSerializer, **_body_errors()},
+        responses={200: BulkEventsResponseSerializer, **_body_errors(422)},
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key_of(request)
         serializer = BulkEventsRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = [
-            self._one(index, values) for index, values in enumerate(serializer.validated_data["events"])
-        ]
+        stored_key = idempotency_key_for(request, key, operation="events_bulk_create")
+        stored = idempotent_answers(idempotency_key=stored_key) if stored_key else {}
+        results, replayed_all = [], stored_key is not None
+        for index, values in enumerate(serializer.validated_data["events"]):
+            if index in stored:
+                answer, replayed = stored[index], True
+            else:
+                answer, replayed = self._one(index, values, stored_key)
+            results.append({"index": index, "status": answer[0], **answer[1]})
+            replayed_all = replayed_all and replayed
         errors = sum(1 for result in results if result["status"] != status.HTTP_201_CREATED)
-        return Response({"results": results, "total": len(results), "errors": errors})
+        return replayable_response(
+            (status.HTTP_200_OK, {"results": results, "total": len(results), "errors": errors}), replayed=replayed_all
+        )
 
     @staticmethod
-    def _one(index: int, values: dict[str, Any]) -> dict[str, Any]:
+    def _one(index: int, values: dict[str, Any], stored_key: IdempotencyKey | None) -> tuple[Answer, bool]:
+        """One event in its own transaction; whatever goes wrong with it is its own answer, so the response
+        always says exactly which events were recorded."""
         try:
-            _, event = _record(values)
-        except LoyaltyError as error:
-            return {"index": index, "status": loyalty_error_status(error), "error": loyalty_error_body(error)}
-        return {"index": index, "status": 201, "event": LoyaltyEventSerializer(event).data}
+            if stored_key is None:
+                try:
+                    return _bulk_event_answer(values), False
+                except LoyaltyError as error:
+                    return answer_of_error(error), False
+            return idempotent_run(
+                idempotency_key=stored_key,
+                part=index,
+                work=functools.partial(_bulk_event_answer, values),
+                answer_of_error=answer_of_error,
+            )
+        except Exception as error:
+            result = unexpected_error_result(error, where=f"events[{index}]")
+            return (result["status"], {"error": result["error"]}), False

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..errors import InvalidData, InvalidEventData, MemberNotFound
 from ..models import EventSource, LedgerKind, LoyaltyEvent, Member, MemberStatus
+from ..transient import retry_transient
 from .ledger import (
     _insufficient,
     _points_credit,
@@ -49,6 +50,7 @@ ENGINE_ACTIONS = frozenset({"tier_reached", "tier_lost", "points_spendable", "po
 REFUND_ACTIONS = ("refund", "partial_refund")
 
 
+@retry_transient
 def event_record(
     *,
     member_id: str,
@@ -95,7 +97,9 @@ def event_record(
 
     handler = _HANDLERS.get(action, _record_as_is)
     with transaction.atomic():
-        member = Member.objects.select_for_update().filter(member_id=member_id).first()
+        # NO KEY: a plain FOR UPDATE also blocks the FOR KEY SHARE that other transactions' foreign-key
+        # checks take on the member (a worker committing a row that references it): a deadlock.
+        member = Member.objects.select_for_update(no_key=True).filter(member_id=member_id).first()
         if member is None:
             if action != "opt_in":
                 raise MemberNotFound(f"No member with id {member_id!r}.", field="customer")

@@ -9,6 +9,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from ..models import EventSource, LedgerKind, Member, PointsTransaction
+from ..schedules import schedule_ensure
 from .ledger import _CREDIT_KINDS, _standing_refresh
 from .recording import _announce, _Context, _event_create, _member_save
 
@@ -24,7 +25,7 @@ def points_release_pending(*, now: dt.datetime | None = None) -> int:
     released = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             rows = member.ledger.filter(pending=True, available_at__lte=now)
             points = rows.aggregate(total=Sum("remaining"))["total"] or 0
             rows.update(pending=False)
@@ -55,7 +56,7 @@ def points_expire_due(*, now: dt.datetime | None = None) -> int:
     expired = 0
     for member_pk in due.values_list("member_id", flat=True).distinct().order_by():
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=member_pk)
+            member = Member.objects.select_for_update(no_key=True).get(pk=member_pk)
             credits = list(due.filter(member=member).select_for_update().order_by("created_at", "id"))
             points = sum(credit.remaining for credit in credits)
             if not points:
@@ -96,13 +97,4 @@ def schedules_ensure() -> None:
 
     with transaction.atomic():
         for name, func in SCHEDULES:
-            Schedule.objects.update_or_create(
-                name=name,
-                defaults={"func": func, "schedule_type": Schedule.HOURLY, "repeats": -1},
-                create_defaults={
-                    "func": func,
-                    "schedule_type": Schedule.HOURLY,
-                    "repeats": -1,
-                    "next_run": timezone.now(),
-                },
-            )
+            schedule_ensure(name=name, func=func, schedule_type=Schedule.HOURLY)

@@ -150,7 +150,7 @@ def member_points_refresh(*, member: Member, source: str = EventSource.ENGINE) -
     """Recompute a member's balances and tier from the ledger (repairs hand-edited data)."""
     _source_check(source)
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = Member.objects.select_for_update(no_key=True).get(pk=member.pk)
         context = _Context(member=member, occurred_at=timezone.now(), source=source)
         _standing_refresh(context)
         _member_save(member)

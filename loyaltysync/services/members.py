@@ -20,6 +20,7 @@ from ..attributes import BY_NAME, CUSTOM_FIELDS, CUSTOM_PREFIX, PROFILE_FIELDS
 from ..errors import InvalidData, LoyaltyError, MemberAlreadyExists
 from ..fieldtypes import TypeProblem, coerce
 from ..models import CustomField, EventSource, FieldType, Member, MemberStatus
+from ..transient import retry_transient
 from .ledger import _standing_refresh
 from .recording import _announce, _Context, _event_create, _member_insert, _member_save
 from .validation import (
@@ -169,6 +170,7 @@ def member_profile_check(
     )
 
 
+@retry_transient
 def member_create(
     *, member_id: str, source: str, custom_fields: dict[str, Any] | None = None, **profile: Any
 ) -> Member:
@@ -198,6 +200,7 @@ def member_create(
     return member
 
 
+@retry_transient
 def member_update(
     *,
     member: Member,
@@ -215,7 +218,7 @@ def member_update(
     _source_check(source)
     now = timezone.now()
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = Member.objects.select_for_update(no_key=True).get(pk=member.pk)
         changes = _profile_apply(member, profile=profile or {}, custom_fields=custom_fields, at=now)
         if changes:
             _member_save(member)

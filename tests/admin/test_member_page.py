@@ -8,9 +8,10 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from braze_integration.admin import BrazeMemberAdmin
+from braze_integration.admin_member import BRAZE_PANEL
 from braze_integration.models import MemberSyncState, SyncRequest, SyncStatus
 from loyaltysync.admin import MemberAdmin
+from loyaltysync.member_panels import member_panels
 from loyaltysync.models import Member
 
 # Without q_sync the flush tasks a save queues never run here, so Sync now does the sending itself.
@@ -20,10 +21,35 @@ def member_url(member: Member) -> str:
     return reverse("admin:loyaltysync_member_change", args=[member.pk])
 
 
-def test_the_member_admin_is_the_loyalty_admin_with_a_braze_panel():
+def test_the_member_admin_is_the_loyalty_admin_with_a_braze_panel(rf, admin_user):
     registered = admin.site._registry[Member]
-    assert isinstance(registered, BrazeMemberAdmin) and isinstance(registered, MemberAdmin)
-    assert "braze_sync_now" in registered.actions and "recalculate_points" in registered.actions
+    request = rf.get("/")
+    request.user = admin_user
+
+    assert type(registered) is MemberAdmin
+    assert BRAZE_PANEL in member_panels()
+    actions = registered.get_actions(request)
+    assert "braze_sync_now" in actions and "recalculate_points" in actions
+
+
+def test_given_staff_without_braze_permissions_then_the_member_page_shows_nothing_of_braze(
+    client, braze_connection
+):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    staff = get_user_model().objects.create_user(username="clerk", password=None, is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_member", "change_member"]))
+    client.force_login(staff)
+    member = Member.objects.create(member_id="m-1", first_name="Ada")
+
+    page = client.get(member_url(member)).content.decode()
+    changelist = client.get(reverse("admin:loyaltysync_member_changelist")).content.decode()
+
+    assert "m-1" in page and "Ada" in page  # the member page itself is there
+    assert "Braze" not in page and "braze" not in page
+    assert "Sync to Braze now" not in changelist and "Preview Braze payload" not in changelist
+    assert client.post(reverse("admin:loyaltysync_member_braze_sync", args=[member.pk])).status_code == 403
 
 
 @pytest.mark.usefixtures("q_sync")

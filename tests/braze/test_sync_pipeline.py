@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import pytest
 from django.db import transaction
 
-from braze_integration import services
-from braze_integration.models import MemberSyncState, SyncRequest, SyncStatus
-from loyaltysync.models import Member, Tier
+from braze_integration.models import MemberSyncState, SyncStatus
+from loyaltysync.models import Tier
+
+from .members import make_member
 
 pytestmark = pytest.mark.usefixtures("q_sync")
-
-
-def make_member(member_id: str = "m-1", **fields) -> Member:
-    defaults = dict(first_name="Ada", birth_date=dt.date(1990, 5, 17), points_spendable=120,
-                    purchase_total=Decimal("99.90"),
-                    last_purchase={"transaction_id": "t1", "total": 99.9, "currency": "EUR",
-                                   "items": [{"product_id": "sku-1", "price": 49.95, "quantity": 2}]})
-    defaults.update(fields)
-    return Member.objects.create(member_id=member_id, **defaults)
 
 
 def test_given_mappings_of_every_type_when_a_member_is_created_then_the_sandbox_holds_every_attribute_typed(
@@ -115,97 +104,3 @@ def test_given_200_members_saved_in_one_transaction_then_they_go_in_requests_of_
     assert max(sizes) <= 75
     assert sum(sizes) == 200
     assert len(sizes) == 3
-
-
-def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_and_the_rest_go_through(
-        braze_connection, sandbox):
-    with transaction.atomic():
-        make_member("good-1")
-        make_member("bad-1", last_purchase={"items": ["not an object"]})  # Braze wants objects here
-        make_member("good-2")
-
-    assert sandbox.user("good-1") is not None
-    assert sandbox.user("good-2") is not None
-    assert sandbox.user("bad-1") is None
-    bad = MemberSyncState.objects.get(member__member_id="bad-1")
-    assert bad.status == SyncStatus.FAILED
-    assert bad.last_error == "Cannot send loyalty_last_items[0]: expected an object"
-
-
-def test_given_braze_refuses_one_object_then_only_that_member_is_marked_failed_with_brazes_words(
-        braze_connection, sandbox):
-    from braze_integration.models import OutboxItem
-
-    with transaction.atomic():
-        good = make_member("good-1")
-        bad = make_member("bad-1")
-        # Our builder passes ad-hoc attributes through; Braze refuses a nested key with a '.'.
-        services.outbox_enqueue(member_id=bad.pk, kind="attributes", payload={"attributes": {"prefs": {"a.b": 1}}})
-
-    assert sandbox.user("good-1")["attributes"]["loyalty_first_name"] == "Ada"
-    assert MemberSyncState.objects.get(pk=good.pk).status == SyncStatus.SYNCED
-    bad_state = MemberSyncState.objects.get(pk=bad.pk)
-    assert bad_state.status == SyncStatus.FAILED
-    assert bad_state.last_error.startswith("Braze refused the attributes:")
-    assert OutboxItem.objects.get(member=bad).status == "failed"
-    request = SyncRequest.objects.get(outcome="partial")
-    assert request.errors and request.errors[0]["input_array"] == "attributes"
-
-
-def test_given_an_event_that_cannot_be_built_then_it_fails_alone(braze_connection, sandbox):
-    from braze_integration.models import OutboxItem
-
-    member = make_member()
-    services.outbox_enqueue(member_id=member.pk, kind="event", payload={"name": "x", "time": "not a time"})
-
-    item = OutboxItem.objects.get()
-    assert item.status == "failed"
-    assert "not an ISO 8601 date" in item.last_error
-    assert sandbox.user("m-1")["events"] == []
-
-
-def test_every_request_is_logged_with_brazes_answer(braze_connection, sandbox):
-    make_member()
-
-    request = SyncRequest.objects.get()
-    assert request.outcome == "success"
-    assert request.http_status == 201
-    assert request.attributes_count == 1
-    assert request.members.get().member.member_id == "m-1"
-
-
-def test_given_braze_refuses_the_request_as_too_big_then_it_is_split_until_everything_goes_through(
-        braze_connection, settings):
-    """An account on a smaller object limit answers 400 "Max Input Length Exceeded" for our batches:
-    the batch is halved until Braze takes it, and nothing is lost."""
-    from braze_integration.sandbox import SandboxConfig, SandboxServer
-    from tests.conftest import SANDBOX_KEY
-
-    with SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, max_objects=20)) as small:
-        braze_connection.instance_url = small.url
-        braze_connection.save()
-        with transaction.atomic():
-            for index in range(60):
-                make_member(f"split-{index:02d}")
-
-        assert len(small.store.profile_keys()) == 60
-        assert SyncRequest.objects.filter(outcome="rejected", message="Max Input Length Exceeded").exists()
-        assert not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists()
-
-
-def test_given_an_unexpected_error_mid_batch_then_the_members_are_given_back_at_once(braze_connection, monkeypatch):
-    from braze_integration import delivery
-
-    member = make_member("boom")
-    MemberSyncState.objects.filter(pk=member.pk).update(status=SyncStatus.PENDING)  # a change waiting
-
-    def explode(*args, **kwargs):
-        raise RuntimeError("a bug")
-
-    monkeypatch.setattr(delivery.Deliverer, "deliver", explode)
-    with pytest.raises(RuntimeError):
-        services.sync_flush()
-
-    state = MemberSyncState.objects.get(pk=member.pk)
-    assert state.claim_token is None and state.claimed_until is None
-    assert state.status == SyncStatus.PENDING

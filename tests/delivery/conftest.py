@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from braze_integration import delivery
+from braze_integration import building
 from braze_integration.models import Connection, MemberSyncState, OutboxItem, SyncStatus
 from loyaltysync.models import Member
 
@@ -113,7 +113,7 @@ def assert_sandbox_matches_database(sandbox) -> None:
     """Every member's profile in the sandbox equals the mapped values the database gives, and every
     custom event is there exactly once, or once more per send whose answer was lost (counted)."""
     conn = Connection.objects.get(active=True)
-    plan = delivery.MappingPlan.load(conn)
+    plan = building.MappingPlan.load(conn)
     mismatches = []
     for row in Member.objects.values(*plan.columns):
         expected = {k: v for k, v in plan.values(row).items() if v is not None}

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, Member, Tier
+from tests.api_scopes import grant_every_api_scope
 
 TIERS = [("Bronze", 0, "1.00"), ("Silver", 500, "1.25"), ("Gold", 2000, "1.50"), ("Platinum", 5000, "2.00")]
 
@@ -97,7 +98,8 @@ def record(db, loyalty_settings):
 
 @pytest.fixture
 def api_user(db):
-    return get_user_model().objects.create_user(username="shop")  # no password: hashing one is slow
+    # No password: hashing one is slow.
+    return grant_every_api_scope(get_user_model().objects.create_user(username="shop"))
 
 
 @pytest.fixture

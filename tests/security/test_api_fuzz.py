@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from loyaltysync.models import Member
 from loyaltysync.wsgi import application
+from tests.api_scopes import grant_every_api_scope
 
 EXAMPLES_PER_OPERATION = 25
 
@@ -48,7 +49,7 @@ def token(db, settings, wsgi_keeps_the_test_database) -> str:
     # The schema's own example (events_create) and path parameters may name these.
     Member.objects.create(member_id="C-1001", first_name="Ada")
     Member.objects.create(member_id="M-1", first_name="Grace")
-    user = get_user_model().objects.create_user(username="fuzz")
+    user = grant_every_api_scope(get_user_model().objects.create_user(username="fuzz"))
     return Token.objects.create(user=user).key
 
 

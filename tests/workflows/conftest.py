@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyaltysync.models import Tier
+from tests.api_scopes import grant_every_api_scope
 from workflows import services
 
 FIXTURE = Path(django_settings.BASE_DIR) / "fixtures" / "workflows.json"
@@ -22,9 +23,9 @@ TIERS = [("Bronze", 0, "1.00"), ("Silver", 500, "1.25"), ("Gold", 2000, "1.50")]
 @pytest.fixture(autouse=True)
 def fresh_interest():
     """Each test starts without the cached "who listens" answer of the previous one."""
-    services._interest = None
+    services.workflow_interest_invalidate()
     yield
-    services._interest = None
+    services.workflow_interest_invalidate()
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def shipped_workflows(transactional_db):
 
 @pytest.fixture
 def api(transactional_db) -> APIClient:
-    user = get_user_model().objects.create_user(username="shop")
+    user = grant_every_api_scope(get_user_model().objects.create_user(username="shop"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client

@@ -150,9 +150,17 @@ class Command(BaseCommand):
         return "(the password you set)"
 
     def _ensure_token(self) -> str:
+        """The token of the demo shop's API user: it may send events, read and write members (the API's scopes),
+        and nothing else."""
+        from django.contrib.auth.models import Group, Permission
         from rest_framework.authtoken.models import Token
 
-        user = get_user_model().objects.get(username="admin")
+        user, created = get_user_model().objects.get_or_create(username="demo-shop")
+        if created:
+            user.set_unusable_password()  # an API user: it never logs in to the admin
+            user.save(update_fields=["password"])
+        user.groups.add(*Group.objects.filter(name__in=["API: events sender", "API: members reader"]))
+        user.user_permissions.add(Permission.objects.get(content_type__app_label="loyaltysync", codename="write_members"))
         return Token.objects.get_or_create(user=user)[0].key
 
     def _ensure_connection(self, sandbox_url: str) -> Connection:

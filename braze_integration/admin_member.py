@@ -1,0 +1,127 @@
+"""The member page's Braze sync panel (state, last error, the requests that carried the member, what
+the next sync would send, Sync now) and the member changelist's two Braze actions.
+
+Registered in the loyalty Member admin's panel registry; shown only to users with a Braze permission.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from loyaltysync.member_panels import MemberAction, MemberPanel, member_panel_register
+from loyaltysync.models import Member
+
+from . import admin_views, services
+from .admin_display import OUTCOME_BADGE, SYNC_BADGE, pretty_json, state_badge, when
+from .models import MemberSyncState, SyncRequestMember
+
+REQUESTS_ON_MEMBER_PAGE = 20
+
+
+def can_see_braze(request: HttpRequest) -> bool:
+    """Staff without any Braze permission see nothing of Braze."""
+    return request.user.has_module_perms("braze_integration")
+
+
+def braze_state(member: Member, *, with_button: bool) -> str:
+    state = MemberSyncState.objects.filter(pk=member.pk).first()
+    if state is None:
+        words = format_html("{} never sent", state_badge("Not synced", "never"))
+    else:
+        behind = state.version - state.synced_version
+        words = format_html(
+            "{} last synced {} · {} · {} attempt(s)",
+            state_badge(state.get_status_display(), SYNC_BADGE.get(state.status, "never")),
+            when(state.last_synced_at),
+            f"{behind} change(s) not in Braze yet" if behind > 0 else "Braze is up to date",
+            state.attempts,
+        )
+    if not with_button:
+        return words
+    # ``formaction`` sends the page's own form (and its CSRF token) to the Sync now view: no nested form.
+    return format_html(
+        '{} <button type="submit" class="button braze-sync-now" formaction="{}" formnovalidate>Sync now</button>',
+        words,
+        reverse("admin:loyaltysync_member_braze_sync", args=[member.pk]),
+    )
+
+
+def braze_requests(member: Member) -> str:
+    rows = (
+        SyncRequestMember.objects.filter(member=member)
+        .select_related("request")
+        .order_by("-request_id")[:REQUESTS_ON_MEMBER_PAGE]
+    )
+    body = format_html_join(
+        "",
+        "<tr><td><a href='{}'>#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                reverse("admin:braze_integration_syncrequest_change", args=[row.request_id]),
+                row.request_id,
+                when(row.request.created_at),
+                row.request.trigger,
+                state_badge(row.request.get_outcome_display(), OUTCOME_BADGE.get(row.request.outcome, "bad")),
+                row.request.http_status or "—",
+                row.object_count,
+                row.error or row.request.message,
+            )
+            for row in rows
+        ),
+    )
+    if not body:
+        return "No request has carried this member yet."
+    every = reverse("admin:braze_integration_syncrequest_changelist") + f"?q={member.member_id}"
+    return format_html(
+        '<table class="braze-table"><tr><th>Request</th><th>When</th><th>Trigger</th>'
+        "<th>Outcome</th><th>HTTP</th><th>Objects</th><th>Braze's message</th></tr>{}</table>"
+        "<p><a href='{}'>Every request of this member</a></p>",
+        body,
+        every,
+    )
+
+
+def panel_context(request: HttpRequest, member: Member) -> dict:
+    state = MemberSyncState.objects.filter(pk=member.pk).only("last_error").first()
+    return {
+        "state": braze_state(member, with_button=admin_views.can_send(request)),
+        "last_error": state.last_error if state and state.last_error else "—",
+        "requests": braze_requests(member),
+        "requests_title": f"Last {REQUESTS_ON_MEMBER_PAGE} requests",
+        "payload": pretty_json(services.member_payload_preview(member=member)),
+    }
+
+
+def sync_now_action(model_admin, request, queryset):
+    admin_views.members_sync_now(request, model_admin, list(queryset.values_list("pk", flat=True)))
+
+
+def payload_preview_action(model_admin, request, queryset):
+    return admin_views.payload_preview(request, model_admin, list(queryset))
+
+
+def panel_urls(model_admin) -> list:
+    wrap = model_admin.admin_site.admin_view
+    return [
+        path(
+            "<path:object_id>/braze-sync/",
+            wrap(lambda request, object_id: admin_views.member_sync_now(request, model_admin, object_id)),
+            name="loyaltysync_member_braze_sync",
+        ),
+    ]
+
+
+BRAZE_PANEL = MemberPanel(
+    key="braze",
+    template="admin/braze_integration/member_panel.html",
+    context=panel_context,
+    permission=can_see_braze,
+    actions=(
+        MemberAction("braze_sync_now", "Sync to Braze now", sync_now_action, admin_views.can_send),
+        MemberAction("braze_payload_preview", "Preview Braze payload", payload_preview_action, can_see_braze),
+    ),
+    urls=panel_urls,
+)
+member_panel_register(BRAZE_PANEL)

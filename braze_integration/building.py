@@ -1,0 +1,199 @@
+"""Building what a claim sends: the mapping plan, one member's objects, outbox objects, the preview
+of a member's next request, and Braze's data-point count.
+
+It reads the database (members, their sync state and pending outbox items) but writes nothing and
+sends nothing; the pure request shapes are in ``payloads``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from loyaltysync.models import Member
+
+from . import payloads
+from .fields import FieldContext, LoyaltyField, loyalty_fields
+from .models import Connection, MemberSyncState, OutboxItem, OutboxKind, OutboxStatus, SendMode
+
+MAX_OUTBOX_PER_MEMBER = 40  # the rest waits for the next round; keeps one member within one request
+
+
+@dataclass
+class MemberWork:
+    """One claimed member: what will be sent for it and what to record afterwards."""
+
+    pk: int
+    external_id: str
+    version: int
+    attempts: int
+    last_sent: dict[str, Any]
+    values: dict[str, Any] | None = None  # converted mapped values (all of them)
+    sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
+    outbox: list[OutboxItem] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def group_key(self) -> int:
+        return self.pk
+
+
+@dataclass(frozen=True)
+class OutboxOwner:
+    item: OutboxItem
+    member: MemberWork
+
+    @property
+    def group_key(self) -> int:
+        return self.member.pk
+
+
+@dataclass
+class MappingPlan:
+    specs: list[tuple[LoyaltyField, payloads.AttributeSpec]]
+    columns: list[str]
+    context: FieldContext
+
+    @classmethod
+    def load(cls, connection: Connection, *, only: set[str] | None = None) -> MappingPlan:
+        fields = loyalty_fields()
+        specs = []
+        for mapping in connection.mappings.all():
+            loyalty_field = fields.get(mapping.loyalty_field)
+            if loyalty_field is None or (only is not None and mapping.remote_field not in only
+                                         and mapping.loyalty_field not in only):
+                continue
+            specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
+        columns = sorted({c for f, _ in specs for c in f.columns} | {"id", "member_id"})
+        return cls(specs=specs, columns=columns, context=FieldContext.load())
+
+    def values(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The converted value of every mapped field; raises ``PayloadError`` naming the first bad one."""
+        out = {}
+        for loyalty_field, spec in self.specs:
+            raw = loyalty_field.extract(row, self.context)
+            out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+        return out
+
+
+def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
+    """The request array and object of an event or purchase item."""
+    data = item.payload
+    if item.kind == OutboxKind.EVENT:
+        return "events", payloads.event_object(external_id, name=data["name"], time=data["time"],
+                                               properties=data.get("properties"), app_id=app_id)
+    if item.kind == OutboxKind.PURCHASE:
+        return "purchases", payloads.purchase_object(
+            external_id, product_id=data["product_id"], currency=data["currency"], price=data["price"],
+            quantity=data.get("quantity", 1), time=data["time"], properties=data.get("properties"), app_id=app_id)
+    raise ValueError(item.kind)
+
+
+def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force: bool = False
+          ) -> tuple[list[MemberWork], list[payloads.UserObjects]]:
+    """Build every claimed member's objects. ``force`` sends mapped values even if Braze has them.
+
+    Outbox items that cannot be built are marked failed on the returned ``MemberWork`` (not saved)."""
+    states = {
+        pk: (version, attempts, last_sent)
+        for pk, version, attempts, last_sent in MemberSyncState.objects.filter(claim_token=token)
+        .values_list("pk", "version", "attempts", "last_sent_values")
+    }
+    rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
+    outbox: dict[int, list[OutboxItem]] = {}
+    for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
+        bucket = outbox.setdefault(item.member_id, [])
+        if len(bucket) < MAX_OUTBOX_PER_MEMBER:
+            bucket.append(item)
+    works, users = [], []
+    send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
+    for row in rows.iterator(chunk_size=2000):
+        version, attempts, last_sent = states[row["id"]]
+        work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
+                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []))
+        works.append(work)
+        objects: list[tuple[str, dict, Any]] = []
+        try:
+            payloads.check_external_id(work.external_id)
+            work.values = plan.values(row)
+        except payloads.PayloadError as err:
+            work.error = f"Cannot send {err.field}: {err.problem}"
+            work.values = None
+        attributes: dict[str, Any] = {}
+        if work.values is not None:
+            changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
+            if changed or force:
+                attributes = dict(work.values) if (send_all or force) else changed
+                work.sent_values = dict(attributes)
+        merge_objects = False
+        for item in work.outbox:
+            if item.kind == OutboxKind.ATTRIBUTES:
+                attributes.update(item.payload.get("attributes", {}))
+                merge_objects = merge_objects or bool(item.payload.get("merge_objects"))
+        if attributes and not work.error.startswith("Cannot send external_id"):
+            objects.append(("attributes", payloads.attributes_object(work.external_id, attributes,
+                                                                     merge_objects=merge_objects), work))
+        for item in work.outbox:
+            if item.kind == OutboxKind.ATTRIBUTES:
+                continue
+            try:
+                array, obj = outbox_object(item, work.external_id, connection.app_id)
+            except (payloads.PayloadError, KeyError, ValueError, TypeError) as err:
+                item.last_error = f"Cannot send: {err}"
+                item.status = OutboxStatus.FAILED
+                continue
+            objects.append((array, obj, OutboxOwner(item, work)))
+        users.append(payloads.UserObjects(key=work.pk, objects=objects))
+    return works, users
+
+
+def works_of(plan: payloads.RequestPlan) -> list[MemberWork]:
+    """The members whose objects a request carries, each once."""
+    seen: dict[int, MemberWork] = {}
+    for owners in plan.owners.values():
+        for owner in owners:
+            work = owner.member if isinstance(owner, OutboxOwner) else owner
+            seen.setdefault(work.pk, work)
+    return list(seen.values())
+
+
+def member_body_preview(connection: Connection, member: Member) -> dict[str, Any]:
+    """The request body the member's next sync would send (all mapped fields and pending items)."""
+    plan = MappingPlan.load(connection)
+    row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
+    body: dict[str, list] = {}
+    try:
+        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
+    except payloads.PayloadError as err:
+        return {"error": f"Cannot send {err.field}: {err.problem}"}
+    for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
+        if item.kind == OutboxKind.ATTRIBUTES:
+            body["attributes"][0].update(item.payload.get("attributes", {}))
+            continue
+        try:
+            array, obj = outbox_object(item, member.member_id, connection.app_id)
+        except (payloads.PayloadError, KeyError, ValueError) as err:
+            body.setdefault("unsendable", []).append(str(err))
+            continue
+        body.setdefault(array, []).append(obj)
+    return body
+
+
+def data_points_of(obj: dict[str, Any]) -> int:
+    """Braze's billing unit: each attribute written, each key of a nested object; country/language are free."""
+    points = 0
+    for key, value in obj.items():
+        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in ("country", "language"):
+            continue
+        if isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
+            points += _leaf_count(value)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            points += sum(_leaf_count(v) or 1 for v in value)
+        else:
+            points += 1
+    return points
+
+
+def _leaf_count(value: dict) -> int:
+    return sum(_leaf_count(v) if isinstance(v, dict) and v and "$time" not in v else 1 for v in value.values())

@@ -1,0 +1,288 @@
+"""The sync queue: members' sync-state rows, claims and leases, flush slots, and every raw SQL
+statement the engine writes.
+
+A member is *pending* when its state row says so; a worker *claims* pending members by stamping
+their rows with a token and a lease (at most one claim holds a member), and *finishes* the claim by
+writing the state Braze's answer gave. A *flush slot* is a row a flush task holds while it works,
+so a save queues a task only when a slot is free. Raw SQL is used where the ORM would cost a round
+trip per row or too much Python on the save path; it lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from .models import (
+    FlushSlot,
+    MemberSyncState,
+    OutboxItem,
+    RequestOutcome,
+    SyncRequest,
+    SyncRequestMember,
+    SyncStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+# A task renews its slot while it works; one that was killed frees it after this long.
+SLOT_LEASE = timedelta(seconds=15)
+
+
+def _q(name: str) -> str:
+    return db_connection.ops.quote_name(name)
+
+
+# --- marking members pending -----------------------------------------------------------------------
+
+def mark_pending(member_ids: list[int]) -> None:
+    """Upsert the members' state rows as pending in the caller's transaction; a member already
+    pending gets a higher version (several changes before a send merge into one)."""
+    table = _q(MemberSyncState._meta.db_table)
+    now = db_connection.ops.adapt_datetimefield_value(timezone.now())
+    with db_connection.cursor() as cursor:
+        for start in range(0, len(member_ids), 500):
+            chunk = member_ids[start:start + 500]
+            values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, %s, '', '')"] * len(chunk))
+            params: list[Any] = []
+            for member_id in chunk:
+                params += [member_id, now]
+            cursor.execute(
+                f"INSERT INTO {table} (member_id, status, version, synced_version, claimed_version, attempts, dirty_since, "
+                f"last_error, last_error_kind) VALUES {values} "
+                f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {table}.version + 1, "
+                f"dirty_since = COALESCE({table}.dirty_since, EXCLUDED.dirty_since), "
+                f"attempts = CASE WHEN {table}.status = 'pending' THEN {table}.attempts ELSE 0 END",
+                params,
+            )
+
+
+def states_ensure(member_ids: list[int]) -> None:
+    """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
+    values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '')"] * len(member_ids))
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
+            "claimed_version, attempts, last_error, last_error_kind) "
+            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", member_ids)
+
+
+# --- claims and leases ----------------------------------------------------------------------------
+
+def _claimable(now) -> Q:
+    return (
+        Q(status=SyncStatus.PENDING)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    )
+
+
+def claim_lease() -> timedelta:
+    return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
+
+
+def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False) -> tuple[uuid.UUID, list[int]]:
+    """Stamp up to ``limit`` due members with a fresh token; at most one claim holds a member."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    with transaction.atomic():
+        if include_synced:
+            free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        else:
+            free = _claimable(now)
+        qs = MemberSyncState.objects.filter(free)
+        if member_ids is not None:
+            qs = qs.filter(pk__in=list(member_ids))
+        else:
+            qs = qs.order_by("dirty_since")
+        rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
+        ids = [pk for pk, _ in rows]
+        # A token still on a free row belongs to a worker that stopped while holding it.
+        _recover_lost({old for _, old in rows if old is not None})
+        if ids:
+            MemberSyncState.objects.filter(pk__in=ids).update(
+                claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
+    return token, ids
+
+
+def claimable_exists() -> bool:
+    return MemberSyncState.objects.filter(_claimable(timezone.now())).exists()
+
+
+def next_due_in() -> float | None:
+    """Seconds until the soonest pending member becomes claimable (a retry comes due, or the lease of
+    a worker that stopped runs out), if any."""
+    now = timezone.now()
+    pending = MemberSyncState.objects.filter(status=SyncStatus.PENDING)
+    candidates = [
+        pending.filter(next_attempt_at__gt=now).order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first(),
+        pending.filter(claimed_until__gt=now).order_by("claimed_until").values_list("claimed_until", flat=True).first(),
+    ]
+    soonest = min((c for c in candidates if c is not None), default=None)
+    if soonest is None:
+        return None
+    return max(0.0, (soonest - now).total_seconds())
+
+
+def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
+    """Give members back without counting an attempt (rate limit, paused connection)."""
+    qs = MemberSyncState.objects.filter(claim_token=token)
+    if member_ids is not None:
+        qs = qs.filter(pk__in=list(member_ids))
+    qs.update(claim_token=None, claimed_until=None)
+
+
+def _recover_lost(tokens: set[uuid.UUID]) -> int:
+    """Requests still "sending" under a claim that expired: their worker died. Braze may have
+    processed them, so their events count as ambiguous sends (possible duplicates)."""
+    if not tokens:
+        return 0
+    lost = list(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, claim_token__in=tokens)
+                .values_list("pk", "errors"))
+    for pk, outbox_ids in lost:
+        ids = [i for i in outbox_ids if isinstance(i, int)] if isinstance(outbox_ids, list) else []
+        OutboxItem.objects.filter(pk__in=ids).update(ambiguous_sends=F("ambiguous_sends") + 1)
+        SyncRequest.objects.filter(pk=pk).update(
+            outcome=RequestOutcome.LOST, maybe_delivered=True, errors=[],
+            message="The worker stopped before Braze answered; the members were sent again.")
+    return len(lost)
+
+
+def abandon(token: uuid.UUID) -> None:
+    """Give up a claim after an unexpected error: its unanswered requests count as lost, its members are free."""
+    try:
+        with transaction.atomic():
+            _recover_lost({token})
+            release(token)
+    except Exception:  # the database itself may be what failed; then the lease frees the members
+        logger.exception("Could not release the claim after an error; the members are free again after the lease.")
+
+
+def recover_lost_requests(*, older_than: timedelta | None = None) -> int:
+    """Housekeeping: requests "sending" for longer than a lease whose members were never claimed again."""
+    cutoff = timezone.now() - (older_than or claim_lease())
+    tokens = set(SyncRequest.objects.filter(outcome=RequestOutcome.SENDING, created_at__lt=cutoff)
+                 .exclude(claim_token=None).values_list("claim_token", flat=True))
+    live = set(MemberSyncState.objects.filter(claim_token__in=tokens, claimed_until__gte=timezone.now())
+               .values_list("claim_token", flat=True))
+    return _recover_lost(tokens - live)
+
+
+# --- finishing a claim -----------------------------------------------------------------------------
+
+def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[int, dict[str, Any]],
+                  request_id: int | None, partial: bool) -> int:
+    """Braze has these members' values: synced, unless the member changed again meanwhile (or the
+    send was ``partial``: some mapped fields only). ``sent_values`` are the last-sent values to store
+    per member. Returns how many claimed rows were finished.
+
+    One UPDATE for what all members share (the status compares ``version`` with the claimed
+    version in SQL) and one ``UPDATE ... FROM (VALUES ...)`` for the values each member sent:
+    per-row ``bulk_update`` CASE expressions were the slowest part of a resync, and
+    ``executemany`` is a round trip per row on PostgreSQL."""
+    if not member_ids:
+        return 0
+    table = _q(MemberSyncState._meta.db_table)
+    values_field = MemberSyncState._meta.get_field("last_sent_values")
+    rows = [(values_field.get_db_prep_save(values, db_connection), pk) for pk, values in sent_values.items()]
+    updates: dict[str, Any] = {"attempts": 0, "next_attempt_at": None, "last_error": "", "last_error_kind": "",
+                               "claim_token": None, "claimed_until": None}
+    if request_id is not None:
+        updates.update(last_synced_at=timezone.now(), last_request_id=request_id)
+    if not partial:
+        same = Q(version=F("claimed_version"))
+        updates.update(synced_version=F("claimed_version"),
+                       status=Case(When(same, then=Value(SyncStatus.SYNCED)), default=Value(SyncStatus.PENDING)),
+                       dirty_since=Case(When(same, then=Value(None)), default=F("dirty_since")))
+    with transaction.atomic():
+        if rows:
+            token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
+            if db_connection.vendor == "postgresql":
+                values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(rows))
+                source = f"(VALUES {values}) AS sent(id, value)"
+                sent_id, sent_value = "sent.id", "sent.value"
+            else:  # SQLite names the columns of a VALUES list column1, column2, ...
+                source = f"(VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS sent"
+                sent_id, sent_value = "sent.column1", "sent.column2"
+            with db_connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET last_sent_values = {sent_value} FROM {source} "
+                    f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
+                    [p for value, pk in rows for p in (pk, value)] + [token_param])
+        return MemberSyncState.objects.filter(claim_token=token, pk__in=member_ids).update(**updates)
+
+
+def finish_failed(token: uuid.UUID, *, errors: dict[int, str], request_id: int | None) -> None:
+    """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
+    by_error: dict[str, list[int]] = {}
+    for pk, error in errors.items():
+        by_error.setdefault(error[:2000], []).append(pk)
+    same = Q(version=F("claimed_version"))
+    with transaction.atomic():
+        for error, pks in by_error.items():
+            updates: dict[str, Any] = {
+                "status": Case(When(same, then=Value(SyncStatus.FAILED)), default=Value(SyncStatus.PENDING)),
+                "last_error": error, "last_error_kind": "invalid_data", "attempts": 0, "next_attempt_at": None,
+                "claim_token": None, "claimed_until": None}
+            if request_id is not None:
+                updates["last_request_id"] = request_id
+            MemberSyncState.objects.filter(claim_token=token, pk__in=pks).update(**updates)
+
+
+def request_members_write(request_id: int, rows: list[tuple[int, int, str]]) -> None:
+    """The members a request carried, as ``(member_id, object_count, error)``.
+
+    One multi-row INSERT: Django's bulk_create spends more time preparing these rows than the
+    database inserting them, and executemany is a round trip per row on PostgreSQL."""
+    if not rows:
+        return
+    params = [value for member_id, count, error in rows for value in (request_id, member_id, count, error)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_q(SyncRequestMember._meta.db_table)} "
+            "(request_id, member_id, object_count, error) VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(rows)),
+            params)
+
+
+# --- flush slots -----------------------------------------------------------------------------------
+
+def _slot_free(now) -> Q:
+    return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
+
+
+def slot_take() -> int | None:
+    """Take a free flush slot. The common case on the save path is "all busy" (a worker is
+    flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
+    building off the save path."""
+    now = timezone.now()
+    table = _q(FlushSlot._meta.db_table)
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1), "
+            f"(SELECT COUNT(*) FROM {table})", [db_connection.ops.adapt_datetimefield_value(now)])
+        free_id, slots = cursor.fetchone()
+    if free_id is None:
+        if slots >= settings.BRAZE_SYNC_CONCURRENCY:
+            return None
+        return FlushSlot.objects.create(busy_until=now + SLOT_LEASE).pk
+    taken = FlushSlot.objects.filter(pk=free_id).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
+    return free_id if taken else None
+
+
+def slot_renew(slot_id: int | None) -> None:
+    if slot_id is not None:
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=timezone.now() + SLOT_LEASE)
+
+
+def slot_release(slot_id: int | None) -> None:
+    if slot_id is not None:
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None)

@@ -1,0 +1,93 @@
+"""Building: the mapping plan, one member's objects, outbox objects and Braze's data points."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from braze_integration import building, queue, services
+from braze_integration.models import MemberSyncState, OutboxItem, SyncStatus
+
+from .members import make_member
+
+
+@pytest.mark.parametrize(("obj", "points"), [
+    ({"external_id": "m-1", "loyalty_points": 1, "loyalty_tier": "Gold"}, 2),
+    ({"external_id": "m-1", "country": "DE", "language": "de", "loyalty_points": 1}, 1),  # free keys
+    ({"external_id": "m-1", "summary": {"tier": "Gold", "points": 1, "nested": {"a": 1, "b": 2}}}, 4),
+    ({"external_id": "m-1", "items": [{"a": 1, "b": 2}, {}]}, 3),  # an empty object still counts once
+    ({"external_id": "m-1", "loyalty_last_products": ["a", "b"]}, 1),  # an array of scalars is one
+    ({"external_id": "m-1", "count": {"inc": 1}}, 1),
+], ids=["flat", "country-language-free", "nested-object", "array-of-objects", "array", "object-operator"])
+def test_data_points_count_like_braze_bills_them(obj, points):
+    assert building.data_points_of(obj) == points
+
+
+def test_given_changed_fields_mode_then_only_the_changed_values_are_built(braze_connection, sandbox):
+    braze_connection.send_mode = "changed_fields"
+    braze_connection.save()
+    member = make_member("b-1")
+    MemberSyncState.objects.filter(pk=member.pk).update(
+        status=SyncStatus.PENDING, last_sent_values={"loyalty_points": 120, "loyalty_first_name": "Old"})
+    token, _ = queue.claim(limit=1, member_ids=[member.pk])
+
+    works, users = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+
+    [work] = works
+    assert work.sent_values["loyalty_first_name"] == "Ada" and "loyalty_points" not in work.sent_values
+    [(array, obj, owner)] = users[0].objects
+    assert array == "attributes" and obj["external_id"] == "b-1" and owner is work
+
+
+def test_given_more_outbox_items_than_fit_then_the_rest_wait_for_the_next_round(braze_connection):
+    member = make_member("b-2")
+    with transaction.atomic():
+        for index in range(building.MAX_OUTBOX_PER_MEMBER + 5):
+            services.outbox_enqueue(member_id=member.pk, kind="event",
+                                    payload={"name": f"e{index}", "time": "2024-01-01T00:00:00Z"})
+    token, _ = queue.claim(limit=1, member_ids=[member.pk])
+
+    works, users = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+
+    assert len(works[0].outbox) == building.MAX_OUTBOX_PER_MEMBER
+    assert sum(1 for array, _, _ in users[0].objects if array == "events") == building.MAX_OUTBOX_PER_MEMBER
+    assert OutboxItem.objects.count() == building.MAX_OUTBOX_PER_MEMBER + 5
+
+
+def test_the_preview_is_the_body_the_next_sync_would_send(braze_connection):
+    member = make_member("b-3")
+    services.outbox_enqueue(member_id=member.pk, kind="event", payload={"name": "welcome", "time": "2024-01-01"})
+
+    body = building.member_body_preview(braze_connection, member)
+
+    assert body["attributes"][0]["external_id"] == "b-3" and body["attributes"][0]["loyalty_points"] == 120
+    assert [event["name"] for event in body["events"]] == ["welcome"]
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_and_the_rest_go_through(
+        braze_connection, sandbox):
+    with transaction.atomic():
+        make_member("good-1")
+        make_member("bad-1", last_purchase={"items": ["not an object"]})  # Braze wants objects here
+        make_member("good-2")
+
+    assert sandbox.user("good-1") is not None
+    assert sandbox.user("good-2") is not None
+    assert sandbox.user("bad-1") is None
+    bad = MemberSyncState.objects.get(member__member_id="bad-1")
+    assert bad.status == SyncStatus.FAILED
+    assert bad.last_error == "Cannot send loyalty_last_items[0]: expected an object"
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_given_an_event_that_cannot_be_built_then_it_fails_alone(braze_connection, sandbox):
+    from braze_integration.models import OutboxItem
+
+    member = make_member()
+    services.outbox_enqueue(member_id=member.pk, kind="event", payload={"name": "x", "time": "not a time"})
+
+    item = OutboxItem.objects.get()
+    assert item.status == "failed"
+    assert "not an ISO 8601 date" in item.last_error
+    assert sandbox.user("m-1")["events"] == []

@@ -1,0 +1,139 @@
+"""Delivery: sending claimed members and carrying out each of Braze's answers, against a real
+database and the sandbox over real HTTP (the outcomes themselves are decided in ``errors``)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from braze_integration import delivery, queue, services
+from braze_integration.models import Connection, ConnectionStatus, MemberSyncState, SyncRequest, SyncStatus
+
+from .members import make_member
+
+pytestmark = pytest.mark.usefixtures("q_sync")
+
+
+def claim_everyone(members) -> object:
+    MemberSyncState.objects.filter(pk__in=[m.pk for m in members]).update(status=SyncStatus.PENDING)
+    token, _ = queue.claim(limit=100, member_ids=[m.pk for m in members])
+    return token
+
+
+def deliverer_for(connection: Connection) -> delivery.Deliverer:
+    return delivery.Deliverer(connection, services.client_for(connection))
+
+
+def test_given_a_429_then_the_members_are_given_back_without_an_attempt_and_the_connection_waits(
+        braze_connection, sandbox):
+    member = make_member("m-429")
+    sandbox.set_faults(rate_limit="1/60s")
+    deliverer_for(braze_connection).deliver(claim_everyone([member]), force=True)  # fills the window
+    token = claim_everyone([member])
+
+    round_ = delivery.deliver_claim(deliverer_for(braze_connection), token, force=True)
+
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert round_.stop is not None and round_.stop.reason == "rate limited" and round_.stop.wait > 0
+    assert state.status == SyncStatus.PENDING and state.attempts == 0 and state.claim_token is None
+    assert Connection.objects.get(pk=braze_connection.pk).paused_until > timezone.now()
+    assert SyncRequest.objects.filter(outcome="rate_limited", http_status=429).exists()
+
+
+def test_given_braze_answers_503_then_the_member_is_retried_later_with_backoff(braze_connection, sandbox):
+    member = make_member("m-503")
+    token = claim_everyone([member])
+    sandbox.set_faults(fail_next=1)
+
+    round_ = delivery.deliver_claim(deliverer_for(braze_connection), token, force=True)
+
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert round_.stop is not None and round_.stop.reason == "Braze unavailable"
+    assert state.status == SyncStatus.PENDING and state.attempts == 1 and state.claim_token is None
+    assert state.next_attempt_at > timezone.now()
+    assert state.last_error_kind == "server_error"
+    assert SyncRequest.objects.filter(outcome="server_error", http_status=503).exists()
+    assert Connection.objects.get(pk=braze_connection.pk).paused_until is not None
+
+
+def test_given_a_refused_key_then_the_connection_needs_attention_and_the_member_waits(braze_connection, sandbox):
+    member = make_member("m-401")
+    token = claim_everyone([member])
+    sandbox.set_keys(["another-key-entirely-000000"])
+
+    round_ = delivery.deliver_claim(deliverer_for(braze_connection), token, force=True)
+
+    connection = Connection.objects.get(pk=braze_connection.pk)
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert round_.stop is not None and round_.stop.reason == "connection needs attention"
+    assert connection.status == ConnectionStatus.NEEDS_ATTENTION
+    assert "Braze does not accept this API key" in connection.last_message
+    assert state.status == SyncStatus.PENDING and state.attempts == 0 and state.claim_token is None
+
+
+def test_given_braze_refuses_one_object_then_only_that_member_is_marked_failed_with_brazes_words(
+        braze_connection, sandbox):
+    from braze_integration.models import OutboxItem
+
+    with transaction.atomic():
+        good = make_member("good-1")
+        bad = make_member("bad-1")
+        # Our builder passes ad-hoc attributes through; Braze refuses a nested key with a '.'.
+        services.outbox_enqueue(member_id=bad.pk, kind="attributes", payload={"attributes": {"prefs": {"a.b": 1}}})
+
+    assert sandbox.user("good-1")["attributes"]["loyalty_first_name"] == "Ada"
+    assert MemberSyncState.objects.get(pk=good.pk).status == SyncStatus.SYNCED
+    bad_state = MemberSyncState.objects.get(pk=bad.pk)
+    assert bad_state.status == SyncStatus.FAILED
+    assert bad_state.last_error.startswith("Braze refused the attributes:")
+    assert OutboxItem.objects.get(member=bad).status == "failed"
+    request = SyncRequest.objects.get(outcome="partial")
+    assert request.errors and request.errors[0]["input_array"] == "attributes"
+
+
+def test_every_request_is_logged_with_brazes_answer(braze_connection, sandbox):
+    make_member()
+
+    request = SyncRequest.objects.get()
+    assert request.outcome == "success"
+    assert request.http_status == 201
+    assert request.attributes_count == 1
+    assert request.members.get().member.member_id == "m-1"
+
+
+def test_given_braze_refuses_the_request_as_too_big_then_it_is_split_until_everything_goes_through(
+        braze_connection, settings):
+    """An account on a smaller object limit answers 400 "Max Input Length Exceeded" for our batches:
+    the batch is halved until Braze takes it, and nothing is lost."""
+    from braze_integration.sandbox import SandboxConfig, SandboxServer
+    from tests.conftest import SANDBOX_KEY
+
+    with SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, max_objects=20)) as small:
+        braze_connection.instance_url = small.url
+        braze_connection.save()
+        with transaction.atomic():
+            for index in range(60):
+                make_member(f"split-{index:02d}")
+
+        assert len(small.store.profile_keys()) == 60
+        assert SyncRequest.objects.filter(outcome="rejected", message="Max Input Length Exceeded").exists()
+        assert not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists()
+
+
+def test_given_an_unexpected_error_mid_batch_then_the_members_are_given_back_at_once(braze_connection, monkeypatch):
+    from braze_integration import delivery
+
+    member = make_member("boom")
+    MemberSyncState.objects.filter(pk=member.pk).update(status=SyncStatus.PENDING)  # a change waiting
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(delivery.Deliverer, "deliver", explode)
+    with pytest.raises(RuntimeError):
+        services.sync_flush()
+
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert state.claim_token is None and state.claimed_until is None
+    assert state.status == SyncStatus.PENDING

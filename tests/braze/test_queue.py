@@ -1,0 +1,121 @@
+"""The sync queue: pending marks, claims and leases, lost requests, finishing a claim, flush slots."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from braze_integration import queue
+from braze_integration.models import (
+    Connection,
+    FlushSlot,
+    MemberSyncState,
+    OutboxItem,
+    RequestOutcome,
+    SyncRequest,
+    SyncStatus,
+)
+from loyaltysync.models import Member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def members():
+    # No active connection: saving members marks nothing, the tests mark them themselves.
+    return [Member.objects.create(member_id=f"q-{i}") for i in range(3)]
+
+
+def test_given_a_member_marked_twice_then_one_pending_row_with_a_higher_version(members):
+    queue.mark_pending([members[0].pk])
+    first = MemberSyncState.objects.get(pk=members[0].pk)
+    queue.mark_pending([members[0].pk])
+
+    state = MemberSyncState.objects.get(pk=members[0].pk)
+    assert state.status == SyncStatus.PENDING
+    assert state.version == first.version + 1
+    assert state.dirty_since == first.dirty_since  # the oldest change decides how late it is
+
+
+def test_given_claimed_members_then_no_other_claim_gets_them_until_released(members):
+    queue.mark_pending([m.pk for m in members])
+
+    token, ids = queue.claim(limit=10)
+    _, again = queue.claim(limit=10)
+    queue.release(token, [members[0].pk])
+    _, after_release = queue.claim(limit=10)
+
+    assert sorted(ids) == sorted(m.pk for m in members)
+    assert again == []
+    assert after_release == [members[0].pk]
+
+
+def test_given_a_claim_whose_lease_ran_out_then_its_unanswered_request_is_lost_and_its_events_ambiguous(members):
+    connection = Connection.objects.create(name="c", instance_url="https://rest.fra-01.braze.eu")
+    queue.mark_pending([members[0].pk])
+    token, _ = queue.claim(limit=1)
+    item = OutboxItem.objects.create(member=members[0], kind="event", payload={"name": "x", "time": "2024-01-01"})
+    request = SyncRequest.objects.create(connection=connection, claim_token=token, errors=[item.pk])
+    MemberSyncState.objects.filter(pk=members[0].pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+
+    _, ids = queue.claim(limit=1)
+
+    request.refresh_from_db()
+    assert ids == [members[0].pk]
+    assert request.outcome == RequestOutcome.LOST and request.maybe_delivered
+    assert OutboxItem.objects.get(pk=item.pk).ambiguous_sends == 1
+
+
+def test_given_a_member_changed_during_its_send_then_finishing_leaves_it_pending(members):
+    queue.mark_pending([m.pk for m in members[:2]])
+    token, _ = queue.claim(limit=10)
+    queue.mark_pending([members[1].pk])  # changed again while the request was out
+
+    done = queue.finish_synced(token, member_ids=[m.pk for m in members[:2]],
+                               sent_values={members[0].pk: {"a": 1}}, request_id=None, partial=False)
+
+    assert done == 2
+    synced, changed = (MemberSyncState.objects.get(pk=m.pk) for m in members[:2])
+    assert synced.status == SyncStatus.SYNCED and synced.last_sent_values == {"a": 1} and synced.claim_token is None
+    assert changed.status == SyncStatus.PENDING
+
+
+def test_given_a_refused_member_then_finishing_it_failed_keeps_brazes_words(members):
+    queue.mark_pending([members[0].pk])
+    token, _ = queue.claim(limit=1)
+
+    queue.finish_failed(token, errors={members[0].pk: "Braze refused it"}, request_id=None)
+
+    state = MemberSyncState.objects.get(pk=members[0].pk)
+    assert (state.status, state.last_error, state.claim_token) == (SyncStatus.FAILED, "Braze refused it", None)
+
+
+def test_states_ensure_adds_missing_rows_and_leaves_existing_ones(members):
+    queue.mark_pending([members[0].pk])
+    queue.mark_pending([members[0].pk])
+
+    queue.states_ensure([m.pk for m in members])
+
+    assert MemberSyncState.objects.count() == 3
+    assert MemberSyncState.objects.get(pk=members[0].pk).version == 2
+
+
+def test_flush_slots_are_limited_to_the_concurrency_and_freed_on_release(settings):
+    settings.BRAZE_SYNC_CONCURRENCY = 2
+
+    first, second, third = queue.slot_take(), queue.slot_take(), queue.slot_take()
+    queue.slot_release(first)
+
+    assert first and second and third is None
+    assert queue.slot_take() == first
+    assert FlushSlot.objects.count() == 2
+
+
+def test_next_due_in_is_the_soonest_retry(members):
+    queue.mark_pending([members[0].pk])
+    MemberSyncState.objects.filter(pk=members[0].pk).update(next_attempt_at=timezone.now() + timedelta(seconds=30))
+
+    assert not queue.claimable_exists()
+    assert 25 < queue.next_due_in() <= 30
