@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -32,6 +33,7 @@ from .idempotency import (
     idempotency_key_of,
     replayable_response,
 )
+from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER
 from .parsers import StrictJSONParser
 from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
 from .serializers import (
@@ -205,11 +207,33 @@ class MemberEventsView(_ListView):
         return super().get(request, *args, **kwargs)
 
 
+class _LedgerSchema(TokenAuthSchema):
+    """The ledger answers an object (the member's balances, ``expiring``) around a page of rows: documented
+    as that object, with the pagination's query parameters."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+    def get_override_parameters(self):
+        return [
+            *super().get_override_parameters(),
+            OpenApiParameter(
+                CURSOR_PARAMETER, OpenApiTypes.STR, description="Where the page starts: from a `next` link."
+            ),
+            OpenApiParameter(
+                PAGE_SIZE_PARAMETER,
+                {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
+                description="Rows per page.",
+            ),
+        ]
+
+
 class MemberLedgerView(_ListView):
     """A member's points ledger, newest first, with the points that expire soon."""
 
     permission_classes = (IsApiUser, MembersScope)
     serializer_class = LedgerEntrySerializer
+    schema = _LedgerSchema()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
