@@ -44,8 +44,7 @@ def database_url(kind: str) -> str:
 def setup_django(kind: str, *, redis_url: str = "", fresh: bool = True) -> None:
     """Point Django at a fresh benchmark database and migrate it."""
     url = database_url(kind)
-    os.environ.update({"DATABASE_URL": url, "REDIS_URL": redis_url, "BRAZE_ALLOW_LOCAL_ENDPOINTS": "1",
-                       "DEBUG": "1", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "loyaltysync.settings"})
+    os.environ.update({"DATABASE_URL": url, "REDIS_URL": redis_url, "DEBUG": "1", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "loyaltysync.settings"})
     if fresh:
         if kind == "postgres":
             name = url.rsplit("/", 1)[1]
@@ -70,6 +69,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def allow_local_endpoint(url: str) -> None:
+    """Let the connection (here, and in workers started from here) use the sandbox at ``url``."""
+    from django.conf import settings
+
+    os.environ["BRAZE_LOCAL_ENDPOINTS"] = url
+    if settings.configured:
+        settings.BRAZE_LOCAL_ENDPOINTS = [url]
+
+
 @contextmanager
 def sandbox_process(*extra: str):
     """The sandbox in a process of its own (its own core, not this one's GIL)."""
@@ -80,6 +88,7 @@ def sandbox_process(*extra: str):
                                 "--api-key", SANDBOX_KEY, "--rate-limit", "1000000/1s", *extra],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    allow_local_endpoint(url)
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -15,6 +15,7 @@ from loyaltysync.models import Member
 
 from . import admin_logs, admin_member, admin_views, services  # noqa: F401,E402  (they register their admins and the member panel)
 from .admin_display import BrazeMedia, state_badge
+from .config import WORKSPACE_CHANGED
 from .fields import loyalty_fields
 from .forms import ConnectionForm, FieldMappingForm
 from .models import (
@@ -163,6 +164,10 @@ class ConnectionAdmin(admin.ModelAdmin):
         services.sync_config_invalidate()
 
     def _after_save(self, request, obj: Connection, response):
+        if obj.workspace_changed and Member.objects.exists():
+            self.message_user(request, WORKSPACE_CHANGED + " Check what a full resync sends, then start it.",
+                              messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:braze_integration_resync"))
         for mapping in obj.mappings.all():
             if mapping.is_standard_profile_field:
                 self.message_user(

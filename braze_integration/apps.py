@@ -7,4 +7,9 @@ class BrazeIntegrationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from . import receivers  # noqa: F401  (connects the signal receivers)
+        from .endpoints import local_endpoints_check
+
+        checks.register(local_endpoints_check)

@@ -26,6 +26,9 @@ from django.db import models
 from .models import Connection, FieldMapping
 
 API_KEY_ENV_DEFAULT = "BRAZE_API_KEY"
+WORKSPACE_CHANGED = ("The instance URL or the API key changed: this may be another Braze workspace, which has none "
+                     "of the values sent before, so the sync has forgotten them. Until a full resync, Braze gets "
+                     "each member's values only when they change.")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The connection's settings in the file (everything but the key and its state), in the model's names.
 CONNECTION_FIELDS = ("name", "instance_url", "app_id", "active", "send_mode", "batch_size", "per_array_limit",
@@ -253,6 +256,7 @@ class BrazeImport:
     connection_changed: bool = False
     mappings: list[FieldMapping] = field(default_factory=list)
     mappings_changed: bool = False
+    workspace_changed: bool = False  # the active connection's URL or key changes: what was sent is forgotten
     remote_fields_to_resync: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -341,6 +345,10 @@ def _changes(plan: BrazeImport, existing: Connection | None) -> None:
             if before[name] != after[name]:
                 plan.connection_changed = True
                 plan.changes.append(f"connection.{name}: {show(before[name])} -> {show(after[name])}")
+    if existing is not None and connection.active and (
+            existing.instance_url != connection.instance_url
+            or (existing.api_key and plan.api_key is not None and plan.api_key != existing.api_key)):
+        plan.workspace_changed = True
     if plan.api_key is not None and plan.api_key != (existing.api_key if existing else ""):
         plan.connection_changed = True
         verb = "replaced" if existing is not None and existing.api_key else "set"
@@ -363,6 +371,19 @@ def _changes(plan: BrazeImport, existing: Connection | None) -> None:
     kept = [remote for _, remote in new if remote in old_by_remote]
     if kept != [remote for _, remote in old if remote in new_by_remote]:
         plan.changes.append("field_mappings: order changed")
+
+
+def full_resync_cost() -> str:
+    """What ``braze_resync --all`` would send with nothing remembered as sent, in words (the full
+    resync a workspace change calls for), or why it cannot run."""
+    from . import resync  # the resync needs the whole sync machinery; the file's other uses do not
+
+    try:
+        report = resync.resync_dry_run(selection=resync.Selection(all=True), force=True)
+    except resync.ResyncError as err:
+        return str(err)
+    return (f"{report.would_send:,} members in {report.requests:,} requests, {report.data_points:,} data points"
+            + (f"; {report.unsendable:,} cannot be sent" if report.unsendable else ""))
 
 
 def braze_config_apply(*, plan: BrazeImport) -> None:

@@ -1,7 +1,7 @@
 """Which hosts the Braze connection may talk to.
 
-Only https to Braze's REST hosts, or plain http to the loopback sandbox when
-``BRAZE_ALLOW_LOCAL_ENDPOINTS`` is on. Anything else (other hosts, IP literals, userinfo tricks,
+Only https to Braze's REST hosts, or the loopback URLs listed in ``BRAZE_LOCAL_ENDPOINTS`` (the
+sandbox, scheme, host and port as listed: any other loopback port may be Redis or PostgreSQL). Anything else (other hosts, IP literals, userinfo tricks,
 other schemes, DNS names on Braze's domains that resolve to private addresses) is refused with a
 message that says why, so a configurable URL can never make the server request somewhere else.
 """
@@ -9,11 +9,14 @@ message that says why, so a configurable URL can never make the server request s
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core import checks
 from django.db import models
 
 BRAZE_DOMAINS = ("braze.com", "braze.eu")
@@ -53,10 +56,32 @@ def _is_braze_host(host: str) -> bool:
     return any(host == domain or host.endswith("." + domain) for domain in BRAZE_DOMAINS)
 
 
-def endpoint_normalize(url: str, *, allow_local: bool | None = None, resolve: bool = True) -> str:
-    """Return ``url`` as scheme://host[:port] if the connection may use it, else raise ``EndpointRefused``."""
-    if allow_local is None:
-        allow_local = settings.BRAZE_ALLOW_LOCAL_ENDPOINTS
+def _local_key(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    return scheme, host, port or (443 if scheme == "https" else 80)
+
+
+def local_endpoints_allowed(urls: Iterable[str]) -> set[tuple[str, str, int]]:
+    """(scheme, host, port) of each loopback URL in ``urls``; anything else in the list is ignored
+    (the ``braze_integration`` system check reports it)."""
+    allowed = set()
+    for url in urls:
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:
+            continue
+        host = (parts.hostname or "").lower().rstrip(".")
+        if parts.scheme.lower() in ("http", "https") and host in LOCAL_HOSTS:
+            allowed.add(_local_key(parts.scheme.lower(), host, port))
+    return allowed
+
+
+def endpoint_normalize(url: str, *, local_endpoints: Iterable[str] | None = None, resolve: bool = True) -> str:
+    """Return ``url`` as scheme://host[:port] if the connection may use it, else raise ``EndpointRefused``.
+
+    Loopback URLs only when ``local_endpoints`` (default ``settings.BRAZE_LOCAL_ENDPOINTS``) lists them."""
+    if local_endpoints is None:
+        local_endpoints = settings.BRAZE_LOCAL_ENDPOINTS
     text = (url or "").strip()
     if not text:
         raise EndpointRefused("Enter the REST endpoint of your Braze instance.")
@@ -78,12 +103,14 @@ def endpoint_normalize(url: str, *, allow_local: bool | None = None, resolve: bo
     if not host:
         raise EndpointRefused("The URL has no host.")
     if host in LOCAL_HOSTS:
-        if not allow_local:
-            raise EndpointRefused(
-                "Local endpoints (the Braze sandbox) are allowed only when BRAZE_ALLOW_LOCAL_ENDPOINTS is on."
-            )
         bracketed = f"[{host}]" if ":" in host else host
-        return f"{scheme}://{bracketed}" + (f":{port}" if port else "")
+        normalized = f"{scheme}://{bracketed}" + (f":{port}" if port else "")
+        if _local_key(scheme, host, port) not in local_endpoints_allowed(local_endpoints):
+            raise EndpointRefused(
+                f"{normalized} is a local endpoint; local endpoints (the Braze sandbox) are allowed only when "
+                "BRAZE_LOCAL_ENDPOINTS lists them (scheme, host and port)."
+            )
+        return normalized
     if _is_ip_literal(host):
         raise EndpointRefused("IP addresses are not allowed; use your Braze instance's host name.")
     if not _HOST_NAME.match(host):
@@ -123,3 +150,21 @@ def _refuse_private_resolution(host: str) -> None:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise EndpointRefused(f"{host} resolves to a non-public address ({address}); refusing to connect.")
+
+
+def local_endpoints_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """System check: every entry of ``BRAZE_LOCAL_ENDPOINTS`` is a loopback URL, and the old on/off
+    switch (which let in every loopback port) is not relied on any more."""
+    messages: list[checks.CheckMessage] = []
+    for url in settings.BRAZE_LOCAL_ENDPOINTS:
+        if not local_endpoints_allowed([url]):
+            messages.append(checks.Error(
+                f"BRAZE_LOCAL_ENDPOINTS: {url!r} is not a loopback URL such as http://127.0.0.1:9400.",
+                hint="List only the local Braze sandbox's URLs; Braze's own hosts need no entry.",
+                id="braze_integration.E001"))
+    if "BRAZE_ALLOW_LOCAL_ENDPOINTS" in os.environ:
+        messages.append(checks.Warning(
+            "BRAZE_ALLOW_LOCAL_ENDPOINTS is no longer read.",
+            hint="List the sandbox's URLs instead: BRAZE_LOCAL_ENDPOINTS=http://127.0.0.1:9400",
+            id="braze_integration.W001"))
+    return messages

@@ -17,6 +17,7 @@ from django.db.models import Q
 from loyaltysync.models import Member
 
 from . import payloads
+from .attribute_claims import attribute_claims
 from .endpoints import EndpointRefused, Instance, endpoint_normalize
 from .secrets import EncryptedTextField
 
@@ -74,6 +75,25 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.instance_url})"
 
+    # Set by save(): whether it changed the instance URL or the API key of the active connection.
+    workspace_changed = False
+
+    def save(self, *args, **kwargs):
+        """Save; a new instance URL or API key of the active connection forgets what was sent.
+
+        The URL or the key may lead to another Braze workspace, which holds none of the values the
+        sync remembers as sent (``MemberSyncState.last_sent_values``): kept, they would make a resync
+        skip almost every member. Forgotten, the next resync sends every member's values."""
+        before = None
+        if self.pk is not None:
+            before = Connection.objects.filter(pk=self.pk).values_list("instance_url", "api_key").first()
+        super().save(*args, **kwargs)
+        self.workspace_changed = bool(
+            before is not None and self.active
+            and (before[0] != self.instance_url or (before[1] and before[1] != self.api_key)))
+        if self.workspace_changed:
+            MemberSyncState.objects.filter(last_sent_values__isnull=False).update(last_sent_values=None)
+
     def clean(self) -> None:
         try:
             self.instance_url = endpoint_normalize(self.instance_url)
@@ -121,9 +141,28 @@ class FieldMapping(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def validate_unique(self, exclude=None) -> None:
+        """Also: no workflow sends this attribute (see ``attribute_claims``). Checked with uniqueness
+        since it is uniqueness across writers: ``braze_config import`` checks it within its file."""
+        super().validate_unique(exclude)
+        name = (self.remote_field or "").strip()
+        if not name or (exclude and "remote_field" in exclude):
+            return
+        owner = attribute_claims([name]).get(name)
+        if owner:
+            raise ValidationError({"remote_field": mapped_attribute_collision(
+                name=name, loyalty_field=self.loyalty_field, owner=owner)})
+
     @property
     def is_standard_profile_field(self) -> bool:
         return self.remote_field in payloads.STANDARD_PROFILE_FIELDS
+
+
+def mapped_attribute_collision(*, name: str, loyalty_field: str, owner: str) -> str:
+    """Why a mapped attribute cannot also be sent by ``owner`` (a workflow's action), naming both."""
+    return (f'The Braze attribute "{name}" is both the field mapping of the loyalty field {loyalty_field} and '
+            f"sent by {owner}. Braze would keep whichever came last while the sync records the mapped value as "
+            "sent, and a resync would not repair it: give one of them another name.")
 
 
 class SyncStatus(models.TextChoices):

@@ -56,6 +56,11 @@ STANDARD_PROFILE_FIELDS = frozenset(
         "date_of_last_session", "facebook", "twitter", "bio", "alias_name", "alias_label",
     }
 )
+# The Braze type of the standard profile fields that are not strings.
+STANDARD_PROFILE_FIELD_TYPES = {
+    "dob": BrazeType.DATE, "date_of_first_session": BrazeType.DATE, "date_of_last_session": BrazeType.DATE,
+    "current_location": BrazeType.OBJECT, "facebook": BrazeType.OBJECT, "twitter": BrazeType.OBJECT,
+}
 RESERVED_EVENT_PROPERTY_KEYS = frozenset({"time", "event_name"})
 RESERVED_PURCHASE_PROPERTY_KEYS = frozenset({"time", "product_id", "quantity", "event_name", "price", "currency"})
 _NESTED_KEY = re.compile(r"^[^\s.$]{1,255}$")

@@ -203,8 +203,11 @@ if not BRAZE_ENCRYPTION_KEYS and DEBUG:
     import hashlib
 
     BRAZE_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(f"braze:{SECRET_KEY}".encode()).digest()).decode()]
-# Loopback http:// endpoints (the local Braze sandbox) are refused unless this is on.
-BRAZE_ALLOW_LOCAL_ENDPOINTS = env.bool("BRAZE_ALLOW_LOCAL_ENDPOINTS", default=DEBUG)
+# Loopback URLs the connection may use besides Braze's hosts: the local Braze sandbox, each with its
+# port (any other loopback port could be Redis or PostgreSQL). Development: the demo's sandbox.
+BRAZE_LOCAL_ENDPOINTS = env.list(
+    "BRAZE_LOCAL_ENDPOINTS", default=["http://127.0.0.1:9400", "http://localhost:9400"] if DEBUG else []
+)
 BRAZE_HTTP_TIMEOUT = env.float("BRAZE_HTTP_TIMEOUT", default=10.0)
 # How long a worker holds the members it is sending; a killed worker's members are free again after it.
 BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)

@@ -80,12 +80,18 @@ def sandbox(sandbox_server) -> SandboxClient:
 
 
 @pytest.fixture
-def braze_connection(transactional_db, sandbox, settings):
+def sandbox_endpoint(sandbox, settings) -> str:
+    """The test sandbox's URL (a random port) listed in BRAZE_LOCAL_ENDPOINTS, as the demo lists its own."""
+    settings.BRAZE_LOCAL_ENDPOINTS = [*settings.BRAZE_LOCAL_ENDPOINTS, sandbox.url]
+    return sandbox.url
+
+
+@pytest.fixture
+def braze_connection(transactional_db, sandbox, sandbox_endpoint):
     """An active connection to the sandbox, mapped with every Braze type."""
     from braze_integration import services
     from braze_integration.models import Connection, ConnectionStatus, FieldMapping
 
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
     connection = Connection(name="Sandbox", instance_url=sandbox.url, status=ConnectionStatus.CONNECTED)
     connection.set_api_key(SANDBOX_KEY)
     connection.full_clean()

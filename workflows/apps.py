@@ -7,4 +7,9 @@ class WorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from braze_integration.attribute_claims import attribute_claimant_register
+
         from . import receivers  # noqa: F401  (connects the signal receivers)
+        from .models import sync_data_attribute_claims
+
+        attribute_claimant_register(sync_data_attribute_claims)

@@ -44,6 +44,7 @@ from braze_integration.config import (
     braze_config_read,
     config_dump,
     config_parse,
+    full_resync_cost,
     model_problems,
     place_index,
     place_key,
@@ -51,6 +52,7 @@ from braze_integration.config import (
     read_object,
     show,
 )
+from braze_integration.models import mapped_attribute_collision
 from loyaltysync.models import Member
 
 from . import services
@@ -160,6 +162,7 @@ class _WorkflowEntry:
     actions: list[tuple[Action, list[ActionValue]]]
     data: dict[str, Any]
     existing: dict[str, Any] | None
+    place: str = ""
 
 
 @dataclass
@@ -170,6 +173,8 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    workspace_changed: bool = False
+    full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
 
 def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str] | None = None) -> ConfigImport:
@@ -190,6 +195,7 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
                                   environ=os.environ if environ is None else environ,
                                   connection_given="connection" not in top.bad)
         entries = _workflows_read(top.values.get("workflows", []), problems)
+        _mapped_attributes_check(braze, entries, problems)
         if problems:
             raise ConfigInvalid(problems.items)
         report = ConfigImport(dry_run=dry_run, changes=list(braze.changes), warnings=list(braze.warnings))
@@ -198,6 +204,9 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
         if not dry_run:
             _apply(braze, entries, removed)
+        if braze.workspace_changed and Member.objects.exists():
+            report.workspace_changed = True
+            report.full_resync_cost = full_resync_cost()
     if not dry_run:
         braze_services.sync_config_invalidate()
         services.workflow_config_changed()
@@ -251,7 +260,7 @@ def _workflow_read(item: Any, place: str, problems: Problems,
         if action is not None:
             actions.append(action)
     data = _workflow_data(workflow, conditions, actions)
-    return _WorkflowEntry(workflow, conditions, actions, data, existing.get(workflow.name))
+    return _WorkflowEntry(workflow, conditions, actions, data, existing.get(workflow.name), place)
 
 
 def _trigger_read(value: Any, place: str, workflow: Workflow, problems: Problems, skip: set[str], *,
@@ -351,6 +360,25 @@ def _action_read(row: Any, place: str, workflow: Workflow, index: int, problems:
         seen.setdefault(value.name, value_place)
         values.append(value)
     return action, values
+
+
+def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], problems: Problems) -> None:
+    """A sync-data action of the file must not send an attribute a mapping of the file sends (the rule
+    ``FieldMapping`` and ``ActionValue`` check against the database, here within the file that replaces it)."""
+    mapped = {mapping.remote_field: (index, mapping) for index, mapping in enumerate(braze.mappings)}
+    for entry in entries:
+        for action, values in entry.actions:
+            if action.kind != ActionKind.SYNC_DATA:
+                continue
+            action_place = place_index(place_key(entry.place, "actions"), action.position)
+            owner = f'workflow {show(entry.workflow.name)}, action {action.position + 1} (sync data)'
+            for value in values:
+                if value.name not in mapped:
+                    continue
+                index, mapping = mapped[value.name]
+                problems.add(place_key(place_index(place_key(action_place, "values"), value.position), "name"),
+                             mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
+                                                        owner=owner) + f" (the mapping is field_mappings[{index}])")
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from braze_integration.models import FieldMapping, mapped_attribute_collision
 from braze_integration.payloads import BrazeType
 from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
@@ -390,6 +392,16 @@ class Action(WorkflowPart):
         if errors:
             raise ValidationError(errors)
 
+    def validate_unique(self, exclude=None) -> None:
+        """Also: a sync-data action sends no attribute a field mapping sends (the kind may have just changed)."""
+        super().validate_unique(exclude)
+        if self.kind != ActionKind.SYNC_DATA or self.pk is None or (exclude and "kind" in exclude):
+            return
+        names = list(ActionValue.objects.filter(action_id=self.pk).values_list("name", flat=True))
+        problems = mapped_attribute_problems(names, owner=action_description(self))
+        if problems:
+            raise ValidationError({"kind": list(problems.values())})
+
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.pk, "kind": self.kind,
                                "values": [value.spec_dict() for value in self.values.all()]}
@@ -442,6 +454,17 @@ class ActionValue(WorkflowPart):
         return {"name": self.name, "type": self.braze_type, "source": self.source, "path": self.path,
                 "constant": self.constant, "template": self.template, "required": self.required}
 
+    def validate_unique(self, exclude=None) -> None:
+        """Also: a sync-data attribute is no field mapping's attribute. Checked with uniqueness since it is
+        uniqueness across writers: ``braze_config import`` checks it within its file instead."""
+        super().validate_unique(exclude)
+        action = _parent(self, "action")
+        if action is None or action.kind != ActionKind.SYNC_DATA or (exclude and "name" in exclude):
+            return
+        problems = mapped_attribute_problems([self.name], owner=action_description(action))
+        if problems:
+            raise ValidationError({"name": problems[self.name]})
+
     def clean(self) -> None:
         self.name = (self.name or "").strip()
         self.path = (self.path or "").strip()
@@ -467,6 +490,36 @@ class ActionValue(WorkflowPart):
             schema = attribute_schema(workflow.trigger_kind, custom_field_types())
             if schema.type_of(f"member.{spec.path}") is None:
                 raise ValidationError({"path": f'"{spec.path}" is not a member attribute.'})
+
+
+def action_description(action: Action) -> str:
+    """'workflow "Bonus", action 2 (sync data)': the action's place as the run log numbers it."""
+    workflow = _parent(action, "workflow")
+    number = action.position
+    if workflow is not None and workflow.pk and action.pk:
+        ids = list(workflow.actions.values_list("pk", flat=True))
+        number = ids.index(action.pk) + 1 if action.pk in ids else number
+    name = workflow.name if workflow is not None else "?"
+    return f'workflow "{name}", action {number} ({action.kind.replace("_", " ")})'
+
+
+def mapped_attribute_problems(names: list[str], *, owner: str) -> dict[str, str]:
+    """Name -> why ``owner`` cannot send it: it is a field mapping's attribute (the mapping owns it)."""
+    mappings = FieldMapping.objects.filter(remote_field__in=[name.strip() for name in names]).order_by("pk")
+    return {mapping.remote_field: mapped_attribute_collision(name=mapping.remote_field,
+                                                             loyalty_field=mapping.loyalty_field, owner=owner)
+            for mapping in mappings}
+
+
+def sync_data_attribute_claims(names: Collection[str]) -> dict[str, str]:
+    """The claimant registered with ``braze_integration.attribute_claims``: which of ``names`` a
+    sync-data action sends, and which action."""
+    values = (ActionValue.objects.filter(name__in=list(names), action__kind=ActionKind.SYNC_DATA)
+              .select_related("action__workflow").order_by("action__workflow__name", "action__position", "pk"))
+    claims: dict[str, str] = {}
+    for value in values:
+        claims.setdefault(value.name, action_description(value.action))
+    return claims
 
 
 # --- the durable trigger queue and the logs ---------------------------------------------------------

@@ -10,23 +10,39 @@ converts the value with ``braze_integration.payloads.convert_value``. Every prob
 Templates run in a restricted engine: no ``{% load %}``, ``{% include %}``, ``{% extends %}``,
 ``{% url %}`` or ``{% debug %}``; only plain data (dicts frozen read-only, lists as tuples) is
 in the context, so a template can read values and format them but cannot change or reach anything.
+Only filters whose output is bounded are there, and every render is bounded in time, loop iterations
+and output (``MAX_*`` below): what can be known from the text (a width of 50,000,000, loops three
+deep) is refused when the spec is built, the rest raises ``TemplateLimitExceeded`` when it renders.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import lru_cache, wraps
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
-from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template import (
+    Context,
+    Engine,
+    Library,
+    Template,
+    TemplateSyntaxError,
+    defaultfilters,
+    defaulttags,
+)
+from django.template.base import Lexer, Parser, TextNode, VariableNode
 
 from braze_integration.payloads import (
     RESERVED_EVENT_PROPERTY_KEYS,
     RESERVED_PURCHASE_PROPERTY_KEYS,
+    STANDARD_PROFILE_FIELD_TYPES,
+    STANDARD_PROFILE_FIELDS,
     BrazeType,
     PayloadError,
     convert_value,
@@ -73,9 +89,192 @@ class ValueSpecError(ValueError):
 # Tags that only read and format the context. Left out: load, include, extends, block, url, debug,
 # csrf_token, autoescape, lorem, resetcycle, partial tags.
 SAFE_TAGS = (
-    "if", "for", "with", "firstof", "comment", "spaceless", "now", "cycle", "filter", "ifchanged",
+    "if", "with", "firstof", "comment", "spaceless", "now", "cycle", "filter", "ifchanged",
     "verbatim", "templatetag", "widthratio", "regroup",
 )
+# Filters whose output is bounded by their input (or, for those in WIDTH_FILTERS, by a checked
+# argument). Left out: stringformat (any width), urlize (slow on long text), pprint, random,
+# striptags and the *_html filters (HTML parsing), unordered_list (recursive), json_script.
+SAFE_FILTERS = (
+    "add", "addslashes", "capfirst", "center", "cut", "date", "default", "default_if_none", "dictsort",
+    "dictsortreversed", "divisibleby", "escape", "escapejs", "filesizeformat", "first", "floatformat",
+    "force_escape", "get_digit", "iriencode", "join", "last", "length", "linebreaksbr", "ljust", "lower",
+    "make_list", "phone2numeric", "pluralize", "rjust", "safe", "slice", "slugify", "time", "timesince",
+    "timeuntil", "title", "truncatechars", "truncatewords", "upper", "urlencode", "wordcount", "wordwrap",
+    "yesno",
+)
+# The limits of one render. A template runs in the worker for every member a workflow matches, so
+# none may hold it for long or fill its memory, whatever the manager typed or the data holds.
+MAX_FILTER_WIDTH = 1000  # ljust, rjust, center
+MAX_DECIMAL_PLACES = 20  # floatformat
+MAX_LOOP_DEPTH = 2  # for loops inside for loops
+MAX_LOOP_ITERATIONS = 10_000  # all loops of one render together
+MAX_RENDER_SECONDS = 0.5
+WIDTH_FILTERS = ("ljust", "rjust", "center")
+
+
+class TemplateLimitExceeded(ValueSpecError):
+    """A template that goes (or would go) over one of the limits above."""
+
+    def __init__(self, message: str):
+        super().__init__("template", message)
+
+
+def _filter_arg_problem(name: str, arg: Any) -> str | None:
+    """Why ``arg`` is too large for the filter ``name``, or ``None``."""
+    if name in WIDTH_FILTERS:
+        limit, what = MAX_FILTER_WIDTH, "a width"
+        text = str(arg).strip()
+    elif name == "floatformat":
+        limit, what = MAX_DECIMAL_PLACES, "decimal places"
+        text = str(arg).strip().rstrip("gu").rstrip("gu").lstrip("-")
+    else:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        return None  # not a number: the filter itself refuses it
+    if number > limit:
+        return f'The filter "{name}:{arg}" asks for {what} of {number:,}; at most {limit:,}.'
+    return None
+
+
+@dataclass
+class _Budget:
+    """What one render has used so far; every check raises once a limit is passed (and goes on raising,
+    since Django's ``{% if %}`` swallows errors in its conditions)."""
+
+    deadline: float
+    iterations: int = 0
+    output: int = 0
+    exceeded: TemplateLimitExceeded | None = None
+
+    def _fail(self, message: str) -> NoReturn:
+        self.exceeded = self.exceeded or TemplateLimitExceeded(message)
+        raise self.exceeded
+
+    def check(self) -> None:
+        if self.exceeded:
+            raise self.exceeded
+        if time.monotonic() > self.deadline:
+            self._fail(f"The template took longer than the limit of {MAX_RENDER_SECONDS:g} s to render.")
+
+    def loop(self, count: int) -> None:
+        self.check()
+        self.iterations += count
+        if self.iterations > MAX_LOOP_ITERATIONS:
+            self._fail(f"The template went over the limit of {MAX_LOOP_ITERATIONS:,} loop iterations.")
+
+    def text(self, length: int) -> None:
+        self.check()
+        self.output += length
+        if self.output > MAX_RENDERED_LENGTH:
+            self._fail(f"The template rendered more than the limit of {MAX_RENDERED_LENGTH:,} characters.")
+
+    def value(self, name: str, value: Any) -> None:
+        if isinstance(value, str | list | tuple) and len(value) > MAX_RENDERED_LENGTH:
+            self._fail(f'The filter "{name}" made a value of {len(value):,} characters or items; '
+                       f"at most {MAX_RENDERED_LENGTH:,}.")
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("workflow_template_budget", default=None)
+
+
+def _bounded_filter(name: str, func):
+    """``func`` with its argument checked before it runs and its result's size after."""
+
+    @wraps(func)
+    def bounded(value, *args, **kwargs):
+        budget = _budget.get()
+        if budget is not None:
+            budget.check()
+            problem = _filter_arg_problem(name, args[0]) if args else None
+            if problem:
+                budget._fail(problem)
+        result = func(value, *args, **kwargs)
+        if budget is not None:
+            budget.value(name, result)
+        return result
+
+    bounded.filter_name = name
+    return bounded
+
+
+class _BoundedForNode(defaulttags.ForNode):
+    def render(self, context):
+        budget = _budget.get()
+        if budget is not None:
+            values = self.sequence.resolve(context, ignore_failures=True)
+            budget.loop(len(values) if hasattr(values, "__len__") else len(list(values or ())))
+        return super().render(context)
+
+
+class _BoundedTextNode(TextNode):
+    def render_annotated(self, context):
+        budget = _budget.get()
+        if budget is not None:
+            budget.text(len(self.s))
+        return self.s
+
+
+class _BoundedVariableNode(VariableNode):
+    def render(self, context):
+        text = super().render(context)
+        budget = _budget.get()
+        if budget is not None:
+            budget.text(len(text))
+        return text
+
+
+def _do_for(parser: _BoundedParser, token):
+    parser.loop_depth += 1
+    try:
+        if parser.loop_depth > MAX_LOOP_DEPTH:
+            raise TemplateLimitExceeded(f"Loops nest at most {MAX_LOOP_DEPTH} deep (a for inside a for).")
+        node = defaulttags.do_for(parser, token)
+    finally:
+        parser.loop_depth -= 1
+    return _BoundedForNode(node.loopvars, node.sequence, node.is_reversed, node.nodelist_loop, node.nodelist_empty)
+
+
+class _BoundedParser(Parser):
+    """Django's parser with every output node charged to the render's budget, and the constant
+    arguments of filters checked when the template is compiled."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loop_depth = 0
+
+    def find_filter(self, filter_name):
+        if filter_name not in self.filters:
+            raise TemplateSyntaxError(f'The filter "{filter_name}" cannot be used in value templates; use one of: '
+                                      f"{', '.join(SAFE_FILTERS)}.")
+        return super().find_filter(filter_name)
+
+    def compile_filter(self, token):
+        expression = super().compile_filter(token)
+        for func, args in expression.filters:
+            for is_variable, arg in args:
+                problem = None if is_variable else _filter_arg_problem(func.filter_name, arg)
+                if problem:
+                    raise TemplateLimitExceeded(problem)
+        return expression
+
+    def extend_nodelist(self, nodelist, node, token):
+        if type(node) is TextNode:
+            node = _BoundedTextNode(node.s)
+        elif type(node) is VariableNode:
+            node = _BoundedVariableNode(node.filter_expression)
+        super().extend_nodelist(nodelist, node, token)
+
+
+class _BoundedTemplate(Template):
+    def compile_nodelist(self):
+        parser = _BoundedParser(Lexer(self.source).tokenize(), self.engine.template_libraries,
+                                self.engine.template_builtins, self.origin)
+        nodelist = parser.parse()
+        self.extra_data = parser.extra_data
+        return nodelist
 
 
 class _RestrictedEngine(Engine):
@@ -86,7 +285,9 @@ class _RestrictedEngine(Engine):
                          string_if_invalid="", debug=False)
         library = Library()
         library.tags.update({name: defaulttags.register.tags[name] for name in SAFE_TAGS})
-        library.filters.update(defaultfilters.register.filters)
+        library.tags["for"] = _do_for
+        for name in SAFE_FILTERS:
+            library.filters[name] = _bounded_filter(name, defaultfilters.register.filters[name])
         self.template_builtins = [library]
 
 
@@ -97,11 +298,12 @@ def _engine() -> _RestrictedEngine:
 
 @lru_cache(maxsize=512)
 def compile_template(source: str):
-    """The compiled template, or ``ValueSpecError("template", ...)``."""
+    """The compiled template, or ``ValueSpecError("template", ...)`` (``TemplateLimitExceeded`` when
+    the template asks for more than the limits allow, e.g. ``ljust:"50000000"``)."""
     if len(source) > MAX_TEMPLATE_LENGTH:
         raise ValueSpecError("template", f"is {len(source)} characters long; at most {MAX_TEMPLATE_LENGTH}.")
     try:
-        return _engine().from_string(source)
+        return _BoundedTemplate(source, engine=_engine())
     except TemplateSyntaxError as err:
         raise ValueSpecError("template", f"does not compile: {err}") from None
 
@@ -116,12 +318,21 @@ def freeze(value: Any) -> Any:
 
 
 def render_template(source: str, context: Mapping[str, Any]) -> str:
-    """Render ``source`` with ``context`` (plain data) in the restricted engine."""
+    """Render ``source`` with ``context`` (plain data) in the restricted engine, within the limits
+    (time, loop iterations, output and value sizes); ``TemplateLimitExceeded`` when it goes over one."""
     template = compile_template(source)
+    budget = _Budget(deadline=time.monotonic() + MAX_RENDER_SECONDS)
+    token = _budget.set(budget)
     try:
         text = template.render(Context({key: freeze(item) for key, item in context.items()}, autoescape=False))
+    except TemplateLimitExceeded:
+        raise
     except Exception as err:  # a filter given data it cannot handle: the run reports it, it does not crash
         raise ValueSpecError("template", f"could not be rendered: {err}") from None
+    finally:
+        _budget.reset(token)
+    if budget.exceeded:  # raised inside an {% if %} condition, which Django turns into "false"
+        raise budget.exceeded
     if len(text) > MAX_RENDERED_LENGTH:
         raise ValueSpecError("template", f"rendered {len(text)} characters; at most {MAX_RENDERED_LENGTH}.")
     return text
@@ -199,6 +410,14 @@ class ValueSpec:
             problem = remote_name_problem(self.name)
             if problem:
                 raise ValueSpecError("name", f"The Braze attribute name {problem}.")
+            if self.name in STANDARD_PROFILE_FIELDS:
+                # Braze writes the profile field, and drops a value of another type.
+                expected = STANDARD_PROFILE_FIELD_TYPES.get(self.name, BrazeType.STRING)
+                if self.braze_type != expected:
+                    raise ValueSpecError("name", f'"{self.name}" is a Braze standard profile field that takes '
+                                                 f"{expected.value.replace('_', ' ')} values, not "
+                                                 f"{self.braze_type.value.replace('_', ' ')}: change the type, or "
+                                                 "use a custom attribute name.")
             return
         reserved = RESERVED_EVENT_PROPERTY_KEYS if usage == Usage.EVENT_PROPERTY else RESERVED_PURCHASE_PROPERTY_KEYS
         if len(self.name) > 255 or self.name.startswith("$"):
@@ -213,7 +432,10 @@ class ValueSpec:
         if self.source == SourceKind.CONSTANT:
             value: Any = self.constant_value
         elif self.source == SourceKind.TEMPLATE:
-            text = render_template(self.template, context)
+            try:
+                text = render_template(self.template, context)
+            except TemplateLimitExceeded as err:
+                raise TemplateLimitExceeded(f"{self.name}: {err.message}") from None
             value = MISSING if not text.strip() else _from_text(self.braze_type, text, "template")
         else:
             root = context.get(self.source.value)

@@ -110,6 +110,7 @@ def test_given_braze_refuses_the_request_as_too_big_then_it_is_split_until_every
     from tests.conftest import SANDBOX_KEY
 
     with SandboxServer(SandboxConfig(api_keys={SANDBOX_KEY}, max_objects=20)) as small:
+        settings.BRAZE_LOCAL_ENDPOINTS = [*settings.BRAZE_LOCAL_ENDPOINTS, small.url]
         braze_connection.instance_url = small.url
         braze_connection.save()
         with transaction.atomic():

@@ -64,9 +64,8 @@ def page(chromium):
 
 
 @pytest.fixture
-def browser_admin(transactional_db, django_user_model, settings):
+def browser_admin(transactional_db, django_user_model, settings, sandbox_endpoint):
     settings.AXES_ENABLED = False
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
     return django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
 
 

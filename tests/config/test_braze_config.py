@@ -318,10 +318,10 @@ def test_bad_json_is_reported_with_its_line_and_column(transactional_db, tmp_pat
     ("https://evil.example.com", "is not a Braze host"),
     ("http://169.254.169.254", "IP addresses are not allowed"),
     ("https://rest.fra-01.braze.eu@evil.example.com", "must not contain a user name"),
-    ("http://127.0.0.1:9400", "only when BRAZE_ALLOW_LOCAL_ENDPOINTS is on"),
+    ("http://127.0.0.1:9400", "allowed only when BRAZE_LOCAL_ENDPOINTS lists them"),
 ])
 def test_a_hostile_instance_url_is_refused_as_in_the_admin(transactional_db, tmp_path, settings, url, words):
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = False
+    settings.BRAZE_LOCAL_ENDPOINTS = []
     data = {"connection": {"instance_url": url}, "field_mappings": [], "workflows": []}
 
     [problem] = import_problems(write(tmp_path, data))

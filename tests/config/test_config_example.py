@@ -28,8 +28,7 @@ pytestmark = pytest.mark.usefixtures("q_sync")
 
 
 @pytest.fixture
-def imported_example(transactional_db, sandbox, settings, monkeypatch, tmp_path):
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+def imported_example(transactional_db, sandbox, sandbox_endpoint, monkeypatch, tmp_path):
     data = json.loads(EXAMPLE.read_text())
     monkeypatch.setenv(data["connection"]["api_key_env"], SANDBOX_KEY)
     data["connection"]["instance_url"] = sandbox.url

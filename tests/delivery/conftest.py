@@ -39,7 +39,8 @@ class Worker:
             **os.environ,
             "DATABASE_URL": database_url(),
             "REDIS_URL": redis_url,
-            "BRAZE_ALLOW_LOCAL_ENDPOINTS": "1",
+            # The test's sandbox (listed by the sandbox_endpoint fixture) and nothing else on loopback.
+            "BRAZE_LOCAL_ENDPOINTS": ",".join(settings.BRAZE_LOCAL_ENDPOINTS),
             "BRAZE_CLAIM_LEASE_SECONDS": "4",
             "BRAZE_HTTP_TIMEOUT": "2",
             "Q_WORKERS": str(workers),

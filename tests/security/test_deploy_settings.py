@@ -50,7 +50,7 @@ def test_production_settings_pass_check_deploy_without_a_warning():
 def test_production_settings_refuse_local_endpoints_and_hide_secrets_in_reports():
     code = (
         "import json; from django.conf import settings as s; print(json.dumps({"
-        "'local': s.BRAZE_ALLOW_LOCAL_ENDPOINTS, 'filter': s.DEFAULT_EXCEPTION_REPORTER_FILTER, "
+        "'local': s.BRAZE_LOCAL_ENDPOINTS, 'filter': s.DEFAULT_EXCEPTION_REPORTER_FILTER, "
         "'reporter': s.DEFAULT_EXCEPTION_REPORTER, 'hosts': s.ALLOWED_HOSTS, 'axes': s.AXES_ENABLED}))"
     )
     result = manage("shell", "-c", code, **PRODUCTION)
@@ -58,7 +58,7 @@ def test_production_settings_refuse_local_endpoints_and_hide_secrets_in_reports(
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values == {
-        "local": False,
+        "local": [],
         "filter": "braze_integration.logging.SecretsReporterFilter",
         "reporter": "braze_integration.logging.SecretsExceptionReporter",
         "hosts": ["example.com"],

@@ -1,5 +1,5 @@
-"""Where the server may send requests: https to Braze's REST hosts only (loopback for the sandbox when
-BRAZE_ALLOW_LOCAL_ENDPOINTS is on), no redirects followed, a timeout on every call.
+"""Where the server may send requests: https to Braze's REST hosts only (and the loopback URLs
+BRAZE_LOCAL_ENDPOINTS lists: the sandbox, never another local port), no redirects followed, a timeout on every call.
 
 Every hostile Instance URL is refused with a message that says why, by ``endpoint_normalize``, by
 ``Connection.clean()`` and by the admin's Connect form.
@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 
 from braze_integration import errors, services
 from braze_integration.client import BrazeClient
-from braze_integration.endpoints import EndpointRefused, endpoint_normalize
+from braze_integration.endpoints import EndpointRefused, endpoint_normalize, local_endpoints_check
 from braze_integration.forms import CUSTOM_URL, ConnectionForm
 from braze_integration.models import Connection, ConnectionStatus
 
@@ -130,25 +130,73 @@ def dns(monkeypatch):
     return answers
 
 
-@pytest.mark.parametrize("allow_local", [False, True])
+@pytest.mark.parametrize("local_endpoints", [[], LOCAL])
 @pytest.mark.parametrize(("url", "words"), HOSTILE)
-def test_a_hostile_instance_url_is_refused_saying_why(url, words, allow_local, dns):
+def test_a_hostile_instance_url_is_refused_saying_why(url, words, local_endpoints, dns):
     with pytest.raises(EndpointRefused) as refused:
-        endpoint_normalize(url, allow_local=allow_local)
+        endpoint_normalize(url, local_endpoints=local_endpoints)
     assert words in str(refused.value)
 
 
 @pytest.mark.parametrize("url", LOCAL)
-def test_loopback_urls_are_refused_unless_local_endpoints_are_allowed(url):
+def test_loopback_urls_are_refused_unless_local_endpoints_list_them(url):
     with pytest.raises(EndpointRefused) as refused:
-        endpoint_normalize(url, allow_local=False)
-    assert "BRAZE_ALLOW_LOCAL_ENDPOINTS" in str(refused.value)
-    assert endpoint_normalize(url, allow_local=True).startswith("http://")
+        endpoint_normalize(url, local_endpoints=[])
+    assert "BRAZE_LOCAL_ENDPOINTS lists them" in str(refused.value)
+    assert endpoint_normalize(url, local_endpoints=[url]).startswith("http://")
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:6379",  # Redis
+    "http://127.0.0.1:5432",  # PostgreSQL
+    "http://127.0.0.1",  # port 80
+    "http://127.0.0.1:9301",
+    "https://127.0.0.1:9300",  # another scheme
+    "http://localhost:9300",  # another host name: listed URLs are taken as written
+    "http://[::1]:9300",
+])
+def test_only_the_listed_local_urls_are_allowed_not_every_loopback_port(url):
+    listed = ["http://127.0.0.1:9300", "http://127.0.0.1:9400"]
+
+    with pytest.raises(EndpointRefused) as refused:
+        endpoint_normalize(url, local_endpoints=listed)
+
+    assert "BRAZE_LOCAL_ENDPOINTS lists them" in str(refused.value)
+    assert endpoint_normalize("http://127.0.0.1:9300/", local_endpoints=listed) == "http://127.0.0.1:9300"
+
+
+@pytest.mark.django_db
+def test_the_model_and_the_worker_refuse_an_unlisted_local_port(settings, braze_connection):
+    settings.BRAZE_LOCAL_ENDPOINTS = ["http://127.0.0.1:9300"]
+    redis = Connection(name="Braze", instance_url="http://127.0.0.1:6379")
+    redis.set_api_key("k" * 32)
+
+    with pytest.raises(ValidationError) as refused:
+        redis.full_clean()
+    assert "http://127.0.0.1:6379 is a local endpoint" in refused.value.message_dict["instance_url"][0]
+    # A URL listed once and removed from the list since is refused before the next sync.
+    result = services.connection_verify(connection=braze_connection)
+    assert not result.ok and "BRAZE_LOCAL_ENDPOINTS" in result.message
+
+
+def test_a_local_endpoints_entry_that_is_not_loopback_fails_the_system_check(settings, monkeypatch):
+    settings.BRAZE_LOCAL_ENDPOINTS = ["http://127.0.0.1:9400", "http://10.0.0.5:9400", "https://rest.fra-01.braze.eu"]
+    monkeypatch.setenv("BRAZE_ALLOW_LOCAL_ENDPOINTS", "1")
+
+    messages = local_endpoints_check()
+
+    assert [(m.id, m.msg) for m in messages] == [
+        ("braze_integration.E001", "BRAZE_LOCAL_ENDPOINTS: 'http://10.0.0.5:9400' is not a loopback URL such as "
+                                   "http://127.0.0.1:9400."),
+        ("braze_integration.E001", "BRAZE_LOCAL_ENDPOINTS: 'https://rest.fra-01.braze.eu' is not a loopback URL "
+                                   "such as http://127.0.0.1:9400."),
+        ("braze_integration.W001", "BRAZE_ALLOW_LOCAL_ENDPOINTS is no longer read."),
+    ]
 
 
 @pytest.mark.parametrize(("url", "normalized"), ACCEPTED)
 def test_braze_urls_are_accepted_as_scheme_and_host_only(url, normalized, dns):
-    assert endpoint_normalize(url, allow_local=False) == normalized
+    assert endpoint_normalize(url, local_endpoints=[]) == normalized
 
 
 @pytest.mark.parametrize(
@@ -170,7 +218,7 @@ def test_a_braze_name_that_resolves_to_a_private_address_is_refused(address, dns
     dns["rest.fra-01.braze.eu"] = address
 
     with pytest.raises(EndpointRefused) as refused:
-        endpoint_normalize(EU, allow_local=True)
+        endpoint_normalize(EU, local_endpoints=LOCAL)
 
     assert "resolves to a non-public address" in str(refused.value)
 
@@ -201,7 +249,7 @@ def form_errors(url: str) -> dict:
 @pytest.mark.django_db
 @pytest.mark.parametrize(("url", "words"), [case for case in HOSTILE if case[0].strip()])
 def test_the_model_and_the_admin_form_refuse_a_hostile_url_naming_the_field(url, words, settings, dns):
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = False
+    settings.BRAZE_LOCAL_ENDPOINTS = []
     connection = Connection(name="Braze", instance_url=url)
     connection.set_api_key("k" * 32)
 
@@ -301,10 +349,10 @@ def test_a_redirect_is_an_error_and_its_target_is_never_requested(status):
 
 @pytest.mark.django_db(transaction=True)
 def test_connect_against_a_redirecting_endpoint_says_so_and_never_follows(settings):
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
     Target.hits = []
     with http_server(Target) as target:
         with http_server(redirecting_to(f"http://127.0.0.1:{target.server_port}/users/track", 302)) as braze:
+            settings.BRAZE_LOCAL_ENDPOINTS = [f"http://127.0.0.1:{braze.server_port}"]
             connection = Connection(name="Braze", instance_url=f"http://127.0.0.1:{braze.server_port}")
             connection.set_api_key("secret-key-0123456789")
             connection.save()
@@ -359,9 +407,9 @@ def test_a_server_that_never_answers_is_a_transport_error_within_the_timeout():
 
 @pytest.mark.django_db(transaction=True)
 def test_every_client_the_sync_builds_has_the_configured_timeout(settings):
-    settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
     settings.BRAZE_HTTP_TIMEOUT = 0.4
     with silent_server() as port:
+        settings.BRAZE_LOCAL_ENDPOINTS = [f"http://127.0.0.1:{port}"]
         connection = Connection(name="Braze", instance_url=f"http://127.0.0.1:{port}")
         connection.set_api_key("secret-key-0123456789")
         connection.save()

@@ -284,3 +284,13 @@ def test_the_admin_roles_have_their_workflow_permissions():
     assert "change_workflow" not in viewer
     assert {"add_workflow", "change_workflow", "delete_condition", "change_actionvalue"} <= manager
     assert "change_workflowrun" not in manager
+
+
+def test_a_template_beyond_its_limits_is_refused_when_saved_naming_the_limit():
+    action = Action.objects.create(workflow=event_workflow(), kind="sync_data")
+    value = ActionValue(action=action, name="padded", braze_type="string", source="template",
+                        template="{{ member.first_name|ljust:'50000000' }}")
+
+    errors = errors_of(value)
+
+    assert errors == {"template": ['The filter "ljust:50000000" asks for a width of 50,000,000; at most 1,000.']}

@@ -190,3 +190,24 @@ def test_workflows_run_in_priority_order(member):
     services.trigger_records_process()
 
     assert list(WorkflowRun.objects.order_by("id").values_list("workflow", flat=True)) == [sooner.pk, later.pk]
+
+
+@pytest.mark.usefixtures("q_sync", "braze_connection")
+def test_a_template_over_its_limits_fails_the_run_with_the_limit_and_the_worker_goes_on(member, sandbox):
+    flow = workflow()
+    action = Action.objects.create(workflow=flow, kind="sync_data", position=1)
+    ActionValue.objects.create(action=action, name="basket", braze_type="string", source="template",
+                               template="{% for a in event.items %}{% for b in event.items %}{{ b.product_id }}"
+                                        "{% endfor %}{% endfor %}")
+    items = [{"product_id": f"sku-{n}", "product_name": "Pin", "price": 1, "quantity": 1} for n in range(200)]
+
+    started = timezone.now()
+    checkout(total=200, items=items)  # 40,000 iterations: over the budget
+
+    run = WorkflowRun.objects.get()
+    assert run.outcome == RunOutcome.ERROR
+    assert run.error == ("Action 1 (sync_data): basket: The template went over the limit of 10,000 loop "
+                         "iterations.")
+    assert (timezone.now() - started).total_seconds() < 5
+    assert TriggerRecord.objects.get(kind="event", event__action="checkout").status == TriggerStatus.DONE
+    assert "basket" not in (sandbox.user("M-1") or {}).get("attributes", {})

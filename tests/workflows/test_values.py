@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from workflows.conditions import MISSING
-from workflows.values import ValueSpec, ValueSpecError, render_template, resolve_values
+from workflows.values import (
+    MAX_RENDER_SECONDS,
+    TemplateLimitExceeded,
+    ValueSpec,
+    ValueSpecError,
+    render_template,
+    resolve_values,
+)
 
 CONTEXT = {
     "member": {"first_name": "Ada", "tier": "Gold", "points_spendable": 120, "custom_fields": {"shoe_size": 38}},
@@ -138,3 +147,82 @@ def test_a_spec_round_trips_through_its_dict_form():
     spec = ValueSpec("greeting", "string", "template", template="Hi {{ member.first_name }}", required=True)
 
     assert ValueSpec.from_dict(spec.to_dict()) == spec
+
+
+# --- the cost of a template: every render is bounded ---------------------------------------------------
+
+def test_a_width_beyond_the_limit_is_refused_when_the_spec_is_built():
+    with pytest.raises(ValueSpecError) as caught:
+        ValueSpec("x", "string", "template", template="{{ member.first_name|ljust:'50000000' }}")
+
+    assert caught.value.field == "template"
+    assert caught.value.message == 'The filter "ljust:50000000" asks for a width of 50,000,000; at most 1,000.'
+
+
+def test_a_width_from_the_data_is_checked_before_the_filter_runs():
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        render_template("{% if member.first_name|center:member.width %}x{% endif %}",
+                        {"member": {"first_name": "Ada", "width": 50_000_000}})  # inside an if: Django swallows errors
+
+    assert "a width of 50,000,000; at most 1,000" in caught.value.message
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("{% for a in event.items %}{% for b in a.parts %}{% for c in b.parts %}{{ c }}{% endfor %}{% endfor %}"
+     "{% endfor %}", "Loops nest at most 2 deep"),
+    ("{{ member.points|stringformat:'0100000000d' }}", 'The filter "stringformat" cannot be used'),
+    ("{{ member.total|floatformat:'100000' }}", "decimal places of 100,000; at most 20"),
+])
+def test_templates_beyond_the_static_limits_are_refused_when_built(source, words):
+    with pytest.raises(ValueSpecError) as caught:
+        ValueSpec("x", "string", "template", template=source)
+
+    assert caught.value.field == "template"
+    assert words in caught.value.message
+
+
+def test_nested_loops_over_large_arrays_stop_at_the_iteration_budget_quickly():
+    spec = ValueSpec("x", "string", "template",
+                     template="{% for a in event.items %}{% for b in event.items %}.{% endfor %}{% endfor %}")
+    context = {"event": {"items": list(range(5000))}}  # 25 million iterations without a budget
+
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        spec.resolve(context)
+
+    assert time.monotonic() - started < 1.0
+    assert caught.value.message == "x: The template went over the limit of 10,000 loop iterations."
+
+
+def test_a_slow_render_within_the_other_limits_stops_at_the_time_limit():
+    # 9,900 iterations (within the budget), each joining 15,000 strings without output: minutes of CPU unbounded.
+    source = ('{% for a in event.few %}{% for b in event.few %}{% if event.many|join:"," == "" %}{% endif %}'
+              "{% endfor %}{% endfor %}")
+    context = {"event": {"few": list(range(99)), "many": [str(n) for n in range(15_000)]}}
+
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        render_template(source, context)
+
+    assert time.monotonic() - started < MAX_RENDER_SECONDS + 0.5
+    assert caught.value.message == f"The template took longer than the limit of {MAX_RENDER_SECONDS:g} s to render."
+
+
+def test_output_and_values_built_by_filters_are_capped():
+    doubling = ("{% with b=member.name|add:member.name %}{% with c=b|add:b %}{% with d=c|add:c %}{{ d }}"
+                "{% endwith %}{% endwith %}{% endwith %}")
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        render_template(doubling, {"member": {"name": "x" * 40_000}})
+    assert caught.value.message == 'The filter "add" made a value of 160,000 characters or items; at most 102,400.'
+
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        render_template('{% for i in event.items %}{{ event.items|join:"," }}{% endfor %}',
+                        {"event": {"items": list(range(5000))}})
+    assert caught.value.message == "The template rendered more than the limit of 102,400 characters."
+
+
+def test_templates_within_the_limits_still_render():
+    source = ('{% for i in event.items %}{{ i.product_id|ljust:8 }}{{ i.price|floatformat:2 }};{% endfor %}'
+              "{{ member.first_name|upper|center:9 }}")
+
+    assert render_template(source, CONTEXT) == "sku-1   49.95;   ADA   "

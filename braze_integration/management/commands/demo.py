@@ -73,13 +73,15 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"Port {number} is in use ({name}); stop what runs there or pick another port."
                 )
-        settings.BRAZE_ALLOW_LOCAL_ENDPOINTS = True
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        # The sandbox's URL only: any other loopback port stays refused.
+        settings.BRAZE_LOCAL_ENDPOINTS = [sandbox_url]
         call_command("migrate", verbosity=0)
         self._load_demo_data()
         password = self._ensure_admin()
         token = self._ensure_token()
 
-        env = {**os.environ, "BRAZE_ALLOW_LOCAL_ENDPOINTS": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "BRAZE_LOCAL_ENDPOINTS": sandbox_url, "PYTHONUNBUFFERED": "1"}
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         children: list[subprocess.Popen] = []
         try:
@@ -98,7 +100,6 @@ class Command(BaseCommand):
                     cwd=settings.BASE_DIR,
                 )
             )
-            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
             self._wait_for(f"{sandbox_url}/sandbox/stats", "the Braze sandbox")
             connection = self._ensure_connection(sandbox_url)
             result = services.connection_verify(connection=connection)

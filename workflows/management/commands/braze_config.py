@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from braze_integration.config import API_KEY_ENV_DEFAULT, ConfigInvalid
+from braze_integration.config import API_KEY_ENV_DEFAULT, WORKSPACE_CHANGED, ConfigInvalid
 from workflows import config
 
 
@@ -63,6 +63,11 @@ class Command(BaseCommand):
         self.stdout.write("Would change (dry run, nothing was changed):" if dry_run else "Changed:")
         for change in report.changes:
             self.stdout.write(f"  {change}")
+        if report.workspace_changed:
+            self.stdout.write(self.style.WARNING(WORKSPACE_CHANGED))
+            self.stdout.write(f"{'After importing, s' if dry_run else 'S'}end every member: `python manage.py "
+                              f"braze_resync --all` ({report.full_resync_cost}).")
+            return  # the full resync covers the new mappings too
         if report.remote_fields_to_resync:
             fields = ",".join(report.remote_fields_to_resync)
             self.stdout.write(
