@@ -20,6 +20,7 @@ from .fields import loyalty_fields
 from .forms import ConnectionForm, FieldMappingForm
 from .models import (
     Connection,
+    ConnectionStatus,
     FieldMapping,
 )
 
@@ -133,7 +134,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if connection is not None:
             words, modifier = admin_views.connection_state(connection)
+            # Connect's answer was just shown as a message: the state panel does not repeat it.
+            flashed = bool(connection.last_message) and any(
+                str(message) == connection.last_message for message in messages.get_messages(request)
+            )
             extra.update(
+                last_message_flashed=flashed,
+                needs_attention=connection.status == ConnectionStatus.NEEDS_ATTENTION,
                 state_words=words,
                 state_modifier=modifier,
                 can_verify=request.user.has_perm(admin_views.VERIFY_PERMISSION),

@@ -410,9 +410,13 @@ def sync_status_summary() -> dict[str, Any]:
     oldest = MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"]
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     requests_today = SyncRequest.objects.filter(created_at__gte=today)
-    errors_by_kind = dict(
-        requests_today.exclude(outcome__in=[RequestOutcome.SUCCESS, RequestOutcome.SENDING])
+    failed_outcomes = [o for o in RequestOutcome.values if o not in (RequestOutcome.SUCCESS, RequestOutcome.SENDING)]
+    counted = dict(
+        requests_today.filter(outcome__in=failed_outcomes)
         .values_list("outcome").annotate(n=Count("pk")).values_list("outcome", "n"))
+    # Every kind and status with its count, zeros included: a monitor reads a key, not its absence.
+    errors_by_kind = {outcome: counted.get(outcome, 0) for outcome in failed_outcomes}
+    outbox = dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     connection = connection_active()
     return {
         "connection": {
@@ -423,7 +427,7 @@ def sync_status_summary() -> dict[str, Any]:
         },
         "members": {s: by_status.get(s, 0) for s in SyncStatus.values},
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0,
-        "outbox": dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")),
+        "outbox": {status: outbox.get(status, 0) for status in OutboxStatus.values},
         "ambiguous_event_sends": OutboxItem.objects.filter(ambiguous_sends__gt=0).count(),
         "requests_today": requests_today.count(),
         "objects_today": sum(v or 0 for v in requests_today.aggregate(

@@ -39,5 +39,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Today:           {summary['requests_today']} requests, {summary['objects_today']} objects"
         )
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors_today"].items())) or "none"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors_today"].items()) if v) or "none"
         self.stdout.write(f"Errors today:    {errors}")
