@@ -39,9 +39,17 @@ class FieldMappingInline(admin.TabularInline):
     verbose_name = "sync field"
     verbose_name_plural = "Sync fields"
 
+    def get_formset(self, request, obj=None, **kwargs):
+        # The mappable fields (a CustomField query) are read once per page, not once per row and column.
+        self.known_fields = loyalty_fields()
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"known_fields": self.known_fields})
+        return formset
+
     @admin.display(description="Braze type")
     def braze_type(self, obj: FieldMapping) -> str:
-        field = loyalty_fields().get(obj.loyalty_field) if obj and obj.pk else None
+        known = getattr(self, "known_fields", None)
+        field = (known if known is not None else loyalty_fields()).get(obj.loyalty_field) if obj and obj.pk else None
         return field.braze_type.value.replace("_", " ") if field else "—"
 
     @admin.display(description="Note")

@@ -22,7 +22,7 @@ from .admin_readonly import ReadOnlyAdmin
 from .attributes import Kind
 from .errors import InvalidData
 from .fieldtypes import FieldType
-from .member_panels import member_panels
+from .member_panels import member_list_columns, member_panels
 from .models import CustomField, EventSource, LoyaltyEvent, Member, PointsTransaction, Tier
 
 LATEST_ROWS = 20
@@ -107,6 +107,32 @@ class MemberAdmin(admin.ModelAdmin):
     readonly_fields = [*(_shown(a) for a in attributes.ATTRIBUTES if a.kind == Kind.ENGINE), *_LATEST]
     fieldsets = _fieldsets()
     actions = ["recalculate_points"]
+
+    def get_queryset(self, request):
+        members = super().get_queryset(request)
+        columns = [column for column in member_list_columns(request) if column.prepare is not None]
+        if columns:
+            # The changelist adds list_select_related only to a queryset that selects nothing yet.
+            members = members.select_related(*self.list_select_related)
+        for column in columns:
+            members = column.prepare(members)
+        return members
+
+    def get_list_display(self, request):
+        return [*super().get_list_display(request), *(self._column(c) for c in member_list_columns(request))]
+
+    def get_list_filter(self, request):
+        extra = [c.list_filter for c in member_list_columns(request) if c.list_filter is not None]
+        return [*super().get_list_filter(request), *extra]
+
+    @staticmethod
+    def _column(column):
+        def cell(member: Member):
+            return column.display(member)
+
+        cell.short_description = column.description
+        cell.__name__ = column.key
+        return cell
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
