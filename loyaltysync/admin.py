@@ -18,6 +18,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from . import attributes, selectors, services
+from .admin_custom_fields import CustomFieldsFormField, custom_fields_submitted
+from .admin_member_actions import member_action_urls
 from .admin_readonly import ReadOnlyAdmin
 from .attributes import Kind
 from .errors import InvalidData
@@ -35,9 +37,16 @@ def _pretty_json(value: Any) -> str:
 class MemberAdminForm(forms.ModelForm):
     """Validates with the same rules as the services, so errors show next to their field."""
 
+    custom_fields = CustomFieldsFormField(label="Custom fields")
+
     class Meta:
         model = Member
         fields = ["member_id", *attributes.PROFILE_FIELDS, attributes.CUSTOM_FIELDS]
+
+    def clean_custom_fields(self):
+        stored = (self.instance.custom_fields or {}) if self.instance.pk else {}
+        known = set(CustomField.objects.values_list("key", flat=True))
+        return custom_fields_submitted(self.cleaned_data.get("custom_fields"), stored, known)
 
     def clean(self):
         cleaned = super().clean()
@@ -59,6 +68,8 @@ class MemberAdminForm(forms.ModelForm):
                 message = [text for text in message if text not in already]
                 if message:
                     self.add_error(field, message)
+                if name == attributes.CUSTOM_FIELDS and "." in path:
+                    self.fields[name].show_problem(path.split(".", 1)[1], " ".join(problems))
         return cleaned
 
 
@@ -85,7 +96,7 @@ def _fieldsets() -> list[tuple[str | None, dict[str, Any]]]:
                 "Custom fields",
                 {
                     "fields": [attributes.CUSTOM_FIELDS],
-                    "description": "Values by custom field key (JSON), checked against each field's type.",
+                    "description": "One input per custom field, by its type; emptied, a value is removed.",
                 },
             ))
     fieldsets[-1:-1] = [
@@ -257,7 +268,7 @@ class MemberAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         extra = [url for panel in member_panels() if panel.urls for url in panel.urls(self)]
-        return [*extra, *super().get_urls()]
+        return [*member_action_urls(self), *extra, *super().get_urls()]
 
     @admin.action(description="Recalculate points and tier from the ledger")
     def recalculate_points(self, request, queryset) -> None:
