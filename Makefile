@@ -4,18 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast bench lint screenshots clean
+.PHONY: install lock demo test test-fast bench lint screenshots clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The exact versions of requirements.lock (hash-checked), then the project itself on top of them;
+# pyproject.toml keeps the ranges an integrator's install resolves against.
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(VENV)/.installed
+
+## make lock: pin every dependency (with hashes) within pyproject.toml's ranges
+lock: install
+	$(BIN)/python -m piptools compile --quiet --extra test --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## make demo: sandbox + worker + web server on SQLite, demo data, an initial sync
 demo: install

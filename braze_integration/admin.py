@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from loyaltysync.models import Member
 
-from . import admin_logs, admin_member, admin_views, services  # noqa: F401,E402  (they register their admins and the member panel)
+from . import admin_erasure, admin_logs, admin_member, admin_views, services  # noqa: F401,E402  (they register their admins and the member panel)
 from .admin_display import BrazeMedia, state_badge
 from .config import WORKSPACE_CHANGED
 from .fields import loyalty_fields

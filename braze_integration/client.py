@@ -19,6 +19,9 @@ from .logging import secret_register
 from .payloads import encode
 
 USER_AGENT = "loyaltysync/0.1 (+braze-integration)"
+TRACK_PATH = "/users/track"
+DELETE_PATH = "/users/delete"
+MAX_DELETE_IDS = 50  # Braze's limit of external_ids per /users/delete request
 
 
 @dataclass
@@ -85,11 +88,15 @@ class BrazeClient:
         """POST ``body`` to ``/users/track``; returns the 2xx answer or raises a ``BrazeError``."""
         return self.post_bytes(encode(body))
 
-    def post_bytes(self, data: bytes) -> TrackResult:
+    def delete_users(self, external_ids: list[str]) -> TrackResult:
+        """POST ``/users/delete`` for these external ids (at most 50); the 2xx answer carries ``deleted``."""
+        return self.post_bytes(encode({"external_ids": list(external_ids)}), path=DELETE_PATH)
+
+    def post_bytes(self, data: bytes, *, path: str = TRACK_PATH) -> TrackResult:
         started = time.monotonic()
         try:
             response = self.session.post(
-                f"{self.base_url}/users/track",
+                f"{self.base_url}{path}",
                 data=data,
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"},
                 timeout=self.timeout,

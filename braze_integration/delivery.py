@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import errors, payloads, queue, ratelimit
+from . import erasure, errors, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
 from .client import BrazeClient, TrackResult
 from .errors import Action, Outcome
@@ -113,14 +113,14 @@ class Round:
 def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan | None = None,
                   force: bool = False) -> Round:
     """Deliver one claim. A stop (rate limit, paused connection, Braze down) gives the members back
-    and is returned; an unexpected error (a bug, the database) gives them back at once, counting any
+    and is returned; an unexpected error (a bug, the database, an interrupt) gives them back at once, counting any
     request that may have reached Braze as a possible duplicate, and is raised."""
     try:
         return Round(deliverer.deliver(token, plan=plan, force=force))
     except SyncStopped as stop:
         queue.release(token)
         return Round(DeliveryReport(), stop)
-    except Exception:
+    except BaseException:  # Ctrl-C and SIGTERM too: give the claim back now rather than after the lease
         queue.abandon(token)
         raise
 
@@ -140,6 +140,11 @@ class Deliverer:
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
+        # A member erased since its row was read sends nothing (its state and outbox rows are gone with it).
+        erased = erasure.tombstoned(w.external_id for w in works)
+        if erased:
+            users = [u for u in users if by_pk[u.key].external_id not in erased]
+            works = [w for w in works if w.external_id not in erased]
         # Outbox items that failed to build never leave; record them now.
         self._save_outbox([i for w in works for i in w.outbox if i.status == OutboxStatus.FAILED])
         sending = [u for u in users if u.objects]
@@ -227,6 +232,8 @@ class Deliverer:
         # "sending", which the next claim of these members reads as lost (and counts).
         with transaction.atomic():
             stop = self._record(token, request, plan, answer, outcome, report)
+            # A member erased while this request was on its way may have been recreated by it: delete it again.
+            erasure.deletions_repeat(erasure.tombstoned({w.external_id for w in works_of(plan)}))
         if stop is not None and not stopping:
             raise stop
 

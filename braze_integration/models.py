@@ -348,3 +348,40 @@ class ResyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"Resync #{self.pk} ({self.status})"
+
+
+class DeletionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELETED = "deleted", "Deleted in Braze"
+    FAILED = "failed", "Refused by Braze"
+
+
+class BrazeDeletion(models.Model):
+    """An erased member's Braze profile to delete with ``POST /users/delete``, and Braze's answer.
+
+    ``external_id`` is the only personal datum here, kept until Braze accepted the deletion and then
+    cleared; ``member_hash`` links the row to the loyalty app's erasure record. Sent by the same flush
+    tasks as ``/users/track``, under the same rate limiter, retries and pauses.
+    """
+
+    member_hash = models.CharField(max_length=64, unique=True)
+    external_id = models.CharField(max_length=255, blank=True, help_text="Cleared once Braze accepted the deletion.")
+    status = models.CharField(max_length=10, choices=DeletionStatus.choices, default=DeletionStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    times_sent = models.PositiveSmallIntegerField(
+        default=0, help_text="Requests Braze accepted: more than one when a late request had to be undone.")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True, help_text="Braze's answer.")
+    request = models.ForeignKey(SyncRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"Braze deletion {self.member_hash[:12]}… ({self.status})"

@@ -22,6 +22,8 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from loyaltysync.models import Member
+
 from .models import (
     FlushSlot,
     MemberSyncState,
@@ -245,12 +247,28 @@ def request_members_write(request_id: int, rows: list[tuple[int, int, str]]) -> 
     database inserting them, and executemany is a round trip per row on PostgreSQL."""
     if not rows:
         return
+    rows = [row for row in rows if row[0] in _members_existing([member_id for member_id, _, _ in rows])]
+    if not rows:
+        return
     params = [value for member_id, count, error in rows for value in (request_id, member_id, count, error)]
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_q(SyncRequestMember._meta.db_table)} "
             "(request_id, member_id, object_count, error) VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(rows)),
             params)
+
+
+def _members_existing(member_ids: list[int]) -> set[int]:
+    """Which of these members still exist; a member erased while its request was out is left out of the log.
+
+    On PostgreSQL the rows are locked FOR KEY SHARE (what the insert's foreign key takes anyway), so an
+    erasure cannot delete one between this look and the insert."""
+    table = _q(Member._meta.db_table)
+    placeholders = ", ".join(["%s"] * len(member_ids))
+    lock = " FOR KEY SHARE" if db_connection.vendor == "postgresql" else ""
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} WHERE id IN ({placeholders}){lock}", member_ids)
+        return {row[0] for row in cursor.fetchall()}
 
 
 # --- flush slots -----------------------------------------------------------------------------------

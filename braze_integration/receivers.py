@@ -6,9 +6,9 @@ from django.dispatch import receiver
 from django_q.signals import post_spawn
 
 from loyaltysync.models import CustomField, Member
-from loyaltysync.signals import members_changed
+from loyaltysync.signals import member_erased, members_changed
 
-from . import services
+from . import erasure, services
 from .models import Connection, FieldMapping
 
 
@@ -28,6 +28,14 @@ def member_saved(sender, instance: Member, created: bool, raw: bool = False, upd
 def members_bulk_changed(sender, member_ids, fields=None, **kwargs):
     if services.sync_config().concerns(set(fields) if fields is not None else None):
         services.member_sync_enqueue(member_ids=member_ids)
+
+
+@receiver(member_erased, dispatch_uid="braze_member_erased")
+def member_erased_delete_profile(sender, member: Member, member_hash: str, **kwargs):
+    """Record the Braze profile's deletion in the erasure's transaction (only where Braze was ever connected)."""
+    if Connection.objects.exists():
+        erasure.deletion_record(external_id=member.member_id, member_hash=member_hash)
+        services.flush_after_commit()
 
 
 @receiver([post_save, post_delete], sender=FieldMapping, dispatch_uid="braze_mapping_changed")

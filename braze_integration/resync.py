@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from loyaltysync.models import Member
+from loyaltysync.models import Member, Tier
 
 from . import building, delivery, payloads, queue, services
 from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus
@@ -46,6 +46,17 @@ class Selection:
         if self.tier:
             qs = qs.filter(tier__name=self.tier)
         return qs.order_by("pk")
+
+    def check_exists(self) -> None:
+        """Refuse a selection that names a tier or members that do not exist (a typo would resync nothing)."""
+        if self.tier and not Tier.objects.filter(name=self.tier).exists():
+            known = ", ".join(Tier.objects.order_by("points_threshold").values_list("name", flat=True)) or "none"
+            raise ResyncError(f"--tier: there is no tier named {self.tier!r} (tiers: {known}).")
+        if self.member_ids:
+            found = set(Member.objects.filter(member_id__in=self.member_ids).values_list("member_id", flat=True))
+            unknown = [member_id for member_id in self.member_ids if member_id not in found]
+            if unknown:
+                raise ResyncError(f"--member: no member with id {', '.join(repr(m) for m in unknown[:20])}.")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -95,6 +106,7 @@ def _require_connection() -> Connection:
 def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int | None = None) -> DryRunReport:
     """What a resync would send, without sending or changing anything."""
     connection = _require_connection()
+    selection.check_exists()
     plan = _mapping_plan(connection, selection)
     batch_size = batch_size or connection.batch_size
     ids = selection.queryset().values_list("pk", flat=True)
@@ -142,6 +154,7 @@ ProgressCallback = Callable[[int, ResyncRun], None]
 
 def resync_start(*, selection: Selection, force: bool = False, batch_size: int | None = None) -> ResyncRun:
     connection = _require_connection()
+    selection.check_exists()
     _mapping_plan(connection, selection)  # refuse unknown --fields before anything starts
     return ResyncRun.objects.create(
         options={"selection": selection.to_json(), "force": force, "batch_size": batch_size or connection.batch_size},

@@ -24,7 +24,7 @@ from loyaltysync.on_commit import on_commit_once
 from loyaltysync.schedules import schedule_ensure
 from loyaltysync.ttl_cache import TTLCache
 
-from . import building, delivery, errors, queue
+from . import building, delivery, erasure, errors, queue
 from .client import BrazeClient
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
@@ -220,6 +220,21 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                     slot_id = None
                     flush_request()
                 break
+            if erasure.deletions_due_exist():
+                # Erased members' profiles go first: nothing else about them may reach Braze after the erasure.
+                try:
+                    _, stop = erasure.deletions_deliver(connection, client_for(connection),
+                                                        backoff=delivery.backoff_seconds)
+                except errors.BrazeConfigurationError as err:
+                    Connection.objects.filter(pk=connection.pk).update(
+                        status=ConnectionStatus.NEEDS_ATTENTION, last_message=str(err))
+                    stopped = str(err)
+                    break
+                if stop is not None:
+                    stopped, wait = stop
+                    if wait and wait <= min(max_wait, deadline - time.monotonic()):
+                        continue
+                    break
             limit = connection.batch_size * CLAIM_REQUESTS
             token, ids = queue.claim(limit=limit)
             if not ids:

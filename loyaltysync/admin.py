@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -22,10 +23,20 @@ from .admin_custom_fields import CustomFieldsFormField, custom_fields_submitted
 from .admin_member_actions import member_action_urls
 from .admin_readonly import ReadOnlyAdmin
 from .attributes import Kind
-from .errors import InvalidData
+from .errors import InvalidData, LoyaltyError
 from .fieldtypes import FieldType
 from .member_panels import member_list_columns, member_panels
-from .models import CustomField, EventSource, LoyaltyEvent, Member, PointsTransaction, Tier
+from .models import (
+    CustomAction,
+    CustomField,
+    ErasureRecord,
+    EventSource,
+    LoyaltyEvent,
+    Member,
+    PointsTransaction,
+    ProgramSettings,
+    Tier,
+)
 
 LATEST_ROWS = 20
 
@@ -117,7 +128,7 @@ class MemberAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [*(_shown(a) for a in attributes.ATTRIBUTES if a.kind == Kind.ENGINE), *_LATEST]
     fieldsets = _fieldsets()
-    actions = ["recalculate_points"]
+    actions = ["recalculate_points", "erase_members"]
 
     def get_queryset(self, request):
         members = super().get_queryset(request)
@@ -270,6 +281,31 @@ class MemberAdmin(admin.ModelAdmin):
         extra = [url for panel in member_panels() if panel.urls for url in panel.urls(self)]
         return [*member_action_urls(self), *extra, *super().get_urls()]
 
+    def has_erase_permission(self, request) -> bool:
+        return request.user.has_perm("loyaltysync.erase_members")
+
+    @admin.action(description="Erase member (right to be forgotten)", permissions=["erase"])
+    def erase_members(self, request, queryset):
+        """Asks for confirmation first; then erases each selected member through the erasure service."""
+        members = list(queryset.order_by("member_id"))
+        if request.POST.get("confirm") != "yes":
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "members": members,
+                       "title": "Erase members"}
+            return TemplateResponse(request, "admin/loyaltysync/member/erase_confirmation.html", context)
+        erased, problems = 0, []
+        for member in members:
+            try:
+                services.member_erase(
+                    member_id=member.member_id, erased_by=request.user.get_username(), source=EventSource.ADMIN
+                )
+                erased += 1
+            except LoyaltyError as error:
+                problems.append(f"{member.member_id}: {error.message}")
+        self.message_user(request, f"Erased {erased} member(s).", messages.SUCCESS)
+        for problem in problems:
+            self.message_user(request, problem, messages.ERROR)
+        return None
+
     @admin.action(description="Recalculate points and tier from the ledger")
     def recalculate_points(self, request, queryset) -> None:
         for member in queryset:
@@ -344,3 +380,95 @@ class PointsTransactionAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     readonly_fields = fields
+
+
+@admin.register(CustomAction)
+class CustomActionAdmin(admin.ModelAdmin):
+    """The program's own event actions: only these (and the built-in ones) are accepted by the API."""
+
+    list_display = ["name", "description"]
+    search_fields = ["name", "description"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Recorded events and workflow triggers refer to the name.
+        return ["name"] if obj is not None else []
+
+
+class ProgramSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ProgramSettings
+        fields = ["points_per_unit", "pending_days", "expiry_days", "currency", "rates", "note"]
+
+
+@admin.register(ProgramSettings)
+class ProgramSettingsAdmin(admin.ModelAdmin):
+    """Each save adds a version (the newest is in force); older versions are the history, read-only."""
+
+    form = ProgramSettingsForm
+    list_display = ["created_at", "in_force", "points_per_unit", "pending_days", "expiry_days", "currency",
+                    "rates_display", "created_by", "note"]
+    fields = ["points_per_unit", "pending_days", "expiry_days", "currency", "rates", "note"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.fields, "created_at", "created_by"] if obj is not None else []
+
+    def get_changeform_initial_data(self, request):
+        rules = services.program_rules()
+        return {
+            "points_per_unit": rules.points_per_unit,
+            "pending_days": rules.pending_days,
+            "expiry_days": rules.expiry_days,
+            "currency": rules.currency,
+            "rates": {code: str(rate) for code, rate in rules.rates.items()},
+        }
+
+    @admin.display(description="In force", boolean=True)
+    def in_force(self, obj: ProgramSettings) -> bool:
+        return obj.pk == ProgramSettings.objects.values_list("pk", flat=True).first()
+
+    @admin.display(description="Rates")
+    def rates_display(self, obj: ProgramSettings) -> str:
+        return ", ".join(f"{code} {rate}" for code, rate in sorted((obj.rates or {}).items())) or "-"
+
+    def save_model(self, request, obj: ProgramSettings, form, change: bool) -> None:
+        data = form.cleaned_data  # the form ran the model's clean(): the service's checks pass
+        saved = services.program_settings_change(
+            points_per_unit=data["points_per_unit"], pending_days=data["pending_days"],
+            expiry_days=data["expiry_days"], currency=data["currency"], rates=data.get("rates") or {},
+            note=data.get("note", ""), changed_by=request.user.get_username(),
+        )
+        obj.pk = saved.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
+
+
+@admin.register(ErasureRecord)
+class ErasureRecordAdmin(ReadOnlyAdmin):
+    """The erasure log: no personal data, never changed (other apps may add their columns, e.g. Braze's answer)."""
+
+    list_display = ["erased_at", "member_hash_short", "erased_by", "source", "events_deleted", "ledger_rows_deleted",
+                    "points_forfeited"]
+    list_filter = ["source"]
+    search_fields = ["member_hash", "erased_by"]
+    date_hierarchy = "erased_at"
+    readonly_fields = fields = [
+        "erased_at", "member_hash", "erased_by", "source", "events_deleted", "ledger_rows_deleted",
+        "points_earned", "points_spent", "points_forfeited", "purchase_count", "purchase_total",
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        """A member id typed in the search box finds its record through the hash (the id itself is not kept)."""
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            results |= queryset.filter(member_hash=services.member_id_hash(search_term.strip()))
+        return results, distinct
+
+    @admin.display(description="Member (hash)", ordering="member_hash")
+    def member_hash_short(self, obj: ErasureRecord) -> str:
+        return f"{obj.member_hash[:16]}…"

@@ -54,8 +54,8 @@ class PointsAdjustForm(forms.Form):
 class EventRecordForm(forms.Form):
     action = forms.CharField(
         max_length=64,
-        help_text="checkout, refund, opt_in, opt_out, profile, point_add, point_spend, or a program-defined "
-        "action such as store_visit.",
+        help_text="checkout, refund, opt_in, opt_out, profile, point_add, point_spend, or a custom action "
+        "declared under Custom actions (e.g. store_visit).",
     )
     data = forms.JSONField(
         required=False,

@@ -1,7 +1,17 @@
 from django.apps import AppConfig
+from django.core.management import call_command
+from django.db.models.signals import post_migrate
+
+
+def cache_table_create(*, using: str, **kwargs) -> None:
+    """Every migrate leaves the database cache's table in place (a no-op when the cache is Redis)."""
+    call_command("createcachetable", database=using, verbosity=0)
 
 
 class LoyaltyConfig(AppConfig):
     name = "loyaltysync"
     verbose_name = "Loyalty program"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(cache_table_create, sender=self)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from .fieldtypes import FieldType, TypeProblem, json_type, string_problem
-from .models import CustomField, Gender, Member, MemberStatus, Tier
+from .models import Consent, CustomField, Gender, Member, MemberStatus, Tier
 
 Row = Mapping[str, Any]
 
@@ -80,6 +80,7 @@ class MemberAttribute:
     searchable: bool = False
     clean: Callable[[Any], Any] | None = field(default=None, compare=False)
     custom_key: str | None = None
+    consent: bool = False  # a marketing consent (values of ``Consent``): feeds Braze's subscriptions
 
     @property
     def writable(self) -> bool:
@@ -130,6 +131,17 @@ def _gender(value: Any) -> str:
     if value is not None and text not in Gender.values:
         raise TypeProblem("must be one of: female, male, other, or empty.")
     return text
+
+
+_CONSENT_MESSAGE = "must be one of: " + ", ".join(v for v in Consent.values if v) + ", or empty (not given)."
+
+
+def _consent(value: Any) -> str:
+    if value is None:
+        return Consent.UNSET
+    if not isinstance(value, str) or value.strip() not in Consent.values:
+        raise TypeProblem(_CONSENT_MESSAGE)
+    return value.strip()
 
 
 def _pattern(pattern: str, message: str, *, upper: bool = False) -> Callable[[Any], str]:
@@ -233,6 +245,7 @@ def _derived(
 
 
 PROFILE, POINTS, TIER, PURCHASES, COMPUTED, RECORD = "Profile", "Points", "Tier", "Purchases", "Computed", "Record"
+CONSENT = "Marketing consent"
 CUSTOM_GROUP = "Custom fields"
 T = FieldType
 P, E = Kind.PROFILE, Kind.ENGINE
@@ -257,6 +270,8 @@ ATTRIBUTES: tuple[MemberAttribute, ...] = (
             clean=_one_of(MemberStatus.values, _STATUS_MESSAGE)),
     _derived("opted_in", "Opted in", T.BOOLEAN, PROFILE, ("status",), ("status",),
              lambda row, context: row["status"] == MemberStatus.ACTIVE),
+    _column("consent_email", "E-mail consent", T.STRING, CONSENT, P, watchable=True, consent=True, clean=_consent),
+    _column("consent_sms", "SMS consent", T.STRING, CONSENT, P, watchable=True, consent=True, clean=_consent),
     _column("opted_in_at", "Opt-in time", T.DATETIME, PROFILE, E, watchable=True, anniversary=True),
     _column("opted_out_at", "Opt-out time", T.DATETIME, PROFILE, E, watchable=True),
     _column("points_earned", "Points earned (lifetime)", T.INTEGER, POINTS, E, watchable=True, listed=True),
@@ -295,6 +310,7 @@ ATTRIBUTES: tuple[MemberAttribute, ...] = (
 BY_NAME: dict[str, MemberAttribute] = {attribute.name: attribute for attribute in ATTRIBUTES}
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.writable)
+CONSENT_FIELDS: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.consent)
 # Kept by the engine (ledger, checkouts, tiers) or by the database; never written from outside.
 COMPUTED_FIELDS: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.kind == Kind.ENGINE)
 

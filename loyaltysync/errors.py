@@ -43,6 +43,18 @@ class MemberAlreadyExists(LoyaltyError):
     code = "member_exists"
 
 
+class MemberErased(LoyaltyError):
+    """The member id belongs to a member who was erased; it is never used again (409)."""
+
+    code = "member_erased"
+
+
+class MemberInactive(LoyaltyError):
+    """The member is opted out (or inactive) and cannot earn points (409)."""
+
+    code = "member_inactive"
+
+
 class DuplicateTransaction(LoyaltyError):
     """A checkout with this ``transaction_id`` was recorded before (409)."""
 

@@ -25,6 +25,18 @@ class MemberStatus(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
 
 
+class Consent(models.TextChoices):
+    """Marketing consent for one channel, in Braze's vocabulary (``email_subscribe`` and subscription groups).
+
+    Consent is not loyalty membership: a member may earn points and receive no e-mail, or the other way round.
+    """
+
+    OPTED_IN = "opted_in", "Opted in (explicit, double opt-in)"
+    SUBSCRIBED = "subscribed", "Subscribed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    UNSET = "", "Not given"
+
+
 class Gender(models.TextChoices):
     FEMALE = "female", "Female"
     MALE = "male", "Male"
@@ -155,6 +167,12 @@ class Member(TrackedFieldsMixin):
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code, e.g. DE.")
 
     status = models.CharField(max_length=10, choices=MemberStatus.choices, default=MemberStatus.ACTIVE)
+    consent_email = models.CharField(
+        "E-mail consent", max_length=12, choices=Consent.choices, blank=True, help_text="Marketing e-mail consent."
+    )
+    consent_sms = models.CharField(
+        "SMS consent", max_length=12, choices=Consent.choices, blank=True, help_text="Marketing SMS consent."
+    )
     opted_in_at = models.DateTimeField(null=True, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
 
@@ -304,3 +322,99 @@ class IdempotentResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.idempotency_key}[{self.part}]: {self.status}"
+
+
+class CustomAction(models.Model):
+    """A program-defined loyalty event action (e.g. ``store_visit``). Only declared actions are accepted,
+    so a misspelt action is refused rather than recorded as a new kind of event."""
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,63}$", "Use 1-64 lower-case letters, digits and underscores, "
+                                   "starting with a letter.")],
+    )
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProgramSettings(models.Model):
+    """The program's earning rules, one row per version: a change adds a row, so the rows are the history.
+
+    The newest row is in force. Without any row, the ``LOYALTY_*`` environment variables are the rules.
+    ``rates`` converts other currencies into the program currency: ``{"USD": "0.92"}`` reads
+    "1 USD is worth 0.92 units of the program currency".
+    """
+
+    points_per_unit = models.DecimalField(
+        "Points per currency unit", max_digits=9, decimal_places=4,
+        help_text="Points per unit of the program currency spent, before the tier multiplier.",
+    )
+    pending_days = models.PositiveIntegerField(help_text="Days checkout points stay pending (the return period).")
+    expiry_days = models.PositiveIntegerField(help_text="Days until earned points expire (0: never).")
+    currency = models.CharField("Program currency", max_length=3, help_text="ISO 4217 code, e.g. EUR.")
+    rates = models.JSONField(
+        "Rates of other currencies", default=dict, blank=True,
+        help_text='Value of one unit of another currency in the program currency, e.g. {"USD": "0.92", "GBP": "1.17"}. '
+        "Checkouts in a currency without a rate are refused.",
+    )
+    note = models.CharField(max_length=255, blank=True, help_text="Why the rules changed (kept in the history).")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "program settings"
+        verbose_name_plural = "program settings"
+
+    def __str__(self) -> str:
+        return f"Program settings of {self.created_at:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        from .currencies import currency_problem, rates_problems
+
+        errors: dict[str, str] = {}
+        self.currency = (self.currency or "").strip().upper()
+        if problem := currency_problem(self.currency):
+            errors["currency"] = problem
+        if self.points_per_unit is not None and self.points_per_unit < 0:
+            errors["points_per_unit"] = "must not be negative."
+        problems = rates_problems(self.rates, program_currency=self.currency)
+        if problems:
+            errors["rates"] = " ".join(problems)
+        if errors:
+            raise ValidationError(errors)
+
+
+class ErasureRecord(models.Model):
+    """One erased member, without personal data: when, by whom, through what, and a keyed one-way hash of
+    the member id (``loyaltysync.services.erasure.member_id_hash``). The hash is also the tombstone that
+    keeps anything about that member from being sent anywhere again.
+
+    The totals stay for accounting (the points liability written off, lifetime sums); they are not linked to
+    a person once the member row is gone.
+    """
+
+    member_hash = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the member id.")
+    erased_at = models.DateTimeField(default=timezone.now, db_index=True)
+    erased_by = models.CharField(max_length=150, blank=True, help_text="The staff user or API user who asked.")
+    source = models.CharField(max_length=10, choices=EventSource.choices)
+    events_deleted = models.PositiveIntegerField(default=0)
+    ledger_rows_deleted = models.PositiveIntegerField(default=0)
+    points_earned = models.IntegerField(default=0, help_text="Lifetime points earned (kept for accounting).")
+    points_spent = models.IntegerField(default=0)
+    points_forfeited = models.IntegerField(default=0, help_text="Spendable and pending points written off.")
+    purchase_count = models.PositiveIntegerField(default=0)
+    purchase_total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+        permissions = [("erase_members", "Can erase members (right to be forgotten)")]
+
+    def __str__(self) -> str:
+        return f"Erasure {self.member_hash[:12]}… at {self.erased_at:%Y-%m-%d %H:%M}"

@@ -7,15 +7,23 @@ lives in models edited in the admin.
 """
 
 import os
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the SQLite file, collected static files and worker logs go by default. In a checkout that is
+# var/ beside manage.py; an installed wheel's BASE_DIR is site-packages, so there it is var/ in the
+# working directory (the systemd units set one) unless VAR_DIR says otherwise.
+VAR_DIR = Path(
+    env.str("VAR_DIR", default=str(BASE_DIR / "var" if (BASE_DIR / "manage.py").exists() else Path.cwd() / "var"))
+)
 
 DEBUG = env.bool("DEBUG", default=True)
 if DEBUG:
@@ -38,6 +46,8 @@ INSTALLED_APPS = [
     "django_filters",
     "corsheaders",
     "django_jsonform",
+    "drf_spectacular_sidecar",
+    "django_guid",
     "django_q",
     "axes",
     "loyaltysync",
@@ -46,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every log line of the request carries its id (X-Request-ID, answered in the response).
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Before CommonMiddleware, as django-cors-headers asks, so redirects carry the CORS headers too.
@@ -103,7 +115,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -124,12 +136,23 @@ Q_CLUSTER = {
     "poll": env.float("Q_POLL", default=0.1),
     "label": "Tasks",
 }
+# The cache is shared by every process on every machine: it holds the API throttle's counts (one
+# budget per token, not one per gunicorn worker) and django-q2's cluster stats (which /readyz reads).
+# Without Redis that is the database cache; its table is created by every migrate (LoyaltyConfig).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     Q_CLUSTER["orm"] = "default"
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "loyaltysync_cache",
+            # Beyond this the cache drops expired entries, then a third of the rest (throttle counts
+            # included): room for thousands of active tokens; more want Redis.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
 Q_CLUSTER["sync"] = env.bool("Q_SYNC", default=False)
 
 # --- Auth, i18n, static ------------------------------------------------------------------------
@@ -169,13 +192,22 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Members and loyalty events. Every endpoint needs `Authorization: Token <key>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files from drf-spectacular-sidecar, served by this site (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # consent_email and consent_sms share one set of values (Braze's subscription states).
+    "ENUM_NAME_OVERRIDES": {"ConsentEnum": "loyaltysync.models.Consent"},
 }
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=500)
 # CORS for storefronts calling the API from a browser: off unless origins are listed, e.g.
 # CORS_ALLOWED_ORIGINS=https://shop.example.com,https://m.shop.example.com. Only the API answers CORS.
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/v1/.*$"
-CORS_EXPOSE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
+CORS_EXPOSE_HEADERS = [
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID",
+    "Idempotent-Replayed",
+]
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key"]
 
 # Largest request body the API accepts (bytes), refused with 413 before it is read (the API's
@@ -191,7 +223,13 @@ LOYALTY = {
     # Days until earned points expire; 0 = never.
     "POINTS_EXPIRY_DAYS": env.int("LOYALTY_POINTS_EXPIRY_DAYS", default=365),
     "BULK_EVENTS_MAX": 100,
+    # The program currency and rates of other currencies ("USD=0.92,GBP=1.17": one USD is 0.92 EUR).
+    # These, and the three above, are the defaults until staff save program settings in the admin.
+    "CURRENCY": env.str("LOYALTY_CURRENCY", default="EUR"),
+    "CURRENCY_RATES": env.dict("LOYALTY_CURRENCY_RATES", default={}),
 }
+# Key of the one-way hash that erasure records keep instead of a member id (derived from SECRET_KEY when unset).
+LOYALTY_ERASURE_HASH_KEY = env.str("LOYALTY_ERASURE_HASH_KEY", default="")
 
 # --- Braze --------------------------------------------------------------------------------------
 # Fernet keys for the API key at rest, newest first (MultiFernet): add a new key in front to rotate,
@@ -219,6 +257,8 @@ BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes of the load balancer or the orchestrator reach the app port over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -232,21 +272,77 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 
+# --- Health, e-mail, logs ----------------------------------------------------------------------
+# /readyz runs these (loyaltysync.health); /healthz runs none.
+HEALTH_CHECKS = {
+    "database": "loyaltysync.health.Database",
+    "broker": "loyaltysync.health.Broker",
+    "worker": "loyaltysync.health.WorkerSeen",
+    "braze_connection": "braze_integration.health.BrazeConnection",
+}
+# A worker cluster counts as alive while its stats are younger than this (django-q2 saves them
+# every half second and lets them expire after three).
+HEALTH_WORKER_SEEN_SECONDS = env.int("HEALTH_WORKER_SEEN_SECONDS", default=30)
+
+
+def admins_parse(value: str) -> list[tuple[str, str]]:
+    """``ADMINS`` as e-mail headers write it: ``"Ops <ops@example.com>, dev@example.com"``."""
+    admins = [(name, address) for name, address in getaddresses([value]) if address]
+    if value.strip() and (not admins or not all("@" in address for _, address in admins)):
+        raise ImproperlyConfigured(f'ADMINS: "{value}" is not a list like "Ops <ops@example.com>, dev@example.com".')
+    return admins
+
+
+# Who gets the error e-mails (mail_admins below), and how they are sent: EMAIL_URL as django-environ
+# reads it, e.g. smtp+tls://user:password@smtp.example.com:587 (the console in development).
+ADMINS = admins_parse(env.str("ADMINS", default=""))
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="loyaltysync@localhost")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[loyaltysync] ")
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    # An incoming id is kept only when it is a UUID, so a client cannot write text into the logs.
+    "VALIDATE_GUID": True,
+    # django-guid would replace Access-Control-Expose-Headers with its own header; django-cors-headers
+    # exposes it with the rate-limit headers instead (CORS_EXPOSE_HEADERS).
+    "EXPOSE_HEADER": False,
+}
+
 # Error reports (debug pages, error e-mails) and log lines never show the Braze API key: secret-looking
 # POST parameters and variables are hidden, and any key the client used is replaced wherever it ends up.
 DEFAULT_EXCEPTION_REPORTER = "braze_integration.logging.SecretsExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "braze_integration.logging.SecretsReporterFilter"
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id, traceback).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f'LOG_FORMAT: "{LOG_FORMAT}" is not one of "plain", "json".')
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "redact_secrets": {"()": "braze_integration.logging.RedactSecretsFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"},
     },
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "loyaltysync.log_format.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(process)d",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601 in UTC
+        },
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            # The request id first, then the redaction: both run before the line is formatted.
+            "filters": ["request_id", "redact_secrets"],
+        },
         # Django's error e-mails to ADMINS (when set), as Django configures them, plus the redaction.
         "mail_admins": {
             "class": "django.utils.log.AdminEmailHandler",

@@ -12,3 +12,8 @@ members_changed = Signal()
 
 # sender=LoyaltyEvent, event=LoyaltyEvent: a loyalty event was recorded (inside the transaction)
 loyalty_event_recorded = Signal()
+
+# sender=Member, member=Member (still loaded), member_hash=str: the member is being erased. Sent inside the
+# erasure's transaction before the member's rows are deleted, so listeners can delete their own rows about
+# the member and record what must be deleted elsewhere (e.g. its Braze profile).
+member_erased = Signal()

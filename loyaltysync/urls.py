@@ -2,7 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from loyaltysync.health import liveness, readiness
+
 urlpatterns = [
+    path("healthz", liveness, name="healthz"),
+    path("readyz", readiness, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("loyaltysync.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -54,11 +54,29 @@ class SandboxClient:
 
     def set_keys(self, api_keys: list[str], no_permission_keys: list[str] | None = None) -> None:
         self.session.post(f"{self.url}/sandbox/keys", json={"api_keys": api_keys,
-                                                          "no_permission_keys": no_permission_keys or []},
+                                                          "no_permission_keys": no_permission_keys or [],
+                                                          "track_only_keys": []},
                           timeout=5).raise_for_status()
 
     def reset(self) -> None:
         self.session.post(f"{self.url}/sandbox/reset", timeout=5).raise_for_status()
+
+
+# Custom actions the suite sends; an undeclared action is refused, as in production.
+DECLARED_ACTIONS = ("store_visit", "visit", "x")
+
+
+@pytest.fixture(autouse=True)
+def declared_custom_actions(request):
+    """Declares the suite's custom actions in every test that has a database."""
+    if not ({"db", "transactional_db", "django_db_setup"} & set(request.fixturenames)
+            or request.node.get_closest_marker("django_db")):
+        return
+    request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+    from loyaltysync.models import CustomAction
+
+    for name in DECLARED_ACTIONS:
+        CustomAction.objects.get_or_create(name=name)
 
 
 @pytest.fixture(scope="session")

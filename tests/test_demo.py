@@ -29,3 +29,37 @@ def test_the_demo_sets_up_connects_and_syncs_every_member_on_a_fresh_database(tm
     assert "Connect: Connected" in result.stdout
     assert "Loaded the demo program: 40 members." in result.stdout
     assert "the sandbox holds 40 profiles; 0 members failed." in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_demo_and_its_processes(tmp_path):
+    """Given a running demo, when it gets SIGTERM (not Ctrl-C), then it stops its children and exits cleanly."""
+    import signal
+    import time
+
+    port, sandbox_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "DEBUG": "1", "REDIS_URL": ""}
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            output.append(line)
+            if "demo is running" in line or not line:
+                break
+        assert "demo is running" in "".join(output), "".join(output)
+
+        demo.send_signal(signal.SIGTERM)
+        rest, _ = demo.communicate(timeout=40)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, "".join(output) + rest
+    assert "Stopping the demo" in rest
+    for busy in (port, sandbox_port):  # the web server and the sandbox are gone: nobody listens there
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT
+            sock.bind(("127.0.0.1", busy))

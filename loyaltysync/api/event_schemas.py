@@ -106,7 +106,7 @@ _RESERVED = sorted({*HANDLED_ACTIONS, *ENGINE_ACTIONS})
         "type": "string",
         "pattern": ACTION_PATTERN.pattern,
         "not": {"enum": _RESERVED},
-        "description": "A program-defined action (not one of the actions above).",
+        "description": "A custom action the program declared (admin: Custom actions), not one of the above.",
     }
 )
 class CustomActionField(StrictCharField):
@@ -114,7 +114,7 @@ class CustomActionField(StrictCharField):
 
 
 def _event(action: str | None, data: type[serializers.Serializer] | None) -> type[serializers.Serializer]:
-    """The event serializer for one action (``None``: any program-defined action, data free-form)."""
+    """The event serializer for one action (``None``: a declared custom action, data free-form)."""
     name = "".join(part.title() for part in (action or "custom").split("_")) + "Event"
     action_field = (
         serializers.ChoiceField(choices=[action]) if action else CustomActionField(max_length=64)

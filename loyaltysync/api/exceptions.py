@@ -33,6 +33,8 @@ from ..errors import (
     InvalidData,
     LoyaltyError,
     MemberAlreadyExists,
+    MemberErased,
+    MemberInactive,
     MemberNotFound,
 )
 from ..transient import is_transient
@@ -41,6 +43,8 @@ from ..transient import is_transient
 _STATUS = (
     (MemberNotFound, status.HTTP_404_NOT_FOUND),
     (MemberAlreadyExists, status.HTTP_409_CONFLICT),
+    (MemberErased, status.HTTP_409_CONFLICT),
+    (MemberInactive, status.HTTP_409_CONFLICT),
     (DuplicateTransaction, status.HTTP_409_CONFLICT),
     (InsufficientPoints, status.HTTP_409_CONFLICT),
     (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),

@@ -6,7 +6,8 @@ A token can be limited to what its client needs with Django permissions on the t
 
 - ``loyaltysync.send_events``: ``POST /events`` and ``/events/bulk``;
 - ``loyaltysync.read_members``: list members, get a member, list a member's events;
-- ``loyaltysync.write_members``: create a member, change a member.
+- ``loyaltysync.write_members``: create a member, change a member;
+- ``loyaltysync.erase_members``: erase a member (``DELETE /members/{id}/``); no other permission allows it.
 
 Migration ``0003_api_scopes`` creates them and the groups "API: events sender" and "API: members
 reader". Access fails closed: a user may do only what their permissions grant (403 otherwise, naming
@@ -24,9 +25,11 @@ from .exceptions import RequestBodyTooLarge
 SEND_EVENTS = "loyaltysync.send_events"
 READ_MEMBERS = "loyaltysync.read_members"
 WRITE_MEMBERS = "loyaltysync.write_members"
-API_PERMISSIONS = (SEND_EVENTS, READ_MEMBERS, WRITE_MEMBERS)
+ERASE_MEMBERS = "loyaltysync.erase_members"
+API_PERMISSIONS = (SEND_EVENTS, READ_MEMBERS, WRITE_MEMBERS, ERASE_MEMBERS)
 
-_WHAT = {SEND_EVENTS: "send events", READ_MEMBERS: "read members", WRITE_MEMBERS: "create or change members"}
+_WHAT = {SEND_EVENTS: "send events", READ_MEMBERS: "read members", WRITE_MEMBERS: "create or change members",
+         ERASE_MEMBERS: "erase members"}
 
 
 class IsApiUser(IsAuthenticated):
@@ -55,6 +58,13 @@ class MembersScope(_Scope):
 class EventsScope(_Scope):
     read = SEND_EVENTS  # the events endpoints only take POSTs; OPTIONS is answered to senders
     write = SEND_EVENTS
+
+
+class EraseScope(_Scope):
+    """Erasing cannot be undone: it has its own permission, which ``write_members`` does not include."""
+
+    read = ERASE_MEMBERS
+    write = ERASE_MEMBERS
 
 
 class BodyWithinLimit(BasePermission):

@@ -102,7 +102,11 @@ def profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:
         return serializers.DateField(required=False, allow_null=model_field.null, help_text=help_text)
     if model_field.choices:
         return serializers.ChoiceField(
-            choices=model_field.choices, required=False, allow_blank=model_field.blank, help_text=help_text
+            choices=model_field.choices,
+            required=False,
+            allow_blank=model_field.blank,
+            allow_null=attribute.consent,  # null: consent not given
+            help_text=help_text,
         )
     return StrictCharField(
         required=False, allow_blank=model_field.blank, max_length=model_field.max_length, help_text=help_text

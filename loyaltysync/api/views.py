@@ -35,7 +35,7 @@ from .idempotency import (
 )
 from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER
 from .parsers import StrictJSONParser
-from .permissions import BodyWithinLimit, EventsScope, IsApiUser, MembersScope
+from .permissions import BodyWithinLimit, EraseScope, EventsScope, IsApiUser, MembersScope
 from .serializers import (
     BulkEventsRequestSerializer,
     BulkEventsResponseSerializer,
@@ -58,7 +58,8 @@ _ERROR_DESCRIPTIONS = {
     401: "No or invalid credentials: send `Authorization: Token <key>`.",
     403: "The credentials do not allow this.",
     404: "Unknown member.",
-    409: "Conflict: duplicate transaction id, a member that exists already, or not enough spendable points.",
+    409: "Conflict: duplicate transaction id, a member that exists already (or was erased), not enough "
+    "spendable points, or points for an opted-out member.",
     413: "The body is larger than the API accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 1 MiB by default).",
     415: "The body is not JSON.",
     422: "The `Idempotency-Key` was sent before with a different request: `error.fields` names the header.",
@@ -149,9 +150,14 @@ class MemberListCreateView(_ListView):
 
 
 class MemberDetailView(_ApiView):
-    """One member: read, change profile and custom fields."""
+    """One member: read, change profile and custom fields, erase."""
 
     permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
+
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [IsApiUser(), EraseScope()]
+        return super().get_permissions()
 
     @extend_schema(
         operation_id="members_retrieve",
@@ -183,6 +189,19 @@ class MemberDetailView(_ApiView):
             source=EventSource.API,
         )
         return Response(MemberSerializer(member).data)
+
+    @extend_schema(
+        operation_id="members_erase",
+        summary="Erase a member (right to be forgotten)",
+        description="Deletes the member's personal data and history by the erasure policy (README: "
+        "\"Members' data and consent\") and deletes its Braze profile. Needs the `loyaltysync.erase_members` "
+        "permission. The id can never be enrolled again; nothing about it is sent to Braze again.",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={204: None, **_errors(404)},
+    )
+    def delete(self, request: Request, member_id: str) -> Response:
+        services.member_erase(member_id=member_id, erased_by=request.user.get_username(), source=EventSource.API)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberEventsView(_ListView):
@@ -289,7 +308,7 @@ class EventCreateView(_ApiView):
         operation_id="events_create",
         summary="Record a loyalty event",
         description="One schema per `action` (`oneOf`): the actions the engine handles have typed `data`; "
-        "any other action matching `^[a-z][a-z0-9_]{0,63}$` is recorded as is.\n\n"
+        "a custom action the program declared (admin: Custom actions) is recorded as is.\n\n"
         "With an `Idempotency-Key` header, sending the same request again records nothing new and "
         "answers as the first time (also a refusal such as 409), with `Idempotent-Replayed: true`.",
         parameters=[IDEMPOTENCY_KEY_PARAMETER],

@@ -8,7 +8,8 @@ inside the transaction (listeners defer their own work with ``on_commit``).
 
 By concern: ``validation`` (input checks and limits), ``members`` (profiles, custom fields,
 imports), ``events`` (recording loyalty events and their effects), ``ledger`` (points and tiers),
-``jobs`` (scheduled points jobs); ``recording`` holds what they share. The public services are
+``jobs`` (scheduled points jobs), ``program`` (the program's rules, staff-edited), ``erasure``
+(the right to be forgotten); ``recording`` holds what they share. The public services are
 re-exported here: ``from loyaltysync import services; services.event_record(...)``.
 
 Field paths in errors: profile and custom fields are named as in a member's body (``email``,
@@ -18,7 +19,8 @@ Field paths in errors: profile and custom fields are named as in a member's body
 
 from ..attributes import COMPUTED_FIELDS, PROFILE_FIELDS
 from ..errors import LoyaltyError
-from .events import ENGINE_ACTIONS, event_record
+from .erasure import member_erase, member_id_erased, member_id_hash
+from .events import BUILT_IN_ACTIONS, ENGINE_ACTIONS, event_record
 from .jobs import SCHEDULES, points_expire_due, points_release_pending, schedules_ensure
 from .ledger import member_points_refresh
 from .members import (
@@ -29,19 +31,25 @@ from .members import (
     member_profile_check,
     member_update,
 )
+from .program import ProgramRules, program_rules, program_settings_change
 from .validation import member_field_problem, member_id_problem, path_key
 
 __all__ = [
+    "BUILT_IN_ACTIONS",
     "COMPUTED_FIELDS",
     "ENGINE_ACTIONS",
     "PROFILE_FIELDS",
     "SCHEDULES",
     "ImportOutcome",
     "LoyaltyError",
+    "ProgramRules",
     "custom_fields_validate",
     "event_record",
     "member_create",
+    "member_erase",
     "member_field_problem",
+    "member_id_erased",
+    "member_id_hash",
     "member_id_problem",
     "member_import_row",
     "member_points_refresh",
@@ -50,5 +58,7 @@ __all__ = [
     "path_key",
     "points_expire_due",
     "points_release_pending",
+    "program_rules",
+    "program_settings_change",
     "schedules_ensure",
 ]

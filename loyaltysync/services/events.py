@@ -5,6 +5,7 @@ checkout, refund, points added or spent); program-defined actions are recorded a
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 from decimal import Decimal
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ..errors import InvalidData, InvalidEventData, MemberNotFound
-from ..models import EventSource, LedgerKind, LoyaltyEvent, Member, MemberStatus
+from ..currencies import currency_problem
+from ..errors import InvalidData, InvalidEventData, MemberInactive, MemberNotFound
+from ..models import CustomAction, EventSource, LedgerKind, LoyaltyEvent, Member, MemberStatus
 from ..transient import retry_transient
+from .erasure import erased_id_check
 from .ledger import (
     _insufficient,
     _points_credit,
@@ -24,9 +27,9 @@ from .ledger import (
     _standing_refresh,
 )
 from .members import _profile_apply
+from .program import program_rules
 from .recording import _announce, _Context, _duplicate, _event_create, _member_insert, _member_save
 from .validation import (
-    _CURRENCY,
     ACTION_PATTERN,
     MAX_ITEMS,
     MAX_POINTS_BALANCE,
@@ -35,7 +38,6 @@ from .validation import (
     _decimal_from_json,
     _Errors,
     _json_type,
-    _loyalty_setting,
     _money,
     _money_json,
     _parse_moment,
@@ -65,9 +67,10 @@ def event_record(
     ``data.effective_timestamp`` (ISO 8601, not in the future) back-dates the event, unless
     ``occurred_at`` is given. Actions with an effect: ``opt_in``, ``opt_out``, ``profile``,
     ``checkout``, ``refund``, ``partial_refund``, ``point_add``, ``point_spend`` (or ``point_sub``);
-    any other action matching ``^[a-z][a-z0-9_]{0,63}$`` is recorded as is. Problems raise
-    ``InvalidEventData`` (paths ``customer``, ``action``, ``data.<...>``), ``DuplicateTransaction``
-    or ``InsufficientPoints``; nothing is written then.
+    a custom action must be declared (``CustomAction``) and is recorded as is; an undeclared one is
+    refused naming the nearest known actions. Problems raise ``InvalidEventData`` (paths ``customer``,
+    ``action``, ``data.<...>``), ``DuplicateTransaction``, ``InsufficientPoints``, ``MemberInactive``
+    (an opted-out member cannot be given points) or ``MemberErased``; nothing is written then.
     """
     _source_check(source)
     errors = _Errors()
@@ -79,6 +82,9 @@ def event_record(
         )
     elif action in ENGINE_ACTIONS and source != EventSource.ENGINE:
         errors.add("action", "is recorded by the loyalty engine only.")
+    elif action not in _HANDLERS and action not in ENGINE_ACTIONS:
+        if problem := _undeclared_action_problem(action):
+            errors.add("action", problem)
     if not isinstance(data, dict):
         errors.add("data", f"must be an object, not {_json_type(data)}.")
     else:
@@ -103,12 +109,36 @@ def event_record(
         if member is None:
             if action != "opt_in":
                 raise MemberNotFound(f"No member with id {member_id!r}.", field="customer")
+            erased_id_check(member_id, "customer")
             member = Member(member_id=member_id)
         context = _Context(member=member, occurred_at=occurred_at, source=source, action=action)
         event = handler(context, data)
         _member_save(member)
         _announce(context.events)
     return member, event
+
+
+BUILT_IN_ACTIONS = ("opt_in", "opt_out", "profile", "checkout", "refund", "partial_refund", "point_add",
+                    "point_spend", "point_sub")
+
+
+def _undeclared_action_problem(action: str) -> str | None:
+    """Why a custom action is refused (not declared), naming the nearest known actions; ``None`` if declared."""
+    declared = list(CustomAction.objects.values_list("name", flat=True))
+    if action in declared:
+        return None
+    nearest = difflib.get_close_matches(action, [*BUILT_IN_ACTIONS, *declared], n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(name) for name in nearest)}?" if nearest else ""
+    return (f"{action!r} is not a known action: declare custom actions in the admin (Custom actions) "
+            f"or in the braze_config file's custom_actions.{hint}")
+
+
+def _earning_refused(member: Member) -> MemberInactive:
+    return MemberInactive(
+        f"Member {member.member_id!r} is {member.get_status_display().lower()}: it earns no points until it opts "
+        "in again.",
+        field="customer",
+    )
 
 
 def _profile_from_data(context: _Context, data: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
@@ -139,7 +169,7 @@ def _opt_in(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
         _member_insert(member)
     event = _event_create(context, "opt_in", data)
     if creating:
-        _standing_refresh(context)
+        _standing_refresh(context, joining=True)
     return event
 
 
@@ -206,8 +236,16 @@ def _checkout(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     )
     total = _money(data.get("total"), "data.total", errors, required=True)
     currency = data.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency.upper()):
-        errors.add("data.currency", "must be a 3-letter ISO 4217 currency code, e.g. EUR.")
+    rules = program_rules()
+    rate = None
+    if problem := currency_problem(currency):
+        errors.add("data.currency", problem)
+    else:
+        currency = currency.upper()
+        rate = rules.rate_of(currency)
+        if rate is None:
+            errors.add("data.currency", f"has no rate: the program's currency is {rules.currency}; staff set "
+                       f"rates of other currencies in the program settings.")
     items = _items_clean(data.get("items"), errors)
     raw_burned = data.get("points_burned")
     no_burn = raw_burned is None or (raw_burned == 0 and not isinstance(raw_burned, bool))
@@ -217,11 +255,13 @@ def _checkout(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     member = context.member
     if LoyaltyEvent.objects.filter(action="checkout", transaction_id=transaction_id).exists():
         raise _duplicate(transaction_id)
-    if member.purchase_total + total > MAX_PURCHASE_TOTAL:
+    # Purchase totals are kept in the program currency; the event keeps the checkout's own currency.
+    program_total = (total * rate).quantize(Decimal("0.01"))
+    if member.purchase_total + program_total > MAX_PURCHASE_TOTAL:
         raise InvalidEventData({"data.total": "would take the member's purchase total beyond its maximum."})
     multiplier = member.tier.multiplier if member.tier_id else Decimal(1)
-    rate = Decimal(str(_loyalty_setting("POINTS_PER_CURRENCY_UNIT")))
-    points = math.floor(total * rate * multiplier)
+    earning = member.status == MemberStatus.ACTIVE
+    points = math.floor(program_total * rules.points_per_unit * multiplier) if earning else 0
     if member.points_earned + points > MAX_POINTS_BALANCE:
         raise InvalidEventData({"data.total": f"would take the member's points beyond {MAX_POINTS_BALANCE}."})
     if burned and burned > member.points_spendable:
@@ -231,10 +271,15 @@ def _checkout(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
         **data,
         "transaction_id": transaction_id,
         "total": _money_json(total),
-        "currency": currency.upper(),
+        "currency": currency,
         "items": items,
         "points_earned": points,
     }
+    if rate != 1:
+        event_data["exchange_rate"] = str(rate)
+        event_data["program_total"] = _money_json(program_total)
+    if not earning:
+        event_data["points_withheld"] = f"member is {member.status}"
     if burned:
         event_data["points_burned"] = burned
     event = _event_create(context, "checkout", event_data, transaction_id=transaction_id)
@@ -246,11 +291,11 @@ def _checkout(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
             points,
             event,
             kind=LedgerKind.EARN,
-            pending_days=_loyalty_setting("PENDING_DAYS"),
+            pending_days=rules.pending_days,
             note=f"Checkout {transaction_id}",
         )
     member.purchase_count += 1
-    member.purchase_total += total
+    member.purchase_total += program_total
     if member.last_purchase_at is None or context.occurred_at >= member.last_purchase_at:
         member.last_purchase_at = context.occurred_at
         member.last_purchase = {
@@ -315,7 +360,8 @@ def _refund(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     if taken:
         first = member.ledger.filter(event=checkout, kind=LedgerKind.EARN).first()
         _points_take_back(context, taken, event, first=first, note=f"Refund of {transaction_id}")
-    member.purchase_total = max(Decimal(0), member.purchase_total - amount)
+    checkout_rate = Decimal(str(checkout.data.get("exchange_rate", 1)))
+    member.purchase_total = max(Decimal(0), member.purchase_total - (amount * checkout_rate).quantize(Decimal("0.01")))
     _standing_refresh(context)
     return event
 
@@ -325,6 +371,8 @@ def _point_add(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
     points = _positive_int(data.get("points"), "data.points", errors, required=True)
     reason = _string(data.get("reason"), "data.reason", errors)
     errors.raise_if_any(InvalidEventData)
+    if context.member.status != MemberStatus.ACTIVE:
+        raise _earning_refused(context.member)
     if context.member.points_earned + points > MAX_POINTS_BALANCE:
         raise InvalidEventData(
             {"data.points": f"would take the member's points beyond {MAX_POINTS_BALANCE}."}
@@ -352,7 +400,7 @@ def _point_spend(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
 
 
 def _record_as_is(context: _Context, data: dict[str, Any]) -> LoyaltyEvent:
-    """A program-defined action: recorded for workflows and Braze, no change to the member."""
+    """A declared custom action: recorded for workflows and Braze, no change to the member."""
     return _event_create(context, context.action, data)
 
 

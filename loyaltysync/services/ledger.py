@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from ..errors import InsufficientPoints
 from ..models import EventSource, LedgerKind, LoyaltyEvent, Member, PointsTransaction, Tier
+from .program import program_rules
 from .recording import _announce, _Context, _event_create, _member_save
-from .validation import _loyalty_setting, _source_check
+from .validation import _source_check
 
 _CREDIT_KINDS = (LedgerKind.EARN, LedgerKind.ADJUST)
 
@@ -29,10 +30,10 @@ def _open_credits(member: Member) -> QuerySet[PointsTransaction]:
 def _points_credit(
     context: _Context, points: int, event: LoyaltyEvent | None, *, kind: str, pending_days: int, note: str
 ) -> PointsTransaction:
-    """An earning: spendable after ``pending_days``, expiring after LOYALTY POINTS_EXPIRY_DAYS (0: never)."""
+    """An earning: spendable after ``pending_days``, expiring after the program's expiry days (0: never)."""
     start = context.occurred_at
     available_at = start + dt.timedelta(days=pending_days)
-    expiry_days = _loyalty_setting("POINTS_EXPIRY_DAYS")
+    expiry_days = program_rules().expiry_days
     return PointsTransaction.objects.create(
         member=context.member,
         kind=kind,
@@ -119,8 +120,12 @@ def _balances_refresh(member: Member) -> None:
     member.points_spendable = totals["sum_spendable"] or 0
 
 
-def _standing_refresh(context: _Context) -> None:
-    """Recompute balances from the ledger and the tier from lifetime points; record tier changes."""
+def _standing_refresh(context: _Context, *, joining: bool = False) -> None:
+    """Recompute balances from the ledger and the tier from lifetime points; record tier changes.
+
+    ``joining``: the member is new. Being placed in the entry tier on joining is not reaching a tier,
+    so no ``tier_reached`` is recorded for it (workflows on ``tier_reached`` hear of real upgrades only).
+    """
     member = context.member
     _balances_refresh(member)
     new_tier = (
@@ -131,6 +136,8 @@ def _standing_refresh(context: _Context) -> None:
     old_tier = member.tier if member.tier_id else None
     member.tier = new_tier
     member.tier_since = context.occurred_at
+    if joining and old_tier is None:
+        return
     upgrade = new_tier is not None and (
         old_tier is None or new_tier.points_threshold > old_tier.points_threshold
     )

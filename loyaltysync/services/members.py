@@ -21,6 +21,7 @@ from ..errors import InvalidData, LoyaltyError, MemberAlreadyExists
 from ..fieldtypes import TypeProblem, coerce
 from ..models import CustomField, EventSource, FieldType, Member, MemberStatus
 from ..transient import retry_transient
+from .erasure import erased_id_check
 from .ledger import _standing_refresh
 from .recording import _announce, _Context, _event_create, _member_insert, _member_save
 from .validation import (
@@ -177,11 +178,13 @@ def member_create(
     """Create a member from profile fields and custom field values.
 
     An active new member is an enrolment: an ``opt_in`` event is recorded (so workflows and
-    Braze hear of it) and the member gets the entry tier. Raises ``MemberAlreadyExists`` or
-    ``InvalidData`` (paths ``member_id``, ``email``, ``custom_fields.<key>``, ...).
+    Braze hear of it) and the member gets the entry tier (without a ``tier_reached``). Raises
+    ``MemberAlreadyExists``, ``MemberErased`` (the id was erased) or ``InvalidData`` (paths
+    ``member_id``, ``email``, ``custom_fields.<key>``, ...).
     """
     _source_check(source)
     _member_id_check(member_id, "member_id")
+    erased_id_check(member_id, "member_id")
     now = timezone.now()
     with transaction.atomic():
         if Member.objects.filter(member_id=member_id).exists():
@@ -194,7 +197,7 @@ def member_create(
         context = _Context(member=member, occurred_at=now, source=source)
         if member.status == MemberStatus.ACTIVE:
             _event_create(context, "opt_in", changes)
-        _standing_refresh(context)
+        _standing_refresh(context, joining=True)
         _member_save(member)
         _announce(context.events)
     return member

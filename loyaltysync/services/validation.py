@@ -13,7 +13,6 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -36,14 +35,8 @@ MAX_REPORTED_ERRORS = 50
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EARLIEST_EFFECTIVE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64 = 2**63
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 # Stricter than the model's validator: control characters would be invisible in the admin and in Braze.
 _MEMBER_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
-
-
-def _loyalty_setting(name: str) -> Any:
-    # Read on every call so tests (and the settings fixture) can change them.
-    return settings.LOYALTY[name]
 
 
 class _Errors:

@@ -105,3 +105,38 @@ def test_given_an_interrupted_resync_when_resumed_then_it_goes_on_from_where_it_
 def test_nothing_selected_is_a_clear_error(braze_connection):
     with pytest.raises(CommandError, match="--all"):
         run()
+
+
+@pytest.mark.parametrize("args, named", [(("--tier", "Golden"), "no tier named 'Golden'"),
+                                         (("--member", "r-0001", "nobody"), "no member with id 'nobody'")])
+def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, named):
+    with pytest.raises(CommandError, match=named):
+        run(*args)
+    with pytest.raises(CommandError, match=named):
+        run(*args, "--dry-run")
+    assert sandbox.stats()["requests"] == 0 and not ResyncRun.objects.exists()
+
+
+def test_an_interrupt_during_a_request_releases_the_claims_so_resume_works_at_once(members, sandbox, monkeypatch):
+    from braze_integration import delivery
+
+    post = delivery._post
+    calls = []
+
+    def interrupted_post(client, data):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second request is on its way
+        return post(client, data)
+
+    monkeypatch.setattr(delivery, "_post", interrupted_post)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+
+    # Then no member is left claimed (the 120 s lease is not needed)
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    monkeypatch.setattr(delivery, "_post", post)
+    output = run("--resume")
+    assert "done: 300 members" in output
+    assert sandbox.stats()["users"] == 300

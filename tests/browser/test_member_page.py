@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from loyaltysync import services
-from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
+from loyaltysync.models import CustomAction, CustomField, FieldType, LoyaltyEvent, Member
 
 from .conftest import screenshot
 
@@ -23,6 +23,7 @@ def member_with_custom_fields(transactional_db):
         ("interests", "Interests", FieldType.ARRAY),
     ]:
         CustomField.objects.create(key=key, label=label, type=field_type)
+    CustomAction.objects.get_or_create(name="store_visit")
     member, _ = services.event_record(
         member_id="m-1", action="opt_in", data={"first_name": "Ada", "custom_fields": {"shoe_size": 38}},
         source="api",

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from braze_integration.models import MemberSyncState
 from loyaltysync.models import CustomField, Member
+from tests.delivery.conftest import database_url
 
 
-def run(path) -> tuple[str, str]:
+def run(path, *, rejects: bool = True) -> tuple[str, str]:
+    """Runs the command; with ``rejects`` it must fail (a rejected row makes it exit non-zero), and its
+    message, which says the good rows were kept, is returned as part of the output."""
     out, err = StringIO(), StringIO()
-    call_command("import_members", str(path), stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
+    if not rejects:
+        call_command("import_members", str(path), stdout=out, stderr=err)
+        return out.getvalue(), err.getvalue()
+    with pytest.raises(CommandError) as failure:
+        call_command("import_members", str(path), stdout=out, stderr=err)
+    assert "good row(s) were kept" in str(failure.value)
+    return out.getvalue() + str(failure.value), err.getvalue()
 
 
 @pytest.fixture
@@ -71,8 +83,25 @@ def test_imported_members_are_synced_like_any_change(tmp_path, braze_connection,
     path = tmp_path / "members.csv"
     path.write_text("member_id,first_name\ni-1,Ada\ni-2,Grace\n")
 
-    run(path)
+    run(path, rejects=False)
 
     assert sandbox.user("i-1")["attributes"]["loyalty_first_name"] == "Ada"
     assert sandbox.user("i-2")["attributes"]["loyalty_first_name"] == "Grace"
     assert MemberSyncState.objects.filter(status="synced").count() == 2
+
+
+def test_a_rejected_row_makes_the_command_exit_non_zero_and_the_good_rows_stay(tmp_path, transactional_db):
+    """Given a file with one good and one bad row, when the command runs as a process, then it exits 1, says
+    that the good row was kept, and the good row is in the database."""
+    path = tmp_path / "members.csv"
+    path.write_text("member_id,email,consent_email\nok-1,ok@example.com,opted_in\nbad-1,x,maybe\n")
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "import_members", str(path)], cwd=settings.BASE_DIR, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "DATABASE_URL": database_url()})
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 created, 0 updated, 0 unchanged, 1 rejected" in result.stderr
+    assert "The 1 good row(s) were kept" in result.stderr
+    assert f"{path}:3: consent_email: must be one of: opted_in, subscribed, unsubscribed" in result.stderr
+    assert Member.objects.filter(member_id="ok-1", consent_email="opted_in").exists()

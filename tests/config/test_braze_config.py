@@ -20,7 +20,7 @@ from workflows.models import Action, ActionValue, Condition, TriggerKind, Workfl
 pytestmark = pytest.mark.django_db
 
 KNOWN_KEY = "braze-rest-key-5f3c9e1a7b2d4c6e"
-SHIPPED_WORKFLOWS = Path(django_settings.BASE_DIR) / "fixtures" / "workflows.json"
+SHIPPED_WORKFLOWS = Path(django_settings.BASE_DIR) / "workflows" / "fixtures" / "workflows.json"
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 GOOD_PROFILE = {
     "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "phone": "+44 1",
     "birth_date": "1990-12-10", "gender": "female", "language": "en", "country": "GB", "status": "active",
+    "consent_email": "opted_in", "consent_sms": "unsubscribed",
 }
 
 

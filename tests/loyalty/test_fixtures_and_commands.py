@@ -14,7 +14,7 @@ from loyaltysync.signals import members_changed
 
 pytestmark = pytest.mark.django_db
 
-DEMO = Path(settings.BASE_DIR) / "fixtures" / "demo.json"
+DEMO = Path(settings.BASE_DIR) / "loyaltysync" / "fixtures" / "demo.json"
 BALANCES = (
     "points_earned",
     "points_spent",

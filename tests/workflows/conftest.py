@@ -16,7 +16,7 @@ from loyaltysync.models import Tier
 from tests.api_scopes import grant_every_api_scope
 from workflows import services
 
-FIXTURE = Path(django_settings.BASE_DIR) / "fixtures" / "workflows.json"
+FIXTURE = Path(django_settings.BASE_DIR) / "workflows" / "fixtures" / "workflows.json"
 TIERS = [("Bronze", 0, "1.00"), ("Silver", 500, "1.25"), ("Gold", 2000, "1.50")]
 
 
@@ -46,7 +46,7 @@ def tiers(transactional_db):
 
 @pytest.fixture
 def shipped_workflows(transactional_db):
-    """The three use cases of Braze's Antavo page, as shipped in fixtures/workflows.json."""
+    """The three use cases of Braze's Antavo page, as shipped in workflows/fixtures/workflows.json."""
     call_command("loaddata", str(FIXTURE), verbosity=0)
     services.workflow_config_changed()
 

@@ -68,6 +68,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port: int, sandbox_port: int, exit_after_sync: bool, **options):
+        # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C, at any stage: children are stopped too.
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         for name, number in (("--port", port), ("--sandbox-port", sandbox_port)):
             if not _port_free(number):
                 raise CommandError(
@@ -118,7 +120,6 @@ class Command(BaseCommand):
                 return
             self._wait_for(f"http://127.0.0.1:{port}/admin/login/", "the web server")
             self._banner(port, sandbox_url, password, token)
-            signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
             raise CommandError("A demo process stopped unexpectedly; see its output above.")
@@ -137,10 +138,7 @@ class Command(BaseCommand):
         if Member.objects.exists():
             self.stdout.write("Demo data already loaded.")
             return
-        fixtures = Path(settings.BASE_DIR) / "fixtures"
-        for name in ("demo.json", "workflows.json"):
-            if (fixtures / name).exists():
-                call_command("loaddata", str(fixtures / name), verbosity=0)
+        call_command("loaddata", "demo.json", "workflows.json", verbosity=0)  # the apps' fixtures/ (package data)
         self.stdout.write(f"Loaded the demo program: {Member.objects.count()} members.")
 
     def _ensure_admin(self) -> str:
@@ -232,3 +230,7 @@ Try: edit a member's first name or points in the admin, then reload its profile 
        http://127.0.0.1:{port}/api/v1/events
 """)
         )
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt

@@ -2,7 +2,8 @@
 
 Every row goes through ``services.member_import_row`` (the same validation as the API and the
 admin), each in its own savepoint: a bad row is reported with its line number and the reason and never stops
-the good ones. Saved members are synced like any other change.
+the good ones. Saved members are synced like any other change. The command exits non-zero when any row was
+rejected (after keeping the good ones, and saying so), so scripts notice.
 
 CSV: a header row; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
 and custom fields as `custom.<key>` columns. An
@@ -103,7 +104,8 @@ def import_rows(rows: Iterator[tuple[int, dict[str, Any] | str]], *, progress=No
 
 
 class Command(BaseCommand):
-    help = "Create or update members from a CSV or JSON lines file; bad rows are reported and skipped."
+    help = ("Create or update members from a CSV or JSON lines file; bad rows are reported and skipped, and the "
+            "command then exits non-zero.")
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -125,6 +127,6 @@ class Command(BaseCommand):
         summary = (f"Imported {file}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
                    f"{len(report.errors)} rejected.")
         if report.errors:
-            self.stdout.write(self.style.WARNING(summary))
-        else:
-            self.stdout.write(self.style.SUCCESS(summary))
+            kept = report.created + report.updated + report.unchanged
+            raise CommandError(f"{summary} The {kept} good row(s) were kept; fix the rejected rows and import them again.")
+        self.stdout.write(self.style.SUCCESS(summary))

@@ -1,11 +1,11 @@
-"""Build ``fixtures/demo.json``: tiers, custom fields and members whose balances come from real events.
+"""Build ``loyaltysync/fixtures/demo.json``: tiers, custom fields and members whose balances come from real events.
 
 The data is made through the services (opt-ins, checkouts, refunds, point adds and spends, the
 expiry and release jobs) inside a transaction that is rolled back after it has been written out,
 so every balance matches its ledger. Run it on an empty database, e.g.
 
     DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py migrate
-    DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py loyalty_demo_fixture --output fixtures/demo.json
+    DATABASE_URL=sqlite:////tmp/demo.sqlite3 ./manage.py loyalty_demo_fixture --output loyaltysync/fixtures/demo.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from django.utils import timezone
 
 from loyaltysync import services
 from loyaltysync.errors import LoyaltyError
-from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member, PointsTransaction, Tier
+from loyaltysync.models import (
+    CustomAction,
+    CustomField,
+    FieldType,
+    LoyaltyEvent,
+    Member,
+    PointsTransaction,
+    Tier,
+)
 
 TIERS = [
     ("Bronze", 0, "1.00", "Collect points on every purchase; birthday voucher."),
@@ -110,7 +118,7 @@ class Command(BaseCommand):
     help = "Build the demo fixture (tiers, custom fields, members with consistent events and ledger)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--output", default="fixtures/demo.json")
+        parser.add_argument("--output", default="loyaltysync/fixtures/demo.json")
         parser.add_argument("--members", type=int, default=40)
         parser.add_argument("--seed", type=int, default=2026)
 
@@ -122,6 +130,8 @@ class Command(BaseCommand):
             "PENDING_DAYS": 14,
             "POINTS_EXPIRY_DAYS": 365,
             "BULK_EVENTS_MAX": 100,
+            "CURRENCY": "EUR",
+            "CURRENCY_RATES": {"CHF": "1.05", "GBP": "1.17"},
         }
         with override_settings(LOYALTY=loyalty), transaction.atomic():
             self._build(random.Random(seed), members)
@@ -131,6 +141,7 @@ class Command(BaseCommand):
                 *Member.objects.order_by("pk"),
                 *LoyaltyEvent.objects.order_by("pk"),
                 *PointsTransaction.objects.order_by("pk"),
+                *CustomAction.objects.order_by("pk"),
             ]
             Path(output).parent.mkdir(parents=True, exist_ok=True)
             Path(output).write_text(serializers.serialize("json", objects, indent=1) + "\n")
@@ -151,6 +162,7 @@ class Command(BaseCommand):
             )
         for key, label, field_type, help_text in CUSTOM_FIELDS:
             CustomField.objects.create(key=key, label=label, type=field_type, help_text=help_text)
+        CustomAction.objects.create(name="store_visit", description="A visit to one of the shops (data.store).")
 
         now = timezone.now().replace(microsecond=0)
         timeline = []  # (when, member_id, action, data): run in time order so balances evolve as in life
