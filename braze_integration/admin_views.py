@@ -213,8 +213,17 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         "resync_runs_url": changelist_url("resyncrun"),
         "latest_run": ResyncRun.objects.first(),
         "now": now,
+        "worker_last_seen": _ago_or_never(summary["worker_last_seen_seconds"]),
+        "last_success": _ago_or_never(summary["last_success_seconds"]),
+        "alarms": list(summary["alarms"].values()),
     }
     return TemplateResponse(request, "admin/braze_integration/dashboard.html", context)
+
+
+def _ago_or_never(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return f"{_age(max(seconds, 1.0))} ago"
 
 
 # --- resync after a mapping change ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import erasure, errors, payloads, queue, ratelimit
+from . import erasure, errors, monitoring, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
 from .client import BrazeClient, TrackResult
 from .errors import Action, Outcome
@@ -246,6 +246,7 @@ class Deliverer:
         self._log(request, answer, outcome)
         match outcome.action:
             case Action.SENT | Action.FAIL_INDEXED:
+                monitoring.send_succeeded(self.connection)
                 self._apply(token, request, plan, report, object_errors=outcome.object_errors, message=outcome.message)
             case Action.DROP:
                 self._apply(token, request, plan, report, object_errors=outcome.object_errors, fail_all=True,
@@ -258,6 +259,7 @@ class Deliverer:
                 Connection.objects.filter(pk=self.connection.pk).update(
                     status=ConnectionStatus.NEEDS_ATTENTION, last_message=outcome.message,
                     last_checked_at=timezone.now())
+                monitoring.connection_needs_attention(message=outcome.message)
                 queue.release(token, _members_of(plan))
                 return SyncStopped("connection needs attention")
             case Action.RETRY:
@@ -279,6 +281,7 @@ class Deliverer:
         until = timezone.now() + timedelta(seconds=max(0.0, seconds))
         Connection.objects.filter(pk=self.connection.pk).filter(
             Q(paused_until__isnull=True) | Q(paused_until__lt=until)).update(paused_until=until, last_message=message[:2000])
+        monitoring.sending_paused(until=until, message=message)
 
     def _apply(self, token, request, plan: payloads.RequestPlan, report: DeliveryReport, *,
                object_errors: list[dict] | None = None, fail_all: bool = False, message: str = "") -> None:
@@ -347,6 +350,7 @@ class Deliverer:
                 too_old = state.dirty_since and now - state.dirty_since > DEAD_AFTER
                 if state.attempts >= self.connection.max_attempts or too_old:
                     state.status = SyncStatus.DEAD
+                    monitoring.member_dead_lettered(member_id=state.pk, attempts=state.attempts, message=outcome.message)
                     state.next_attempt_at = None
                     OutboxItem.objects.filter(member_id=state.pk, status=OutboxStatus.PENDING).update(
                         status=OutboxStatus.DEAD, last_error=f"Gave up after {state.attempts} attempts: {outcome.message}")

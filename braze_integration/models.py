@@ -385,3 +385,30 @@ class BrazeDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"Braze deletion {self.member_hash[:12]}… ({self.status})"
+
+
+class SyncHeartbeat(models.Model):
+    """When a worker last ran a sync task and when Braze last accepted a request: one row (``pk`` 1),
+    written at most every few seconds per process (see ``monitoring``)."""
+
+    worker_seen_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("view_metrics", "Can read the sync's Prometheus metrics")]
+
+    def __str__(self) -> str:
+        return f"worker seen {self.worker_seen_at}, last success {self.last_success_at}"
+
+
+class AlertState(models.Model):
+    """What ``ADMINS`` were last told about one alarm: a change of ``active`` is e-mailed once, by
+    whichever process flips the row first."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    active = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'raised' if self.active else 'clear'}"

@@ -24,7 +24,7 @@ from loyaltysync.on_commit import on_commit_once
 from loyaltysync.schedules import schedule_ensure
 from loyaltysync.ttl_cache import TTLCache
 
-from . import building, delivery, erasure, errors, queue
+from . import building, delivery, erasure, errors, monitoring, pruning, queue
 from .client import BrazeClient
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
@@ -401,11 +401,12 @@ def _verify_with(client: BrazeClient) -> VerifyResult:
 # --- schedules and housekeeping ----------------------------------------------------------------------
 
 def schedules_ensure() -> None:
-    """Create the periodic flush schedule (idempotent; run after migrate)."""
+    """Create the periodic flush and the daily prune schedules (idempotent; run after migrate)."""
     from django_q.models import Schedule
 
     schedule_ensure(name="braze-sync-periodic", func="braze_integration.tasks.sync_periodic",
                     schedule_type=Schedule.MINUTES, minutes=1)
+    pruning.schedules_ensure()
 
 
 def sync_housekeeping() -> None:
@@ -433,13 +434,21 @@ def sync_status_summary() -> dict[str, Any]:
     errors_by_kind = {outcome: counted.get(outcome, 0) for outcome in failed_outcomes}
     outbox = dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     connection = connection_active()
+    paused = connection is not None and connection.paused_until is not None and connection.paused_until > now
+    live = monitoring.liveness()
     return {
         "connection": {
             "name": connection.name if connection else None,
             "status": connection.status if connection else "none",
             "message": connection.last_message if connection else "",
-            "paused_until": connection.paused_until.isoformat() if connection and connection.paused_until else None,
+            # A pause that is over is not shown (it is cleared at the next successful send).
+            "paused_until": connection.paused_until.isoformat() if paused else None,
         },
+        "worker_last_seen": live.worker_seen_at.isoformat() if live.worker_seen_at else None,
+        "worker_last_seen_seconds": (now - live.worker_seen_at).total_seconds() if live.worker_seen_at else None,
+        "last_success": live.last_success_at.isoformat() if live.last_success_at else None,
+        "last_success_seconds": (now - live.last_success_at).total_seconds() if live.last_success_at else None,
+        "alarms": {alarm.name: alarm.message for alarm in monitoring.sync_alarms(now=now, state=live) if alarm.active},
         "members": {s: by_status.get(s, 0) for s in SyncStatus.values},
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0,
         "outbox": {status: outbox.get(status, 0) for status in OutboxStatus.values},

@@ -90,6 +90,8 @@ def _shown(attribute: attributes.MemberAttribute) -> str:
 
 
 _LATEST = ["latest_events", "latest_ledger"]
+# The member page shows these only to users who may see the rows behind them.
+_LATEST_PERMISSION = {"latest_events": "loyaltysync.view_loyaltyevent", "latest_ledger": "loyaltysync.view_pointstransaction"}
 _COLLAPSED_GROUPS = {attributes.RECORD}
 
 
@@ -129,6 +131,11 @@ class MemberAdmin(admin.ModelAdmin):
     readonly_fields = [*(_shown(a) for a in attributes.ATTRIBUTES if a.kind == Kind.ENGINE), *_LATEST]
     fieldsets = _fieldsets()
     actions = ["recalculate_points", "erase_members"]
+
+    def get_fieldsets(self, request, obj=None):
+        hidden = {name for name, perm in _LATEST_PERMISSION.items() if not request.user.has_perm(perm)}
+        return [(title, options) for title, options in super().get_fieldsets(request, obj)
+                if not hidden.issuperset(options["fields"])]
 
     def get_queryset(self, request):
         members = super().get_queryset(request)

@@ -324,9 +324,17 @@ class IdempotentResult(models.Model):
         return f"{self.idempotency_key}[{self.part}]: {self.status}"
 
 
+class CustomActionManager(models.Manager):
+    def get_by_natural_key(self, name: str) -> CustomAction:
+        return self.get(name=name)
+
+
 class CustomAction(models.Model):
     """A program-defined loyalty event action (e.g. ``store_visit``). Only declared actions are accepted,
-    so a misspelt action is refused rather than recorded as a new kind of event."""
+    so a misspelt action is refused rather than recorded as a new kind of event.
+
+    Its name is its natural key: fixtures declare actions by name, so loading one into a database that
+    already declares the action updates it instead of failing on the unique name."""
 
     name = models.CharField(
         max_length=64,
@@ -336,11 +344,16 @@ class CustomAction(models.Model):
     )
     description = models.CharField(max_length=255, blank=True)
 
+    objects = CustomActionManager()
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def natural_key(self) -> tuple[str]:
+        return (self.name,)
 
 
 class ProgramSettings(models.Model):

@@ -254,6 +254,27 @@ BRAZE_SYNC_CONCURRENCY = env.int("BRAZE_SYNC_CONCURRENCY", default=4)
 # A flush task that ran out of work waits this long for more before it ends (see services.sync_flush).
 BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0)
 
+# --- Operations: retention, alarms, alerts, metrics (README "Running it in production") -----------
+# Days to keep each log before `braze_prune` (daily) deletes it; 0 keeps it for ever. Rows still needed
+# (pending, failed or dead-lettered work, a member's latest request, an unfinished resync) are never deleted.
+BRAZE_RETENTION_DAYS = {
+    "requests": env.int("BRAZE_RETAIN_REQUESTS_DAYS", default=30),
+    "request_members": env.int("BRAZE_RETAIN_REQUEST_MEMBERS_DAYS", default=14),
+    # A sent item's dedupe key stops a repeated workflow trigger from sending its event twice: keep
+    # sent items longer than the workflows keep their trigger records (WORKFLOW_RUN_RETENTION_DAYS).
+    "sent_outbox": env.int("BRAZE_RETAIN_SENT_OUTBOX_DAYS", default=90),
+    "resync_runs": env.int("BRAZE_RETAIN_RESYNC_RUNS_DAYS", default=90),
+}
+BRAZE_PRUNE_BATCH_SIZE = env.int("BRAZE_PRUNE_BATCH_SIZE", default=2000)
+# The "stalled" alarm: changes older than this many seconds and no worker seen for the other figure.
+BRAZE_ALARM_PENDING_SECONDS = env.int("BRAZE_ALARM_PENDING_SECONDS", default=600)
+BRAZE_ALARM_WORKER_SECONDS = env.int("BRAZE_ALARM_WORKER_SECONDS", default=300)
+# The alerts go to ADMINS (see the e-mail settings below).
+# GET /metrics (Prometheus): answered for `Authorization: Bearer <METRICS_TOKEN>` or a user holding
+# braze_integration.view_metrics; 404 unless METRICS_TOKEN is set or METRICS_ENABLED is true.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=bool(METRICS_TOKEN))
+
 # --- Production hardening (check --deploy) ------------------------------------------------------
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

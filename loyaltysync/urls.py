@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/v1/", include("loyaltysync.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("braze_integration.urls")),  # /metrics
 ]

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group
 from braze_integration.models import Connection
 
 groups_migration = importlib.import_module("braze_integration.migrations.0004_admin_groups")
+trim_migration = importlib.import_module("braze_integration.migrations.0008_viewer_sync_support")
 
 CONNECTION_FIELDS = [
     "name",
@@ -29,6 +30,7 @@ CONNECTION_FIELDS = [
 def braze_groups(db):
     # Transactional tests flush the tables the migration filled: create the groups again.
     groups_migration.groups_ensure(apps)
+    trim_migration.groups_trim(apps)
     return {
         group.name: group
         for group in Group.objects.filter(name__in=[groups_migration.VIEWER, groups_migration.MANAGER])

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from braze_integration.models import Connection, FieldMapping
-from loyaltysync.models import Member
+from loyaltysync.models import LoyaltyEvent, Member
 
 from .conftest import connection_form, groups_migration
 
@@ -23,7 +23,6 @@ def test_the_groups_hold_the_roles_permissions(braze_groups):
 
     assert {
         "view_member",
-        "view_loyaltyevent",
         "view_connection",
         "view_fieldmapping",
         "view_syncrequest",
@@ -32,6 +31,7 @@ def test_the_groups_hold_the_roles_permissions(braze_groups):
         "view_resyncrun",
     } <= viewer
     assert not {p for p in viewer if not p.startswith("view_")}
+    assert not {"view_loyaltyevent", "view_pointstransaction"} & manager  # sync support, not the program's data
     assert viewer < manager
     assert {
         "add_connection",
@@ -120,3 +120,32 @@ def test_given_a_manager_when_changing_the_connection_and_mappings_then_they_are
     assert FieldMapping.objects.filter(remote_field="loyalty_points_pending").exists()
     page = manager_client.get(change_url(braze_connection)).content.decode()
     assert "braze-connect-button" in page and 'name="new_api_key"' in page
+
+
+def test_given_a_viewer_then_the_ledger_and_the_events_are_closed_and_the_sync_pages_open(
+    viewer_client, braze_connection
+):
+    member = Member.objects.create(member_id="m-1", first_name="Ada")
+    event = LoyaltyEvent.objects.create(member=member, action="opt_in", data={})
+
+    for name in ("loyaltysync_loyaltyevent_changelist", "loyaltysync_pointstransaction_changelist"):
+        assert viewer_client.get(reverse(f"admin:{name}")).status_code == 403, name
+    assert viewer_client.get(reverse("admin:loyaltysync_loyaltyevent_change", args=[event.pk])).status_code == 403
+    for model in ("membersyncstate", "syncrequest", "outboxitem", "resyncrun"):
+        assert viewer_client.get(reverse(f"admin:braze_integration_{model}_changelist")).status_code == 200, model
+    dead_letters = reverse("admin:braze_integration_membersyncstate_changelist") + "?status__exact=dead"
+    assert viewer_client.get(dead_letters).status_code == 200
+
+    page = viewer_client.get(reverse("admin:loyaltysync_member_change", args=[member.pk])).content.decode()
+
+    assert "braze-member-panel" in page  # the member's Braze panel is what sync support needs
+    assert "Latest events" not in page and "Points ledger" not in page
+    assert reverse("admin:loyaltysync_loyaltyevent_changelist") not in page
+
+
+def test_given_a_superuser_then_the_member_page_still_shows_events_and_ledger(admin_client, braze_connection):
+    member = Member.objects.create(member_id="m-1", first_name="Ada")
+
+    page = admin_client.get(reverse("admin:loyaltysync_member_change", args=[member.pk])).content.decode()
+
+    assert "Latest events" in page and "Points ledger" in page

@@ -8,7 +8,8 @@ from braze_integration import services
 
 
 class Command(BaseCommand):
-    help = "Print pending members, the oldest pending age, failures by kind, dead letters and the connection's state."
+    help = ("Print pending members, the oldest pending age, failures by kind, dead letters, the connection's "
+            "state, when a worker last ran, the last successful send and any alarm.")
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print JSON")
@@ -30,6 +31,8 @@ class Command(BaseCommand):
             f"{m['dead']} dead letters"
         )
         self.stdout.write(f"Oldest pending:  {summary['oldest_pending_seconds']:.0f}s")
+        self.stdout.write(f"Worker seen:     {_ago(summary['worker_last_seen'], summary['worker_last_seen_seconds'])}")
+        self.stdout.write(f"Last success:    {_ago(summary['last_success'], summary['last_success_seconds'])}")
         outbox = summary["outbox"]
         self.stdout.write(
             f"Events/outbox:   {outbox.get('sent', 0)} sent, {outbox.get('pending', 0)} pending, "
@@ -41,3 +44,9 @@ class Command(BaseCommand):
         )
         errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors_today"].items()) if v) or "none"
         self.stdout.write(f"Errors today:    {errors}")
+        for message in summary["alarms"].values():
+            self.stdout.write(self.style.ERROR(f"ALARM:           {message}"))
+
+
+def _ago(when: str | None, seconds: float | None) -> str:
+    return f"{seconds:.0f}s ago ({when})" if when and seconds is not None else "never"
