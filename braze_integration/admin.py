@@ -5,6 +5,8 @@ by importing them here; ``admin_views`` the custom views. Thin: every action and
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponseRedirect
@@ -22,6 +24,7 @@ from .models import (
     Connection,
     ConnectionStatus,
     FieldMapping,
+    RemoteKind,
 )
 
 # --- Connect and Sync fields -------------------------------------------------------------------------
@@ -33,7 +36,7 @@ class FieldMappingInline(admin.TabularInline):
     model = FieldMapping
     form = FieldMappingForm
     template = "admin/braze_integration/edit_inline/mappings.html"
-    fields = ["loyalty_field", "braze_type", "remote_field", "note"]
+    fields = ["loyalty_field", "braze_type", "remote_kind", "remote_field", "note"]
     readonly_fields = ["braze_type", "note"]
     extra = 0
     verbose_name = "sync field"
@@ -163,6 +166,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not FieldMapping:
             return super().save_formset(request, form, formset, change)
+        attributes = form.instance.mappings.filter(remote_kind=RemoteKind.ATTRIBUTE)
+        before = set(attributes.values_list("remote_field", flat=True))
         mappings = formset.save(commit=False)
         for mapping in formset.deleted_objects:
             mapping.delete()
@@ -176,6 +181,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         request._braze_changed_fields = [m.remote_field for m in formset.new_objects] + [
             m.remote_field for m, _changed in formset.changed_objects
         ]
+        # Attributes no mapping sends any more: Braze keeps them until they are cleared.
+        request._braze_removed_fields = sorted(before - set(attributes.values_list("remote_field", flat=True)))
         services.sync_config_invalidate()
 
     def _after_save(self, request, obj: Connection, response):
@@ -192,14 +199,23 @@ class ConnectionAdmin(admin.ModelAdmin):
                     messages.WARNING,
                 )
         changed = getattr(request, "_braze_changed_fields", [])
-        if changed and obj.active and Member.objects.exists():
-            self.message_user(
-                request,
-                "The sync fields changed: Braze does not have these values for existing "
-                "members yet. Check what a resync would send, then start it.",
-                messages.INFO,
-            )
-            query = "&".join(f"fields={f}" for f in changed)
+        removed = getattr(request, "_braze_removed_fields", [])
+        if (changed or removed) and obj.active and Member.objects.exists():
+            if changed:
+                self.message_user(
+                    request,
+                    "The sync fields changed: Braze does not have these values for existing "
+                    "members yet. Check what a resync would send, then start it.",
+                    messages.INFO,
+                )
+            if removed:
+                self.message_user(
+                    request,
+                    f"Removed sync fields stay in Braze's profiles ({', '.join(removed)}): the resync below "
+                    "removes them from the members Braze holds them for.",
+                    messages.INFO,
+                )
+            query = urlencode([("fields", f) for f in changed] + [("clear", f) for f in removed])
             return HttpResponseRedirect(f"{reverse('admin:braze_integration_resync')}?{query}")
         return response
 

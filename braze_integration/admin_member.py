@@ -22,7 +22,7 @@ from loyaltysync.member_panels import (
 )
 from loyaltysync.models import Member
 
-from . import admin_views, services
+from . import admin_views, queue, services
 from .admin_display import OUTCOME_BADGE, SYNC_BADGE, pretty_json, state_badge, when
 from .models import MemberSyncState, SyncRequestMember, SyncStatus
 
@@ -93,10 +93,13 @@ def braze_requests(member: Member) -> str:
 
 
 def panel_context(request: HttpRequest, member: Member) -> dict:
-    state = MemberSyncState.objects.filter(pk=member.pk).only("last_error").first()
+    state = MemberSyncState.objects.filter(pk=member.pk).only("last_error", "last_error_kind").first()
+    unsendable = bool(state and state.last_error_kind == queue.UNSENDABLE)
     return {
         "state": braze_state(member, with_button=admin_views.can_send(request)),
-        "last_error": state.last_error if state and state.last_error else "—",
+        "last_error": state.last_error if state and state.last_error and not unsendable else "—",
+        # Attributes Braze cannot take, left out while the others were sent: named with the reason.
+        "unsendable": state.last_error if unsendable else "",
         "requests": braze_requests(member),
         "requests_title": f"Last {REQUESTS_ON_MEMBER_PAGE} requests",
         "payload": pretty_json(services.member_payload_preview(member=member)),

@@ -208,6 +208,8 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             "syncrequest", outcome__exact=RequestOutcome.RATE_LIMITED, **today_param
         ),
         "outbox": outbox,
+        "oldest_outbox_pending": _age(summary["oldest_outbox_pending_seconds"]),
+        "outbox_pending_url": changelist_url("outboxitem", status__exact=OutboxStatus.PENDING),
         "ambiguous_url": changelist_url("outboxitem", ambiguous="yes"),
         "chart": _chart(objects_per_hour(now=now)),
         "resync_runs_url": changelist_url("resyncrun"),
@@ -231,7 +233,10 @@ def _ago_or_never(seconds: float | None) -> str:
 
 def _selection_from(request: HttpRequest) -> resync.Selection:
     source = request.POST if request.method == "POST" else request.GET
-    return resync.Selection(all=True, fields=[f for f in source.getlist("fields") if f])
+    fields = [f for f in source.getlist("fields") if f]
+    clear = [f for f in source.getlist("clear") if f]
+    # Clearing alone goes to the members Braze holds the attributes for; anything else to every member.
+    return resync.Selection(all=bool(fields) or not clear, fields=fields, clear=clear)
 
 
 def resync_offer(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:

@@ -9,7 +9,11 @@ class BrazeIntegrationConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
+        from loyaltysync.member_checks import member_check_register
+
         from . import receivers  # noqa: F401  (connects the signal receivers)
         from .endpoints import local_endpoints_check
+        from .sendable import CHECK_KEY, member_sendable_problems
 
         checks.register(local_endpoints_check)
+        member_check_register(CHECK_KEY, member_sendable_problems)

@@ -13,9 +13,10 @@ from typing import Any
 
 from loyaltysync.models import Member
 
-from . import payloads
+from . import payloads, standard_fields
 from .fields import FieldContext, LoyaltyField, loyalty_fields
 from .models import Connection, MemberSyncState, OutboxItem, OutboxKind, OutboxStatus, SendMode
+from .standard_fields import NOT_SENT, STANDARD_FIELDS, SUBSCRIPTION_GROUPS
 
 MAX_OUTBOX_PER_MEMBER = 40  # the rest waits for the next round; keeps one member within one request
 
@@ -32,7 +33,17 @@ class MemberWork:
     values: dict[str, Any] | None = None  # converted mapped values (all of them)
     sent_values: dict[str, Any] = field(default_factory=dict)  # the mapped values in this request
     outbox: list[OutboxItem] = field(default_factory=list)
+    # More pending outbox items than one round carries: the member is not done after this round.
+    outbox_left: bool = False
+    # Mapped attributes left out because Braze cannot take their value: remote field -> why.
+    unsendable: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    cleared: frozenset[str] = frozenset()  # attributes removed from Braze: forgotten once it accepted
+
+    def last_sent_after(self) -> dict[str, Any]:
+        """The values Braze holds once it accepted this request."""
+        merged = {**self.last_sent, **self.sent_values}
+        return {name: value for name, value in merged.items() if name not in self.cleared}
 
     @property
     def group_key(self) -> int:
@@ -51,30 +62,97 @@ class OutboxOwner:
 
 @dataclass
 class MappingPlan:
+    """What a claim sends per member: the mapped attributes (``specs``), the subscription groups fed by
+    consent fields (``groups``: loyalty field and group id), or, for ``braze_resync --clear``, the
+    attributes to remove (``clear``: sent as null to the members Braze had them for)."""
+
     specs: list[tuple[LoyaltyField, payloads.AttributeSpec]]
     columns: list[str]
     context: FieldContext
+    groups: list[tuple[LoyaltyField, str]] = field(default_factory=list)
+    clear: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, connection: Connection, *, only: set[str] | None = None) -> MappingPlan:
         fields = loyalty_fields()
-        specs = []
+        specs, groups = [], []
         for mapping in connection.mappings.all():
             loyalty_field = fields.get(mapping.loyalty_field)
-            if loyalty_field is None or (only is not None and mapping.remote_field not in only
-                                         and mapping.loyalty_field not in only):
+            if loyalty_field is None:
                 continue
-            specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
-        columns = sorted({c for f, _ in specs for c in f.columns} | {"id", "member_id"})
-        return cls(specs=specs, columns=columns, context=FieldContext.load())
+            if mapping.is_subscription_group:
+                if only is None or only & {SUBSCRIPTION_GROUPS, mapping.remote_field, mapping.loyalty_field}:
+                    groups.append((loyalty_field, mapping.remote_field))
+            elif only is None or only & {mapping.remote_field, mapping.loyalty_field}:
+                specs.append((loyalty_field, payloads.AttributeSpec(mapping.remote_field, loyalty_field.braze_type)))
+        columns = sorted({c for f, _ in [*specs, *groups] for c in f.columns} | {"id", "member_id"})
+        return cls(specs=specs, columns=columns, context=FieldContext.load(), groups=groups)
+
+    @classmethod
+    def clearing(cls, names: frozenset[str]) -> MappingPlan:
+        """A plan that sends null for ``names`` to members whose last-sent values hold them, and nothing else."""
+        return cls(specs=[], columns=["id", "member_id"], context=FieldContext(tier_thresholds=[]), clear=names)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.specs or self.groups or self.clear)
 
     def values(self, row: dict[str, Any]) -> dict[str, Any]:
         """The converted value of every mapped field; raises ``PayloadError`` naming the first bad one."""
-        out = {}
-        for loyalty_field, spec in self.specs:
-            raw = loyalty_field.extract(row, self.context)
-            out[spec.remote_field] = payloads.convert_value(spec.braze_type, raw, where=spec.remote_field)
+        out, unsendable = self._converted(row)
+        if unsendable:
+            raise unsendable[min(unsendable)]
         return out
+
+    def sendable_values(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None
+                        ) -> tuple[dict[str, Any], dict[str, str]]:
+        """(what to send, remote field -> why it cannot go). One value Braze cannot take must not hold
+        back the member's other attributes. Standard attributes are in Braze's format, subscription
+        groups carry their states, a consent never given is left out (Braze keeps what it has), and a
+        plan that clears adds null for each cleared attribute ``last_sent`` holds."""
+        out, unsendable = self._converted(row)
+        nulls = {name: None for name in sorted(self.clear) if name in (last_sent or {})}
+        return {**nulls, **out}, {name: f"{err.field}: {err.problem}" for name, err in unsendable.items()}
+
+    def converted_value(self, loyalty_field: LoyaltyField, spec: payloads.AttributeSpec, row: dict[str, Any]) -> Any:
+        """One mapped field's value as Braze takes it (a standard attribute in Braze's format), or
+        ``NOT_SENT``; raises ``PayloadError`` when Braze cannot take it."""
+        value = payloads.convert_value(spec.braze_type, loyalty_field.extract(row, self.context), where=spec.remote_field)
+        standard = STANDARD_FIELDS.get(spec.remote_field)
+        if standard is not None and value is not None:
+            value = standard.value(value, spec.remote_field)
+        return value
+
+    def _converted(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
+        out: dict[str, Any] = {}
+        unsendable: dict[str, payloads.PayloadError] = {}
+        for loyalty_field, spec in self.specs:
+            try:
+                value = self.converted_value(loyalty_field, spec, row)
+            except payloads.PayloadError as err:
+                unsendable[spec.remote_field] = err
+                continue
+            if value is not NOT_SENT:
+                out[spec.remote_field] = value
+        groups = []
+        for loyalty_field, group_id in self.groups:
+            try:
+                state = standard_fields.subscription_group_state(loyalty_field.extract(row, self.context),
+                                                                 f"{SUBSCRIPTION_GROUPS}[{group_id}]")
+            except payloads.PayloadError as err:
+                unsendable[f"{SUBSCRIPTION_GROUPS}[{group_id}]"] = err
+                continue
+            if state is not NOT_SENT:
+                groups.append({"subscription_group_id": group_id, "subscription_state": state})
+        if groups:
+            out[SUBSCRIPTION_GROUPS] = groups
+        return out, unsendable
+
+
+def unsendable_note(unsendable: dict[str, str]) -> str:
+    """What the member's sync state and Braze panel say about attributes that were not sent."""
+    return "Not sent (Braze cannot take it; the other attributes were sent): " + "; ".join(
+        unsendable[name] for name in sorted(unsendable))
 
 
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
@@ -102,24 +180,30 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
     }
     rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
+    outbox_left: set[int] = set()
     for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
         bucket = outbox.setdefault(item.member_id, [])
         if len(bucket) < MAX_OUTBOX_PER_MEMBER:
             bucket.append(item)
+        else:
+            outbox_left.add(item.member_id)
     works, users = [], []
     send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
     for row in rows.iterator(chunk_size=2000):
         version, attempts, last_sent = states[row["id"]]
         work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
-                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []))
+                          last_sent=last_sent or {}, outbox=outbox.get(row["id"], []),
+                          outbox_left=row["id"] in outbox_left)
         works.append(work)
         objects: list[tuple[str, dict, Any]] = []
         try:
             payloads.check_external_id(work.external_id)
-            work.values = plan.values(row)
         except payloads.PayloadError as err:
             work.error = f"Cannot send {err.field}: {err.problem}"
             work.values = None
+        else:
+            work.values, work.unsendable = plan.sendable_values(row, work.last_sent)
+            work.cleared = plan.clear
         attributes: dict[str, Any] = {}
         if work.values is not None:
             changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
@@ -162,11 +246,14 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
     """The request body the member's next sync would send (all mapped fields and pending items)."""
     plan = MappingPlan.load(connection)
     row = Member.objects.filter(pk=member.pk).values(*plan.columns).get()
-    body: dict[str, list] = {}
+    body: dict[str, Any] = {}
     try:
-        body["attributes"] = [payloads.attributes_object(member.member_id, plan.values(row))]
+        values, unsendable = plan.sendable_values(row)
+        body["attributes"] = [payloads.attributes_object(member.member_id, values)]
     except payloads.PayloadError as err:
         return {"error": f"Cannot send {err.field}: {err.problem}"}
+    if unsendable:
+        body["unsendable"] = [unsendable[name] for name in sorted(unsendable)]
     for item in OutboxItem.objects.filter(member=member, status=OutboxStatus.PENDING):
         if item.kind == OutboxKind.ATTRIBUTES:
             body["attributes"][0].update(item.payload.get("attributes", {}))
@@ -181,10 +268,11 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
 
 
 def data_points_of(obj: dict[str, Any]) -> int:
-    """Braze's billing unit: each attribute written, each key of a nested object; country/language are free."""
+    """Braze's billing unit: each attribute written, each key of a nested object; deletes (null), country,
+    language and subscription states are free."""
     points = 0
     for key, value in obj.items():
-        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in ("country", "language"):
+        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in standard_fields.UNBILLED or value is None:
             continue
         if isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
             points += _leaf_count(value)

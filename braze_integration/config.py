@@ -23,7 +23,8 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
-from .models import Connection, FieldMapping
+from .models import Connection, FieldMapping, RemoteKind
+from .standard_fields import SUBSCRIPTION_GROUPS
 
 API_KEY_ENV_DEFAULT = "BRAZE_API_KEY"
 WORKSPACE_CHANGED = ("The instance URL or the API key changed: this may be another Braze workspace, which has none "
@@ -215,10 +216,24 @@ def _connection_values(connection: Connection) -> dict[str, Any]:
     return {name: getattr(connection, name) for name in CONNECTION_FIELDS}
 
 
-def _mapping_rows(connection: Connection | None) -> list[tuple[str, str]]:
+def _mapping_rows(connection: Connection | None) -> list[tuple[str, str, str]]:
     if connection is None or connection.pk is None:
         return []
-    return list(connection.mappings.order_by("position", "id").values_list("loyalty_field", "remote_field"))
+    return list(connection.mappings.order_by("position", "id").values_list("loyalty_field", "remote_field",
+                                                                           "remote_kind"))
+
+
+def _mapping_data(loyalty_field: str, remote_field: str, kind: str) -> dict[str, str]:
+    """A mapping as the file holds it; ``kind`` only when it is not an attribute (as files before kinds)."""
+    data = {"loyalty_field": loyalty_field, "remote_field": remote_field}
+    if kind != RemoteKind.ATTRIBUTE:
+        data["kind"] = kind
+    return data
+
+
+def _mapping_words(loyalty_field: str, remote_field: str, kind: str) -> str:
+    target = f"subscription group {remote_field}" if kind == RemoteKind.SUBSCRIPTION_GROUP else remote_field
+    return f"{loyalty_field} -> {target}"
 
 
 def braze_config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> dict[str, Any]:
@@ -229,8 +244,7 @@ def braze_config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> dict[str, 
         return {"connection": None, "field_mappings": []}
     return {
         "connection": {**_connection_values(connection), "api_key_env": api_key_env},
-        "field_mappings": [{"loyalty_field": loyalty_field, "remote_field": remote_field}
-                           for loyalty_field, remote_field in _mapping_rows(connection)],
+        "field_mappings": [_mapping_data(*row) for row in _mapping_rows(connection)],
     }
 
 
@@ -244,7 +258,7 @@ def _connection_keys() -> dict[str, Key]:
     return keys
 
 
-MAPPING_KEYS = {"loyalty_field": Key(str), "remote_field": Key(str)}
+MAPPING_KEYS = {"loyalty_field": Key(str), "remote_field": Key(str), "kind": Key(str, RemoteKind.ATTRIBUTE.value)}
 
 
 @dataclass
@@ -258,6 +272,7 @@ class BrazeImport:
     mappings_changed: bool = False
     workspace_changed: bool = False  # the active connection's URL or key changes: what was sent is forgotten
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    remote_fields_to_clear: list[str] = field(default_factory=list)  # attributes no mapping sends any more
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -324,8 +339,10 @@ def _mappings_read(rows: list[Any], plan: BrazeImport, problems: Problems) -> No
         if read is None:
             continue
         mapping = FieldMapping(loyalty_field=read.values.get("loyalty_field", ""),
-                               remote_field=read.values.get("remote_field", ""), position=index)
-        if not model_problems(mapping, place, problems, skip=read.bad, exclude=["connection", *read.bad]):
+                               remote_field=read.values.get("remote_field", ""),
+                               remote_kind=read.values.get("kind", RemoteKind.ATTRIBUTE), position=index)
+        if not model_problems(mapping, place, problems, keys={"remote_kind": "kind"}, skip=read.bad,
+                              exclude=["connection", *(("remote_kind",) if "kind" in read.bad else ()), *read.bad]):
             continue
         if mapping.remote_field in seen:
             problems.add(place_key(place, "remote_field"),
@@ -354,22 +371,29 @@ def _changes(plan: BrazeImport, existing: Connection | None) -> None:
         verb = "replaced" if existing is not None and existing.api_key else "set"
         plan.changes.append(f"connection.api_key: {verb} from the environment")
     old = _mapping_rows(existing)
-    new = [(m.loyalty_field, m.remote_field) for m in plan.mappings]
+    new = [(m.loyalty_field, m.remote_field, m.remote_kind) for m in plan.mappings]
     plan.mappings_changed = old != new
-    old_by_remote = {remote: loyalty for loyalty, remote in old}
-    new_by_remote = {remote: loyalty for loyalty, remote in new}
-    for loyalty, remote in new:
-        if remote not in old_by_remote:
-            plan.changes.append(f"field_mappings: added {loyalty} -> {remote}")
-            plan.remote_fields_to_resync.append(remote)
-        elif old_by_remote[remote] != loyalty:
-            plan.changes.append(f"field_mappings: changed {remote}: {old_by_remote[remote]} -> {loyalty}")
-            plan.remote_fields_to_resync.append(remote)
-    for loyalty, remote in old:
-        if remote not in new_by_remote:
-            plan.changes.append(f"field_mappings: removed {loyalty} -> {remote}")
-    kept = [remote for _, remote in new if remote in old_by_remote]
-    if kept != [remote for _, remote in old if remote in new_by_remote]:
+    # A mapping is identified by what it writes: the attribute, or the subscription group.
+    old_by_remote = {(kind, remote): loyalty for loyalty, remote, kind in old}
+    new_by_remote = {(kind, remote): loyalty for loyalty, remote, kind in new}
+    for loyalty, remote, kind in new:
+        resync_name = SUBSCRIPTION_GROUPS if kind == RemoteKind.SUBSCRIPTION_GROUP else remote
+        if (kind, remote) not in old_by_remote:
+            plan.changes.append(f"field_mappings: added {_mapping_words(loyalty, remote, kind)}")
+        elif old_by_remote[kind, remote] != loyalty:
+            target = f"subscription group {remote}" if kind == RemoteKind.SUBSCRIPTION_GROUP else remote
+            plan.changes.append(f"field_mappings: changed {target}: {old_by_remote[kind, remote]} -> {loyalty}")
+        else:
+            continue
+        if resync_name not in plan.remote_fields_to_resync:
+            plan.remote_fields_to_resync.append(resync_name)
+    for loyalty, remote, kind in old:
+        if (kind, remote) not in new_by_remote:
+            plan.changes.append(f"field_mappings: removed {_mapping_words(loyalty, remote, kind)}")
+            if kind == RemoteKind.ATTRIBUTE and remote not in plan.remote_fields_to_resync:
+                plan.remote_fields_to_clear.append(remote)
+    kept = [key for key in ((kind, remote) for _, remote, kind in new) if key in old_by_remote]
+    if kept != [key for key in ((kind, remote) for _, remote, kind in old) if key in new_by_remote]:
         plan.changes.append("field_mappings: order changed")
 
 

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import erasure, errors, monitoring, payloads, queue, ratelimit
+from . import building, erasure, errors, monitoring, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
 from .client import BrazeClient, TrackResult
 from .errors import Action, Outcome
@@ -41,8 +41,12 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BACKOFF_BASE = 2.0
+# A request that gets 5xx again while carrying a member that already failed this many times in a row
+# is halved, as a 400 is: one member whose data makes Braze fail must not take its neighbours along.
+SPLIT_AFTER_SERVER_ERRORS = 2
 BACKOFF_CAP = 600.0
 DEAD_AFTER = timedelta(hours=24)
+RETRY_STOP = "Braze unavailable"
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
@@ -52,12 +56,15 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
 
 
 class SyncStopped(Exception):
-    """Sending must stop for now (rate limited, credentials, or Braze unreachable)."""
+    """Sending must stop for now (rate limited, credentials, or Braze unreachable).
 
-    def __init__(self, reason: str, *, wait: float = 0.0):
+    ``rate_limited``: only a wait for the rate limit's reset, not a failure (nothing went wrong)."""
+
+    def __init__(self, reason: str, *, wait: float = 0.0, rate_limited: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.rate_limited = rate_limited
 
 
 @dataclass
@@ -70,11 +77,14 @@ class DeliveryReport:
     requests: int = 0
     data_points: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    # Members whose claim ended with Braze's answer (sent, unchanged or refused): a resync must not send them again.
+    settled: set[int] = field(default_factory=set)
 
     def merge(self, other: DeliveryReport) -> None:
         for name in ("members_sent", "members_unchanged", "members_failed", "members_retrying", "events_sent",
                      "requests", "data_points"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.settled |= other.settled
         for kind, count in other.errors_by_kind.items():
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + count
 
@@ -115,11 +125,13 @@ def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan |
     """Deliver one claim. A stop (rate limit, paused connection, Braze down) gives the members back
     and is returned; an unexpected error (a bug, the database, an interrupt) gives them back at once, counting any
     request that may have reached Braze as a possible duplicate, and is raised."""
+    report = DeliveryReport()
     try:
-        return Round(deliverer.deliver(token, plan=plan, force=force))
+        return Round(deliverer.deliver(token, plan=plan, force=force, report=report))
     except SyncStopped as stop:
         queue.release(token)
-        return Round(DeliveryReport(), stop)
+        # What was done before the stop stands (the requests Braze accepted are not sent again).
+        return Round(report, stop)
     except BaseException:  # Ctrl-C and SIGTERM too: give the claim back now rather than after the lease
         queue.abandon(token)
         raise
@@ -135,8 +147,9 @@ class Deliverer:
         # A partial send (some mapped fields only) must not mark a member with other changes as synced.
         self.partial = partial
 
-    def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False) -> DeliveryReport:
-        report = DeliveryReport()
+    def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
+                report: DeliveryReport | None = None) -> DeliveryReport:
+        report = report if report is not None else DeliveryReport()
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
@@ -193,7 +206,7 @@ class Deliverer:
         try:
             ratelimit.acquire(self.connection)
         except TimeoutError:
-            raise SyncStopped("rate limit budget exhausted", wait=1.0) from None
+            raise SyncStopped("rate limit budget exhausted", wait=1.0, rate_limited=True) from None
         request = SyncRequest(
             connection=self.connection, trigger=self.trigger, attributes_count=len(plan.attributes),
             events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
@@ -209,14 +222,22 @@ class Deliverer:
         report.requests += 1
         return _Prepared(plan=plan, request=request, data=data)
 
-    def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> None:
+    def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
+              may_split: bool = True) -> None:
         prepared = self._prepare(token, plan, report)
-        self._complete(token, prepared, _post(self.client, prepared.data), report)
+        self._complete(token, prepared, _post(self.client, prepared.data), report, may_split=may_split)
 
     def _complete(self, token: uuid.UUID, prepared: _Prepared, answer: TrackResult | errors.BrazeError,
-                  report: DeliveryReport, *, stopping: bool = False) -> None:
+                  report: DeliveryReport, *, stopping: bool = False, may_split: bool = True) -> None:
         plan, request = prepared.plan, prepared.request
         outcome = errors.outcome_of(answer)
+        if may_split and not stopping and _fails_again(plan, outcome):
+            halves = payloads.split_plan(plan)
+            if halves is not None:
+                self._log(request, answer, outcome)
+                report.count_error(outcome.kind)
+                self._send_isolating(token, halves, report)
+                return
         if outcome.action == Action.SPLIT:
             self._log(request, answer, outcome)
             report.count_error(outcome.kind)
@@ -237,6 +258,23 @@ class Deliverer:
         if stop is not None and not stopping:
             raise stop
 
+    def _send_isolating(self, token: uuid.UUID, halves: tuple[payloads.RequestPlan, payloads.RequestPlan],
+                        report: DeliveryReport) -> None:
+        """Send the halves of a request that failed with 5xx again. When the first half fails too
+        (down to the member that makes Braze fail), the second is still sent, but not halved
+        further: both halves failing means Braze is down rather than one member's data, and then
+        sending stops as for any 5xx."""
+        failed: SyncStopped | None = None
+        for half in halves:
+            try:
+                self._send(token, half, report, may_split=failed is None)
+            except SyncStopped as stop:
+                if failed is not None or stop.rate_limited or stop.reason != RETRY_STOP:
+                    raise
+                failed = stop
+        if failed is not None:
+            raise failed
+
     def _record(self, token: uuid.UUID, request: SyncRequest, plan: payloads.RequestPlan,
                 answer: TrackResult | errors.BrazeError, outcome: Outcome, report: DeliveryReport) -> SyncStopped | None:
         """Carry out the answer's outcome for every member and item of the request; returns a stop
@@ -254,7 +292,7 @@ class Deliverer:
             case Action.WAIT:
                 self._pause(outcome.wait, outcome.message)
                 queue.release(token, _members_of(plan))
-                return SyncStopped("rate limited", wait=outcome.wait)
+                return SyncStopped("rate limited", wait=outcome.wait, rate_limited=True)
             case Action.PAUSE:
                 Connection.objects.filter(pk=self.connection.pk).update(
                     status=ConnectionStatus.NEEDS_ATTENTION, last_message=outcome.message,
@@ -265,7 +303,7 @@ class Deliverer:
             case Action.RETRY:
                 attempts = self._retry_later(token, plan, outcome, report=report)
                 self._pause(backoff_seconds(attempts), f"Braze did not answer properly: {outcome.message}")
-                return SyncStopped("Braze unavailable", wait=1.0)
+                return SyncStopped(RETRY_STOP, wait=1.0)
         return None
 
     # --- outcomes ---------------------------------------------------------------------------------
@@ -377,20 +415,36 @@ class Deliverer:
         """Braze has these members' values: synced, unless the member changed again meanwhile."""
         if not works:
             return
+        report.settled.update(w.pk for w in works)
         done = queue.finish_synced(
             token, member_ids=[w.pk for w in works],
-            sent_values={w.pk: {**w.last_sent, **w.sent_values} for w in works if w.sent_values or not w.last_sent},
+            sent_values={w.pk: w.last_sent_after() for w in works
+                         if w.sent_values or not w.last_sent or w.cleared & w.last_sent.keys()},
             request_id=request.pk if request is not None else None, partial=self.partial)
         if count:
             report.members_sent += done
+        unsendable = {w.pk: building.unsendable_note(w.unsendable) for w in works if w.unsendable}
+        if unsendable:
+            queue.unsendable_write(unsendable)
+        self._keep_pending_with_outbox_left(works)
 
     def _finish_failed(self, token, works: list[MemberWork], request: SyncRequest | None, report: DeliveryReport) -> None:
         """Braze refused these members' data (or it cannot be sent): failed until the member changes."""
         if not works:
             return
+        report.settled.update(w.pk for w in works)
         report.members_failed += len(works)
         queue.finish_failed(token, errors={w.pk: w.error for w in works},
                             request_id=request.pk if request is not None else None)
+        self._keep_pending_with_outbox_left(works)
+
+    @staticmethod
+    def _keep_pending_with_outbox_left(works: list[MemberWork]) -> None:
+        """A member with outbox items this round could not carry is not done: pending again, so the
+        flush goes on until they are sent."""
+        left = [w.pk for w in works if w.outbox_left]
+        if left:
+            queue.mark_pending(left)
 
     @staticmethod
     def _save_outbox(items: list[OutboxItem]) -> None:
@@ -401,6 +455,14 @@ class Deliverer:
         for (status, last_error, request_id, sent_at), pks in groups.items():
             OutboxItem.objects.filter(pk__in=pks).update(status=status, last_error=last_error, request_id=request_id,
                                                          sent_at=sent_at)
+
+
+def _fails_again(plan: payloads.RequestPlan, outcome: Outcome) -> bool:
+    """A 5xx (Braze answered: the request was not lost on the way) for a request carrying a member
+    that failed before, ``SPLIT_AFTER_SERVER_ERRORS`` times in all."""
+    if outcome.action != Action.RETRY or outcome.kind != errors.BrazeServerError.kind or outcome.maybe_delivered:
+        return False
+    return any(work.attempts >= SPLIT_AFTER_SERVER_ERRORS - 1 for work in works_of(plan))
 
 
 def _members_of(plan: payloads.RequestPlan) -> set[int]:

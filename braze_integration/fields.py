@@ -46,6 +46,8 @@ class LoyaltyField:
     columns: tuple[str, ...]
     depends_on: tuple[str, ...]
     extract: Callable[[Row, FieldContext], Any]
+    field_type: FieldType = FieldType.STRING  # the loyalty type (Braze's date covers dates and datetimes)
+    consent: bool = False  # a marketing consent: may feed Braze's subscription states and groups
 
     @property
     def choice_label(self) -> str:
@@ -56,7 +58,7 @@ def loyalty_field(attribute: MemberAttribute) -> LoyaltyField:
     """The mappable field of a member attribute; custom fields are keyed ``custom.<key>``."""
     key = attribute.name if attribute.custom_key is None else f"{CUSTOM_PREFIX}{attribute.custom_key}"
     return LoyaltyField(key, attribute.label, BRAZE_TYPES[attribute.type], attribute.group, attribute.lookups,
-                        attribute.changes, attribute.read)
+                        attribute.changes, attribute.read, field_type=attribute.type, consent=attribute.consent)
 
 
 STATIC_FIELDS: tuple[LoyaltyField, ...] = tuple(loyalty_field(a) for a in attributes.ATTRIBUTES)

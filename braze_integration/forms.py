@@ -11,7 +11,7 @@ from django import forms
 
 from .endpoints import Instance
 from .fields import field_choices, loyalty_fields
-from .models import Connection, FieldMapping
+from .models import Connection, FieldMapping, RemoteKind
 
 CUSTOM_URL = "custom"
 
@@ -106,14 +106,25 @@ class ConnectionForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+class _RemoteKindField(forms.TypedChoiceField):
+    """A row posted without a kind (an older page, a script) is an attribute, as before kinds existed,
+    and is not changed by that."""
+
+    def has_changed(self, initial, data) -> bool:
+        return super().has_changed(initial, data or RemoteKind.ATTRIBUTE)
+
+
 class FieldMappingForm(forms.ModelForm):
-    """One Sync fields row: a loyalty field (grouped dropdown with its Braze type) and a Braze attribute."""
+    """One Sync fields row: a loyalty field (grouped dropdown with its Braze type) and a Braze attribute,
+    or a consent field and a subscription group's id."""
 
     loyalty_field = forms.ChoiceField(label="Loyalty field", choices=())
+    remote_kind = _RemoteKindField(label="Kind", choices=RemoteKind.choices, required=False,
+                                   empty_value=RemoteKind.ATTRIBUTE, initial=RemoteKind.ATTRIBUTE)
 
     class Meta:
         model = FieldMapping
-        fields = ["loyalty_field", "remote_field"]
+        fields = ["loyalty_field", "remote_kind", "remote_field"]
         labels = {"remote_field": "Remote field (Braze attribute)"}
         widgets = {"remote_field": forms.TextInput(attrs={"size": 30, "placeholder": "e.g. loyalty_points"})}
 

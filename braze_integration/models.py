@@ -16,7 +16,7 @@ from django.db.models import Q
 
 from loyaltysync.models import Member
 
-from . import payloads
+from . import payloads, standard_fields
 from .attribute_claims import attribute_claims
 from .endpoints import EndpointRefused, Instance, endpoint_normalize
 from .secrets import EncryptedTextField
@@ -111,11 +111,20 @@ class Connection(models.Model):
         return f"…{self.api_key_hint}" if self.api_key_hint else "set"
 
 
+class RemoteKind(models.TextChoices):
+    """What a mapping's remote field names: a Braze attribute (custom or standard), or a subscription group."""
+
+    ATTRIBUTE = "attribute", "Attribute"
+    SUBSCRIPTION_GROUP = "subscription_group", "Subscription group"
+
+
 class FieldMapping(models.Model):
-    """Sync fields: one loyalty field sent as one Braze custom attribute."""
+    """Sync fields: one loyalty field sent as one Braze attribute (custom or standard), or a consent field
+    sent as the state of one subscription group (``remote_field`` is then the group's id)."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="mappings")
     loyalty_field = models.CharField(max_length=100)
+    remote_kind = models.CharField("Kind", max_length=20, choices=RemoteKind.choices, default=RemoteKind.ATTRIBUTE)
     remote_field = models.CharField("Remote field (Braze attribute)", max_length=255)
     position = models.PositiveIntegerField(default=0)
 
@@ -126,18 +135,34 @@ class FieldMapping(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.is_subscription_group:
+            return f"{self.loyalty_field} → subscription group {self.remote_field}"
         return f"{self.loyalty_field} → {self.remote_field}"
 
+    @property
+    def is_subscription_group(self) -> bool:
+        return self.remote_kind == RemoteKind.SUBSCRIPTION_GROUP
+
     def clean(self) -> None:
+        """The loyalty field exists, the remote name is one Braze takes, and the loyalty field may feed
+        it: a standard attribute's rule (``dob`` needs a date field) or a subscription group's (a consent field)."""
         from .fields import loyalty_fields
 
         errors = {}
-        if self.loyalty_field and self.loyalty_field not in loyalty_fields():
+        field = loyalty_fields().get(self.loyalty_field) if self.loyalty_field else None
+        if self.loyalty_field and field is None:
             errors["loyalty_field"] = f'Unknown loyalty field "{self.loyalty_field}".'
         self.remote_field = (self.remote_field or "").strip()
-        problem = payloads.remote_name_problem(self.remote_field)
-        if problem:
+        if self.is_subscription_group:
+            problem = (standard_fields.subscription_group_problem(loyalty_field=field, group_id=self.remote_field)
+                       if field is not None else standard_fields.group_id_problem(self.remote_field))
+            if problem:
+                errors["remote_field"] = problem
+        elif problem := payloads.remote_name_problem(self.remote_field):
             errors["remote_field"] = f"The Braze attribute name {problem}."
+        elif field is not None and (
+                problem := standard_fields.mapping_problem(loyalty_field=field, remote_field=self.remote_field)):
+            errors["remote_field"] = problem
         if errors:
             raise ValidationError(errors)
 
@@ -146,7 +171,7 @@ class FieldMapping(models.Model):
         since it is uniqueness across writers: ``braze_config import`` checks it within its file."""
         super().validate_unique(exclude)
         name = (self.remote_field or "").strip()
-        if not name or (exclude and "remote_field" in exclude):
+        if not name or (exclude and "remote_field" in exclude) or self.is_subscription_group:
             return
         owner = attribute_claims([name]).get(name)
         if owner:
@@ -155,7 +180,7 @@ class FieldMapping(models.Model):
 
     @property
     def is_standard_profile_field(self) -> bool:
-        return self.remote_field in payloads.STANDARD_PROFILE_FIELDS
+        return not self.is_subscription_group and self.remote_field in standard_fields.STANDARD_PROFILE_FIELDS
 
 
 def mapped_attribute_collision(*, name: str, loyalty_field: str, owner: str) -> str:

@@ -48,19 +48,6 @@ _OPERATION_KEYS = ({"inc"}, {"add"}, {"remove"}, {"add", "remove"})
 DEFAULT_MAX_OBJECTS = 75
 # Keys that belong to the attributes object itself, not to the profile.
 RESERVED_ATTRIBUTE_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "_merge_objects"})
-# Braze's standard profile fields: mapping to one of these writes the profile field, not a custom attribute.
-STANDARD_PROFILE_FIELDS = frozenset(
-    {
-        "first_name", "last_name", "email", "dob", "country", "language", "gender", "phone", "home_city",
-        "time_zone", "email_subscribe", "push_subscribe", "image_url", "current_location", "date_of_first_session",
-        "date_of_last_session", "facebook", "twitter", "bio", "alias_name", "alias_label",
-    }
-)
-# The Braze type of the standard profile fields that are not strings.
-STANDARD_PROFILE_FIELD_TYPES = {
-    "dob": BrazeType.DATE, "date_of_first_session": BrazeType.DATE, "date_of_last_session": BrazeType.DATE,
-    "current_location": BrazeType.OBJECT, "facebook": BrazeType.OBJECT, "twitter": BrazeType.OBJECT,
-}
 RESERVED_EVENT_PROPERTY_KEYS = frozenset({"time", "event_name"})
 RESERVED_PURCHASE_PROPERTY_KEYS = frozenset({"time", "product_id", "quantity", "event_name", "price", "currency"})
 _NESTED_KEY = re.compile(r"^[^\s.$]{1,255}$")
@@ -235,12 +222,17 @@ def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
         return value, 1
     if isinstance(value, dt.datetime | dt.date):
         return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}, 1
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise _NestedProblem("expected a finite number")
-        return float(value), 1
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _NestedProblem("expected a finite number")
+    if isinstance(value, Decimal | float):
+        # A finite Decimal such as 1E+400 is still infinite as a JSON number.
+        try:
+            return _number(value, "", integer=False), 1
+        except PayloadError as err:
+            raise _NestedProblem(err.problem) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            _check_integer_range(value, "")
+        except PayloadError as err:
+            raise _NestedProblem(err.problem) from None
     return value, 1
 
 

@@ -240,6 +240,18 @@ def finish_failed(token: uuid.UUID, *, errors: dict[int, str], request_id: int |
             MemberSyncState.objects.filter(claim_token=token, pk__in=pks).update(**updates)
 
 
+UNSENDABLE = "unsendable"  # ``last_error_kind`` of a synced member with attributes Braze cannot take
+
+
+def unsendable_write(notes: dict[int, str]) -> None:
+    """Record, on members just finished, which of their attributes were left out and why."""
+    by_note: dict[str, list[int]] = {}
+    for pk, note in notes.items():
+        by_note.setdefault(note[:2000], []).append(pk)
+    for note, pks in by_note.items():
+        MemberSyncState.objects.filter(pk__in=pks, claim_token=None).update(last_error=note, last_error_kind=UNSENDABLE)
+
+
 def request_members_write(request_id: int, rows: list[tuple[int, int, str]]) -> None:
     """The members a request carried, as ``(member_id, object_count, error)``.
 

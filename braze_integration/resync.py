@@ -20,7 +20,8 @@ from django.utils import timezone
 from loyaltysync.models import Member, Tier
 
 from . import building, delivery, payloads, queue, services
-from .models import Connection, ConnectionStatus, MemberSyncState, ResyncRun, ResyncStatus
+from .models import Connection, ConnectionStatus, MemberSyncState, RemoteKind, ResyncRun, ResyncStatus
+from .standard_fields import SUBSCRIPTION_GROUPS
 
 
 class ResyncError(Exception):
@@ -34,11 +35,17 @@ class Selection:
     since: datetime | None = None
     tier: str | None = None
     fields: list[str] = field(default_factory=list)
+    clear: list[str] = field(default_factory=list)  # attributes to remove from Braze (no longer mapped)
 
     def queryset(self) -> QuerySet[Member]:
-        if not (self.all or self.member_ids or self.since or self.tier):
+        """The selected members in primary-key order. ``clear`` alone selects the members Braze was last
+        sent any of those attributes; with another selection it narrows nothing."""
+        narrowed = self.all or self.member_ids or self.since or self.tier
+        if not (narrowed or self.clear):
             raise ResyncError("Choose what to resync: --all, --member ID, --since DATE or --tier NAME.")
         qs = Member.objects.all()
+        if self.clear and not narrowed:
+            qs = qs.filter(braze_sync__last_sent_values__has_any_keys=self.clear)
         if self.member_ids:
             qs = qs.filter(member_id__in=self.member_ids)
         if self.since:
@@ -80,20 +87,47 @@ class DryRunReport:
     data_points: int
     sample: dict[str, Any] | None
     errors: list[str]
+    member_ids: list[str] = field(default_factory=list)  # the first members that would be sent
+
+
+MEMBER_IDS_SHOWN = 20
 
 
 def _mapping_plan(connection: Connection, selection: Selection) -> building.MappingPlan:
     only = set(selection.fields) if selection.fields else None
-    plan = building.MappingPlan.load(connection, only=only)
+    if selection.clear and not only:
+        plan = building.MappingPlan.clearing(frozenset())
+    else:
+        plan = building.MappingPlan.load(connection, only=only)
     if only:
-        known = {spec.remote_field for _, spec in plan.specs} | {f.key for f, _ in plan.specs}
+        known = ({spec.remote_field for _, spec in plan.specs} | {f.key for f, _ in [*plan.specs, *plan.groups]}
+                 | {group_id for _, group_id in plan.groups} | ({SUBSCRIPTION_GROUPS} if plan.groups else set()))
         unknown = sorted(only - known)
         if unknown:
             raise ResyncError(f"--fields: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not mapped "
                               "(give Braze attribute names or loyalty field keys of existing mappings).")
-    if not plan.specs:
+    if selection.clear:
+        _clear_check(connection, selection.clear)
+        plan.clear = frozenset(selection.clear)
+    if plan.empty:
         raise ResyncError("The connection has no field mappings to send.")
     return plan
+
+
+def _clear_check(connection: Connection, names: list[str]) -> None:
+    """Refuse to remove what a mapping still sends (the next change would send it again) and what Braze
+    cannot remove with null."""
+    if SUBSCRIPTION_GROUPS in names:
+        raise ResyncError(f"--clear: {SUBSCRIPTION_GROUPS} cannot be removed; a member's state in a group is set "
+                          "by its consent (unsubscribed), not removed.")
+    mapped = {m.remote_field: m.loyalty_field for m in connection.mappings.filter(remote_kind=RemoteKind.ATTRIBUTE)}
+    still = [f"{name} (mapped from {mapped[name]})" for name in names if name in mapped]
+    if still:
+        raise ResyncError(f"--clear: {', '.join(still)} {'is' if len(still) == 1 else 'are'} still mapped; remove "
+                          "the mapping first, or the next change would send it again.")
+    for name in names:
+        if problem := payloads.remote_name_problem(name):
+            raise ResyncError(f"--clear: the attribute name {name!r} {problem}.")
 
 
 def _require_connection() -> Connection:
@@ -119,20 +153,20 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
         last_sent = dict(MemberSyncState.objects.filter(pk__in=chunk_ids).values_list("pk", "last_sent_values"))
         for row in Member.objects.filter(pk__in=chunk_ids).values(*plan.columns):
             report.members += 1
-            try:
-                values = plan.values(row)
-            except payloads.PayloadError as err:
+            before = last_sent.get(row["id"]) or {}
+            values, unsendable = plan.sendable_values(row, before)
+            if unsendable:  # the member's other attributes are still sent
                 report.unsendable += 1
                 if len(report.errors) < 20:
-                    report.errors.append(f"{row['member_id']}: {err}")
-                continue
-            before = last_sent.get(row["id"]) or {}
+                    report.errors.append(f"{row['member_id']}: {'; '.join(unsendable.values())}")
             changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
             if not changed and not force:
                 report.unchanged += 1
                 continue
             sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
             report.would_send += 1
+            if len(report.member_ids) < MEMBER_IDS_SHOWN:
+                report.member_ids.append(row["member_id"])
             report.data_points += building.data_points_of(sent)
             pending_objects += 1
             if report.sample is None:
@@ -177,7 +211,8 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
     plan = _mapping_plan(connection, selection)
     chunk_size = connection.batch_size * 8
     client = services.client_for(connection)
-    deliverer = delivery.Deliverer(connection, client, trigger="resync", partial=bool(selection.fields))
+    deliverer = delivery.Deliverer(connection, client, trigger="resync",
+                                   partial=bool(selection.fields or selection.clear))
     started = time.monotonic() - run.elapsed_seconds
     run.status = ResyncStatus.RUNNING
     run.save(update_fields=["status"])
@@ -234,15 +269,18 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building
         round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force)
         total.merge(round_.report)
         stop = round_.stop
+        # Members Braze answered for are done, also when the round stopped early: sending them
+        # again would repeat what Braze already accepted.
+        done = set(claimed) if stop is None else round_.report.settled
+        remaining = [pk for pk in remaining if pk not in done]
         if stop is None:
-            done = set(claimed)
-            remaining = [pk for pk in remaining if pk not in done]
             stalls = 0
         else:
             connection = Connection.objects.get(pk=deliverer.connection.pk)
             if connection.status == ConnectionStatus.NEEDS_ATTENTION:
                 raise ResyncError(f"Stopped: {connection.last_message}")
-            stalls += 1
+            if not stop.rate_limited:  # waiting for the rate limit's reset is not a failed try
+                stalls += 1
             if stalls > max_stalls:
                 raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until

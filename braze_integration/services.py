@@ -78,6 +78,19 @@ def _sync_config_load() -> SyncConfig:
 _config = TTLCache(_sync_config_load, ttl=CONFIG_TTL)
 
 
+def _door_plan_load() -> building.MappingPlan | None:
+    connection = Connection.objects.filter(active=True).first()
+    return building.MappingPlan.load(connection) if connection is not None else None
+
+
+_door_plan = TTLCache(_door_plan_load, ttl=CONFIG_TTL)
+
+
+def door_plan() -> building.MappingPlan | None:
+    """The active connection's mapping plan, for checking values when members are saved (cached like ``sync_config``)."""
+    return _door_plan.get()
+
+
 def sync_config() -> SyncConfig:
     """The active connection and the member attributes its mappings read (cached for ``CONFIG_TTL``)."""
     return _config.get()
@@ -85,6 +98,7 @@ def sync_config() -> SyncConfig:
 
 def sync_config_invalidate() -> None:
     _config.clear()
+    _door_plan.clear()
 
 
 def connection_active() -> Connection | None:
@@ -315,6 +329,8 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
         return FlushResult(report=report, stopped=str(err))
     round_ = delivery.deliver_claim(delivery.Deliverer(connection, client, trigger=trigger), token, force=force)
     report.merge(round_.report)
+    if queue.claimable_exists():  # e.g. outbox items this round could not carry: a worker sends them
+        flush_request()
     return FlushResult(report=report, stopped=round_.stop.reason if round_.stop else "")
 
 
@@ -413,8 +429,22 @@ def sync_housekeeping() -> None:
     from . import ratelimit
 
     queue.recover_lost_requests()
+    outbox_left_behind_requeue()
     for connection_id in Connection.objects.values_list("pk", flat=True):
         ratelimit.prune(connection_id)
+
+
+def outbox_left_behind_requeue() -> int:
+    """Mark pending every member that Braze is not waiting on (synced or failed) but that still has
+    unsent outbox items, so the flush sends them; returns how many. Such members come only from
+    data written before the flush kept members pending until their items were out, or by hand."""
+    ids = sorted(set(
+        OutboxItem.objects.filter(status=OutboxStatus.PENDING)
+        .filter(member__braze_sync__status__in=[SyncStatus.SYNCED, SyncStatus.FAILED])
+        .values_list("member_id", flat=True)))
+    if ids:
+        queue.mark_pending(ids)
+    return len(ids)
 
 
 # --- health --------------------------------------------------------------------------------------
@@ -424,6 +454,7 @@ def sync_status_summary() -> dict[str, Any]:
     now = timezone.now()
     by_status = dict(MemberSyncState.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     oldest = MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"]
+    outbox_pending = OutboxItem.objects.filter(status=OutboxStatus.PENDING).aggregate(n=Count("pk"), m=Min("created_at"))
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     requests_today = SyncRequest.objects.filter(created_at__gte=today)
     failed_outcomes = [o for o in RequestOutcome.values if o not in (RequestOutcome.SUCCESS, RequestOutcome.SENDING)]
@@ -452,6 +483,9 @@ def sync_status_summary() -> dict[str, Any]:
         "members": {s: by_status.get(s, 0) for s in SyncStatus.values},
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0,
         "outbox": {status: outbox.get(status, 0) for status in OutboxStatus.values},
+        # Events, purchases and ad-hoc attributes not yet in Braze, whatever their member's state says.
+        "outbox_pending": outbox_pending["n"],
+        "oldest_outbox_pending_seconds": (now - outbox_pending["m"]).total_seconds() if outbox_pending["m"] else 0,
         "ambiguous_event_sends": OutboxItem.objects.filter(ambiguous_sends__gt=0).count(),
         "requests_today": requests_today.count(),
         "objects_today": sum(v or 0 for v in requests_today.aggregate(

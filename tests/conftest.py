@@ -91,7 +91,8 @@ def sandbox_server():
 def sandbox(sandbox_server) -> SandboxClient:
     client = SandboxClient(sandbox_server)
     client.reset()
-    client.set_faults(error_rate=0, latency_ms=0, timeout_rate=0, fail_next=0, ack_lost_next=0, rate_limit=None)
+    client.set_faults(error_rate=0, latency_ms=0, timeout_rate=0, fail_next=0, ack_lost_next=0, fail_external_ids=[],
+                       rate_limit=None)
     client.set_keys([SANDBOX_KEY], [NO_PERMISSION_KEY])
     yield client
     client.reset()

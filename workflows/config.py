@@ -56,9 +56,16 @@ from braze_integration.models import mapped_attribute_collision
 from loyaltysync.models import Member
 
 from . import services
-from .models import Action, ActionKind, ActionValue, Condition, TriggerKind, Weekday, Workflow
+from .config_custom_actions import (
+    custom_actions_apply,
+    custom_actions_export,
+    custom_actions_read,
+    trigger_action_problem,
+)
+from .models import ACTION_NAME, Action, ActionKind, ActionValue, Condition, TriggerKind, Weekday, Workflow
 
-TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object)}
+TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object),
+            "custom_actions": Key(object, None)}
 WORKFLOW_KEYS = {
     "name": Key(str), "description": Key(str, ""), "active": Key(bool, True), "priority": Key(int, 100),
     "trigger": Key(object), "logic": Key(str, "and"), "conditions": Key(list, []), "actions": Key(list, []),
@@ -150,7 +157,8 @@ def workflows_export() -> list[dict[str, Any]]:
 def config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> str:
     """The whole configuration as the file's text: byte-identical for equal configurations, no
     database ids, no API key (``api_key_env`` names the variable an import reads it from)."""
-    return config_dump({**braze_config_export(api_key_env=api_key_env), "workflows": workflows_export()})
+    return config_dump({**braze_config_export(api_key_env=api_key_env), "custom_actions": custom_actions_export(),
+                        "workflows": workflows_export()})
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -173,6 +181,7 @@ class ConfigImport:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     remote_fields_to_resync: list[str] = field(default_factory=list)
+    remote_fields_to_clear: list[str] = field(default_factory=list)  # attributes no mapping sends any more
     workspace_changed: bool = False
     full_resync_cost: str = ""  # braze_resync --all, in words, when the workspace changed
 
@@ -194,15 +203,20 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
                                   mappings_data=top.values.get("field_mappings", []), problems=problems,
                                   environ=os.environ if environ is None else environ,
                                   connection_given="connection" not in top.bad)
+        actions = custom_actions_read(top.values.get("custom_actions"), problems, given="custom_actions" in data)
         entries = _workflows_read(top.values.get("workflows", []), problems)
         _mapped_attributes_check(braze, entries, problems)
+        _trigger_actions_check(entries, actions.declared, problems)
         if problems:
             raise ConfigInvalid(problems.items)
-        report = ConfigImport(dry_run=dry_run, changes=list(braze.changes), warnings=list(braze.warnings))
+        report = ConfigImport(dry_run=dry_run, changes=[*braze.changes, *actions.changes],
+                              warnings=list(braze.warnings))
         removed = _workflow_changes(entries, report)
         if braze.connection is not None and braze.connection.active and Member.objects.exists():
             report.remote_fields_to_resync = list(braze.remote_fields_to_resync)
+            report.remote_fields_to_clear = list(braze.remote_fields_to_clear)
         if not dry_run:
+            custom_actions_apply(actions)
             _apply(braze, entries, removed)
         if braze.workspace_changed and Member.objects.exists():
             report.workspace_changed = True
@@ -379,6 +393,17 @@ def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], 
                 problems.add(place_key(place_index(place_key(action_place, "values"), value.position), "name"),
                              mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
                                                         owner=owner) + f" (the mapping is field_mappings[{index}])")
+
+
+def _trigger_actions_check(entries: list[_WorkflowEntry], declared: set[str], problems: Problems) -> None:
+    """An event trigger names an action events can have: built in, the engine's, or declared (in the file's
+    ``custom_actions``, else the database's); otherwise the workflow would never run."""
+    for entry in entries:
+        workflow = entry.workflow
+        if workflow.trigger_kind != TriggerKind.EVENT or not ACTION_NAME.match(workflow.trigger_action or ""):
+            continue  # no action, or one the workflow's own validation refused already
+        if problem := trigger_action_problem(workflow.trigger_action, declared):
+            problems.add(place_key(entry.place, "trigger.action"), problem)
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:

@@ -19,7 +19,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from braze_integration.models import FieldMapping, mapped_attribute_collision
+from braze_integration.models import FieldMapping, RemoteKind, mapped_attribute_collision
 from braze_integration.payloads import BrazeType
 from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
@@ -505,7 +505,8 @@ def action_description(action: Action) -> str:
 
 def mapped_attribute_problems(names: list[str], *, owner: str) -> dict[str, str]:
     """Name -> why ``owner`` cannot send it: it is a field mapping's attribute (the mapping owns it)."""
-    mappings = FieldMapping.objects.filter(remote_field__in=[name.strip() for name in names]).order_by("pk")
+    mappings = FieldMapping.objects.filter(remote_field__in=[name.strip() for name in names],
+                                           remote_kind=RemoteKind.ATTRIBUTE).order_by("pk")
     return {mapping.remote_field: mapped_attribute_collision(name=mapping.remote_field,
                                                              loyalty_field=mapping.loyalty_field, owner=owner)
             for mapping in mappings}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braze_integration.payloads import PayloadError, attributes_object, event_object, purchase_object
+from braze_integration.standard_fields import standard_attributes
 
 from .conditions import MISSING, Condition, ConditionError, ConditionSet, Logic, lookup, parse_text
 from .values import ValueSpec, ValueSpecError, resolve_values
@@ -59,7 +60,7 @@ class ActionPlan:
         """Raises ``ValueSpecError`` or ``PayloadError`` when a value cannot be sent."""
         time = context.get("time")
         if self.kind == "sync_data":
-            values = resolve_values(self.specs, context)
+            values = standard_attributes(resolve_values(self.specs, context))
             if not values:
                 return []
             attributes_object(external_id, values)

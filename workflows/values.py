@@ -41,13 +41,12 @@ from django.template.base import Lexer, Parser, TextNode, VariableNode
 from braze_integration.payloads import (
     RESERVED_EVENT_PROPERTY_KEYS,
     RESERVED_PURCHASE_PROPERTY_KEYS,
-    STANDARD_PROFILE_FIELD_TYPES,
-    STANDARD_PROFILE_FIELDS,
     BrazeType,
     PayloadError,
     convert_value,
     remote_name_problem,
 )
+from braze_integration.standard_fields import STANDARD_FIELDS, SUBSCRIPTION_GROUPS
 
 from .conditions import MISSING, lookup, path_problem
 
@@ -410,9 +409,13 @@ class ValueSpec:
             problem = remote_name_problem(self.name)
             if problem:
                 raise ValueSpecError("name", f"The Braze attribute name {problem}.")
-            if self.name in STANDARD_PROFILE_FIELDS:
-                # Braze writes the profile field, and drops a value of another type.
-                expected = STANDARD_PROFILE_FIELD_TYPES.get(self.name, BrazeType.STRING)
+            standard = STANDARD_FIELDS.get(self.name)
+            if self.name == SUBSCRIPTION_GROUPS:
+                raise ValueSpecError("name", f'"{self.name}" {standard.rule_words}; a workflow cannot send it.')
+            if standard is not None:
+                # Braze writes the profile field, and drops a value of another type; the value is put in
+                # Braze's format (codes, YYYY-MM-DD, gender letters) as a mapping's would be.
+                expected = standard.braze_type
                 if self.braze_type != expected:
                     raise ValueSpecError("name", f'"{self.name}" is a Braze standard profile field that takes '
                                                  f"{expected.value.replace('_', ' ')} values, not "

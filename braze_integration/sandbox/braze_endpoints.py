@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import DELETE_PATH, TRACK_PATH
 from .deletion import delete_identifier_count, validate_delete_request
+from .faults import InjectedFault
 from .keys import USERS_DELETE, USERS_TRACK, Permission
 from .store import FaultKind
 from .validation import RequestRejected, object_counts, validate_track_request
@@ -74,6 +75,8 @@ class _Call:
             self.request.drop_without_answer()
             self.record(status=None, fault="timeout")
             return False
+        if fault is None and sandbox.fault_injector.fails_for(self.external_ids()):
+            fault = InjectedFault(kind="error", status=500)
         if fault is not None:
             status = fault.status or 500
             self.answer(status, {"message": _ERROR_MESSAGES.get(status, "Server Error")}, fault="error")
@@ -98,6 +101,10 @@ class _Call:
             return True
         return False
 
+    def external_ids(self) -> set[str]:
+        """The users the request names, for `fail_external_ids`."""
+        return set()
+
     def answer_lost(self, **outcome: Any) -> bool:
         """True (and the connection closed unanswered) if the fault settings drop this answer."""
         if not self.sandbox.fault_injector.take_ack_lost():
@@ -119,6 +126,13 @@ class _TrackCall(_Call):
     def __init__(self, request: SandboxRequestHandler) -> None:
         super().__init__(request)
         self.counts = object_counts(self.decoded)
+
+    def external_ids(self) -> set[str]:
+        if not isinstance(self.decoded, dict):
+            return set()
+        return {obj["external_id"] for name in ("attributes", "events", "purchases")
+                for obj in (self.decoded.get(name) if isinstance(self.decoded.get(name), list) else [])
+                if isinstance(obj, dict) and isinstance(obj.get("external_id"), str)}
 
     def record(self, *, status: int | None, fault: FaultKind | None = None, errors: int = 0) -> None:
         self.sandbox.store.record_request(status=status, object_counts=self.counts, fault=fault, errors=errors)

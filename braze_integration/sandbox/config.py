@@ -64,6 +64,8 @@ class FaultConfig:
     - `fail_next`: the next N requests answer 503 (deterministic, for tests).
     - `ack_lost_next`: the next N requests that reach the write step are written, but the
       connection is closed without an answer ("Braze got it, the answer was lost").
+    - `fail_external_ids`: every `/users/track` request carrying an object of one of these
+      users answers 500, however often it is sent (one user's data that breaks Braze).
     - `seed`: seeds the random choices so a run can be repeated.
     Faulted requests change no profile, except the ack-lost ones.
     """
@@ -74,6 +76,7 @@ class FaultConfig:
     hang_seconds: float = DEFAULT_HANG_SECONDS
     fail_next: int = 0
     ack_lost_next: int = 0
+    fail_external_ids: tuple[str, ...] = ()
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -91,6 +94,10 @@ class FaultConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        ids = self.fail_external_ids
+        if not isinstance(ids, list | tuple | set | frozenset) or not all(isinstance(i, str) for i in ids):
+            raise ValueError(f"fail_external_ids must be a list of strings, got {ids!r}")
+        self.fail_external_ids = tuple(ids)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
 

@@ -64,6 +64,11 @@ class FaultInjector:
                 return InjectedFault(kind="error", status=self._random.choice((500, 503)))
             return None
 
+    def fails_for(self, external_ids: set[str]) -> bool:
+        """True if the request carries a user whose every request must fail (`fail_external_ids`)."""
+        with self._lock:
+            return not external_ids.isdisjoint(self._config.fail_external_ids)
+
     def take_ack_lost(self) -> bool:
         """True (and one less to go) if this written request's answer must be dropped."""
         with self._lock:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from ..attributes import BY_NAME, CUSTOM_FIELDS, CUSTOM_PREFIX, PROFILE_FIELDS
 from ..errors import InvalidData, LoyaltyError, MemberAlreadyExists
 from ..fieldtypes import TypeProblem, coerce
+from ..member_checks import member_checks_run
 from ..models import CustomField, EventSource, FieldType, Member, MemberStatus
 from ..transient import retry_transient
 from .erasure import erased_id_check
@@ -169,6 +170,7 @@ def member_profile_check(
     _profile_apply(
         candidate, profile=profile, custom_fields=custom_fields, at=timezone.now(), creating=member is None
     )
+    member_checks_run(candidate, None if member is None else candidate.changed_fields())
 
 
 @retry_transient

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from ..errors import DuplicateTransaction, MemberAlreadyExists
+from ..member_checks import member_checks_run
 from ..models import LoyaltyEvent, Member
 from ..signals import loyalty_event_recorded
 
@@ -71,6 +72,7 @@ def _duplicate(transaction_id: str) -> DuplicateTransaction:
 
 
 def _member_insert(member: Member) -> None:
+    member_checks_run(member, None)
     try:
         with transaction.atomic():  # a savepoint: a concurrent insert must not break the caller's transaction
             member.save()
@@ -84,4 +86,5 @@ def _member_save(member: Member) -> None:
     """Save only when something changed (``None``: a new object), so listeners hear of real changes."""
     changed = member.changed_fields()
     if changed is None or changed:
+        member_checks_run(member, changed)
         member.save()

@@ -65,7 +65,7 @@ def test_the_preview_is_the_body_the_next_sync_would_send(braze_connection):
 
 
 @pytest.mark.usefixtures("q_sync")
-def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_and_the_rest_go_through(
+def test_given_a_value_braze_refuses_then_only_that_attribute_stays_behind_with_a_clear_error(
         braze_connection, sandbox):
     with transaction.atomic():
         make_member("good-1")
@@ -74,10 +74,20 @@ def test_given_a_value_braze_refuses_then_that_member_fails_with_a_clear_error_a
 
     assert sandbox.user("good-1") is not None
     assert sandbox.user("good-2") is not None
-    assert sandbox.user("bad-1") is None
+    bad_profile = sandbox.user("bad-1")["attributes"]
+    assert "loyalty_last_items" not in bad_profile and bad_profile["loyalty_first_name"] == "Ada"
     bad = MemberSyncState.objects.get(member__member_id="bad-1")
+    assert bad.status == SyncStatus.SYNCED and bad.last_error_kind == "unsendable"
+    assert bad.last_error.endswith("loyalty_last_items[0]: expected an object")
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_given_an_external_id_braze_refuses_then_that_member_fails_with_a_clear_error(braze_connection, sandbox):
+    make_member("\U0001F600" * 255)  # 1,020 bytes in UTF-8: stored by hand, past the services' door
+
+    bad = MemberSyncState.objects.get(member__member_id="\U0001F600" * 255)
     assert bad.status == SyncStatus.FAILED
-    assert bad.last_error == "Cannot send loyalty_last_items[0]: expected an object"
+    assert bad.last_error == "Cannot send external_id: must be at most 987 bytes"
 
 
 @pytest.mark.usefixtures("q_sync")

@@ -107,6 +107,20 @@ def test_nothing_selected_is_a_clear_error(braze_connection):
         run()
 
 
+def test_given_braze_rate_limits_hard_when_force_resyncing_then_each_accepted_batch_is_sent_once_and_it_finishes(
+        members, sandbox):
+    sandbox.set_faults(rate_limit="3/2s")  # 300 members are 4 requests: the 4th of each window gets 429
+
+    output = run("--all", "--force")
+
+    stats = sandbox.stats()
+    assert stats["rate_limited"] >= 1  # the scenario did hit Braze's limit
+    assert sum(stats["objects"].values()) == 300  # no batch Braze accepted was sent again
+    assert stats["users"] == 300
+    assert "sent 300" in output
+    assert ResyncRun.objects.get().status == ResyncStatus.FINISHED
+
+
 @pytest.mark.parametrize("args, named", [(("--tier", "Golden"), "no tier named 'Golden'"),
                                          (("--member", "r-0001", "nobody"), "no member with id 'nobody'")])
 def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, named):

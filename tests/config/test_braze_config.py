@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from braze_integration.models import Connection, FieldMapping, SendMode
-from loyaltysync.models import CustomField, FieldType
+from loyaltysync.models import CustomAction, CustomField, FieldType
 from tests.conftest import EVERY_TYPE_MAPPINGS
 from workflows import services as workflow_services
 from workflows.models import Action, ActionValue, Condition, TriggerKind, Workflow
@@ -191,12 +191,13 @@ def test_given_the_same_configuration_when_imported_again_then_nothing_changes_n
 
 
 def test_an_empty_configuration_exports_as_null_and_imports_into_an_empty_database(transactional_db, tmp_path):
+    CustomAction.objects.all().delete()  # the suite declares some in every test
     text = export()
     (tmp_path / "empty.json").write_text(text)
 
     run("import", str(tmp_path / "empty.json"))
 
-    assert json.loads(text) == {"connection": None, "field_mappings": [], "workflows": []}
+    assert json.loads(text) == {"connection": None, "field_mappings": [], "custom_actions": [], "workflows": []}
     assert export() == text
 
 

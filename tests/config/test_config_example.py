@@ -19,7 +19,8 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from braze_integration.models import Connection, MemberSyncState, SyncStatus
-from loyaltysync.models import Member, Tier
+from loyaltysync import services as loyalty_services
+from loyaltysync.models import CustomAction, EventSource, Member, Tier
 from tests.conftest import SANDBOX_KEY
 
 EXAMPLE = Path(django_settings.BASE_DIR) / "fixtures" / "config-example.json"
@@ -35,6 +36,7 @@ def imported_example(transactional_db, sandbox, sandbox_endpoint, monkeypatch, t
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data, indent=2))
     assert not Connection.objects.exists()
+    CustomAction.objects.all().delete()  # the suite declares some in every test: the file must declare its own
 
     call_command("braze_config", "import", str(path), stdout=StringIO(), stderr=StringIO())
 
@@ -58,7 +60,8 @@ def test_given_the_imported_example_when_a_member_is_saved_then_the_sandbox_hold
 
     Member.objects.create(
         member_id="m-1", first_name="Ada", birth_date=dt.date(1990, 5, 17), points_spendable=120, tier=silver,
-        purchase_total=Decimal("99.90"),
+        purchase_total=Decimal("99.90"), email="ada@example.com", country="gb", gender="female",
+        consent_email="opted_in", consent_sms="unsubscribed",
         last_purchase={"total": 99.9, "currency": "EUR", "items": [{"product_id": "sku-1", "price": 49.95}]})
 
     assert sandbox.user("m-1")["attributes"] == {
@@ -70,6 +73,11 @@ def test_given_the_imported_example_when_a_member_is_saved_then_the_sandbox_hold
         "loyalty_last_products": ["sku-1"],
         "loyalty_summary": {"tier": "Silver", "points": 120, "pending": 0, "purchases": 0},
         "loyalty_last_items": [{"product_id": "sku-1", "price": 49.95}],
+        "email": "ada@example.com",
+        "country": "GB",
+        "gender": "F",
+        "email_subscribe": "opted_in",
+        "subscription_groups": {"0e3c4b7a-sms-marketing": "unsubscribed"},
     }
     assert MemberSyncState.objects.get(member__member_id="m-1").status == SyncStatus.SYNCED
 
@@ -87,3 +95,16 @@ def test_given_the_imported_example_when_a_member_reaches_gold_then_its_workflow
     assert [(event["name"], event["properties"]) for event in events] == [
         ("loyalty_gold_reached", {"previous_tier": "Silver"})]
     assert sandbox.user("m-1")["attributes"]["loyalty_tier"] == "Gold"
+
+
+def test_given_the_imported_example_when_a_member_visits_a_store_then_the_declared_action_reaches_braze(
+        imported_example, sandbox):
+    assert list(CustomAction.objects.values_list("name", "description")) == [
+        ("store_visit", "A visit to one of the shops (data.store).")]
+    Member.objects.create(member_id="m-1", first_name="Ada")
+
+    loyalty_services.event_record(member_id="m-1", action="store_visit", data={"store": "Berlin"},
+                                  source=EventSource.API)
+
+    events = sandbox.user("m-1")["events"]
+    assert [(event["name"], event["properties"]) for event in events] == [("loyalty_store_visit", {"store": "Berlin"})]

@@ -188,3 +188,22 @@ def test_given_bad_delete_rate_limit_when_posted_then_400_naming_it_and_nothing_
     )
     assert response.status_code == 400 and "delete_rate_limit" in response.json()["message"]
     assert server.faults.fail_next == 0 and server.delete_rate_limit == (20000, 60.0)
+
+
+def test_given_fail_external_ids_set_over_http_then_every_request_carrying_that_user_answers_500(
+    server: SandboxServer,
+) -> None:
+    answer = requests.post(f"{server.url}/sandbox/faults", json={"fail_external_ids": ["bad-1"]}, timeout=5)
+    assert answer.json()["fail_external_ids"] == ["bad-1"]
+
+    mixed = [track(server, {"attributes": [member("ok-1", x=1), member("bad-1", x=1)]}) for _ in range(3)]
+    alone = track(server, {"attributes": [member("ok-1", x=2)]})
+
+    assert [response.status_code for response in mixed] == [500, 500, 500]
+    assert alone.status_code == 201
+    assert server.store.profile("bad-1") is None
+
+
+def test_given_fail_external_ids_not_a_list_of_strings_then_400(server: SandboxServer) -> None:
+    response = requests.post(f"{server.url}/sandbox/faults", json={"fail_external_ids": "bad-1"}, timeout=5)
+    assert response.status_code == 400 and "fail_external_ids" in response.json()["message"]

@@ -163,6 +163,8 @@ ids = st.one_of(st.text(min_size=0, max_size=20), st.sampled_from(["m-1", "x" * 
 )
 @example(external_id="m-1", name="x", time="2024-01-01T00:00:00Z", props={"big": 10**400}, app_id="")
 @example(external_id="m-1", name="x", time="2024-01-01T00:00:00Z", props={"f": float("inf")}, app_id="")
+@example(external_id="m-1", name="x", time="2024-01-01T00:00:00Z", props={"t": (Decimal("1E+400"),)}, app_id="")
+@example(external_id="m-1", name="x", time="2024-01-01T00:00:00Z", props={"o": {"n": [10**400]}}, app_id="")
 def test_event_object_is_valid_for_braze_or_refused_naming_the_field(external_id, name, time, props, app_id):
     try:
         obj = event_object(external_id, name=name, time=time, properties=props, app_id=app_id)

@@ -35,6 +35,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fields", help="only these mapped fields (comma-separated Braze attribute names)"
         )
+        parser.add_argument(
+            "--clear", metavar="ATTR[,ATTR]",
+            help="remove these attributes (no longer mapped) from Braze: null to every member it was sent to",
+        )
         parser.add_argument("--force", action="store_true", help="send even what Braze already has")
         parser.add_argument(
             "--dry-run",
@@ -67,7 +71,10 @@ class Command(BaseCommand):
                     since=_parse_since(options["since"]) if options["since"] else None,
                     tier=options["tier"],
                     fields=[f.strip() for f in (options["fields"] or "").split(",") if f.strip()],
+                    clear=[f.strip() for f in (options["clear"] or "").split(",") if f.strip()],
                 )
+                if options["clear"] is not None and not selection.clear:
+                    raise CommandError("--clear: name the attributes to remove, e.g. --clear loyalty_points,vip.")
                 if options["dry_run"]:
                     return self._dry_run(selection, options["force"], batch_size)
                 run = resync.resync_start(selection=selection, force=options["force"], batch_size=batch_size)
@@ -82,6 +89,9 @@ class Command(BaseCommand):
             f"{report.unchanged} unchanged, {report.unsendable} cannot be sent; "
             f"{report.requests} requests, {report.data_points} data points."
         )
+        if report.member_ids:
+            more = report.would_send - len(report.member_ids)
+            self.stdout.write("Members: " + ", ".join(report.member_ids) + (f" and {more} more" if more else ""))
         for error in report.errors:
             self.stdout.write(f"  cannot send {error}")
         if report.sample:

@@ -75,3 +75,9 @@ class Command(BaseCommand):
                 f"{'after importing, ' if dry_run else ''}check with `python manage.py braze_resync --all "
                 f"--fields {fields} --dry-run`, then run it without --dry-run."
             )
+        if report.remote_fields_to_clear:
+            names = ",".join(report.remote_fields_to_clear)
+            self.stdout.write(
+                f"Removed mappings leave their attributes in Braze's profiles: {'after importing, ' if dry_run else ''}"
+                f"check with `python manage.py braze_resync --clear {names} --dry-run`, then run it without --dry-run."
+            )
