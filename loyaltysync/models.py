@@ -6,6 +6,7 @@ Models hold data, validation and cheap properties. Every state change goes throu
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -192,6 +193,10 @@ class Member(TrackedFieldsMixin):
 
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="members")
     tier_since = models.DateTimeField(null=True, blank=True)
+    # A tier given by hand (a workflow's "set tier"): the rules may raise the member above it, never
+    # below it until ``tier_floor_until`` (no date: until it is given again or removed).
+    tier_floor = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tier_floor_until = models.DateTimeField(null=True, blank=True)
 
     custom_fields = models.JSONField(default=dict, blank=True)
 
@@ -209,6 +214,12 @@ class Member(TrackedFieldsMixin):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
+    def tier_floor_at(self, now: dt.datetime) -> Tier | None:
+        """The tier given by hand while it is held at ``now``, else ``None``."""
+        if self.tier_floor_id is None or (self.tier_floor_until is not None and self.tier_floor_until <= now):
+            return None
+        return self.tier_floor
+
 
 class EventSource(models.TextChoices):
     API = "api", "REST API"
@@ -216,6 +227,7 @@ class EventSource(models.TextChoices):
     IMPORT = "import", "Import"
     ENGINE = "engine", "Loyalty engine"
     SHELL = "shell", "Shell / command"
+    WORKFLOW = "workflow", "Workflow"
 
 
 class LoyaltyEvent(models.Model):

@@ -11,3 +11,10 @@ def points_release_pending() -> int:
 def points_expire_due() -> int:
     """Hourly: expire earned points past their expiry date."""
     return services.points_expire_due()
+
+
+def tier_floors_expire() -> int:
+    """Hourly: members whose tier given by hand has ended get the tier the rules give."""
+    from . import tiers
+
+    return tiers.tier_floors_expire()

@@ -15,11 +15,15 @@ from loyaltysync.admin_readonly import ReadOnlyAdmin
 
 from . import services
 from .context import EVENT_ATTRIBUTES, MEMBER_ATTRIBUTES
+from .editor import MEDIA_JS, StepInline, TriggerInline, condition_step_queryset, link_formsets
+from .flowchart import flowchart_svg
 from .models import (
     Action,
+    ActionKind,
     ActionValue,
     Condition,
     DateTriggerScan,
+    DueRun,
     TriggerRecord,
     Workflow,
     WorkflowRun,
@@ -54,7 +58,7 @@ def _attribute_suggestions() -> list[str]:
 class ConditionForm(forms.ModelForm):
     class Meta:
         model = Condition
-        fields = ("position", "attribute", "operator", "value")
+        fields = ("position", "step", "attribute", "operator", "value")
         widgets = {"attribute": DatalistInput(_attribute_suggestions), "value": forms.TextInput(attrs={"size": 30})}
 
 
@@ -63,47 +67,48 @@ class ConditionInline(admin.TabularInline):
     form = ConditionForm
     extra = 0
 
-
-class ActionInline(admin.StackedInline):
-    model = Action
-    extra = 0
-    show_change_link = True
-    fields = (("position", "kind"), "event_name", "merge_objects", ("items_path", "currency_path"), "values_list")
-    readonly_fields = ("values_list",)
-
-    @admin.display(description="Attributes / properties")
-    def values_list(self, obj: Action) -> str:
-        if not obj.pk:
-            return "Save the workflow, then open the action to add its values."
-        rows = format_html_join(", ", "{} ({}: {})", ((v.name, v.braze_type, v.source) for v in obj.values.all()))
-        link = reverse("admin:workflows_action_change", args=[obj.pk])
-        return format_html('{} <a href="{}">Edit values</a>', rows or "none yet.", link)
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "step":
+            kwargs["queryset"] = condition_step_queryset(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     list_display = ("name", "active", "priority", "trigger_summary", "version", "runs_link", "updated_at")
-    list_filter = ("active", "trigger_kind")
-    search_fields = ("name", "description", "trigger_action", "trigger_field")
-    readonly_fields = ("version", "created_at", "updated_at", "runs_link", "snapshot_json")
-    inlines = [ConditionInline, ActionInline]
+    list_filter = ("active", "triggers__kind")
+    search_fields = ("name", "description", "triggers__action", "triggers__field")
+    readonly_fields = ("version", "created_at", "updated_at", "runs_link", "snapshot_json", "flowchart")
+    inlines = [TriggerInline, ConditionInline, StepInline]
     fieldsets = (
         (None, {"fields": ("name", "description", ("active", "priority"))}),
-        ("Trigger", {"fields": ("trigger_kind", "trigger_action", "trigger_field", ("trigger_from", "trigger_to"))}),
-        ("Schedule (date and anniversary triggers)", {"fields": (
-            "schedule_frequency", "schedule_time", ("schedule_weekday", "schedule_day", "schedule_month"))}),
+        ("Flow", {"fields": ("flowchart",)}),
         ("Conditions", {"fields": ("logic",)}),
         ("History", {"classes": ("collapse",), "fields": ("version", "created_at", "updated_at", "runs_link",
                                                          "snapshot_json")}),
     )
 
-    @admin.display(description="Trigger")
+    class Media:
+        js = MEDIA_JS
+
+    def get_queryset(self, request):
+        # The triggers prefetched, and the run counts annotated: no query per workflow on the list.
+        return super().get_queryset(request).prefetch_related("triggers").annotate(runs_total=Count("runs"))
+
+    def _create_formsets(self, request, obj, change):
+        formsets, inline_instances = super()._create_formsets(request, obj, change)
+        link_formsets(obj, formsets)
+        return formsets, inline_instances
+
+    @admin.display(description="Triggers")
     def trigger_summary(self, obj: Workflow) -> str:
         return obj.trigger_description
 
-    def get_queryset(self, request):
-        # One annotated query for the list's run counts, not a COUNT per workflow.
-        return super().get_queryset(request).annotate(runs_total=Count("runs"))
+    @admin.display(description="The workflow as saved")
+    def flowchart(self, obj: Workflow) -> str:
+        if not obj.pk:
+            return "Save the workflow to see it drawn."
+        return flowchart_svg(obj.snapshot())
 
     @admin.display(description="Runs", ordering="runs_total")
     def runs_link(self, obj: Workflow) -> str:
@@ -132,11 +137,17 @@ class ActionValueInline(admin.TabularInline):
 
 @admin.register(Action)
 class ActionAdmin(admin.ModelAdmin):
-    """Reached from a workflow's actions ("Edit values"); not listed on the admin index."""
+    """Reached from a workflow's steps ("Edit values"); not listed on the admin index."""
 
     list_display = ("__str__", "workflow", "position")
     list_select_related = ("workflow",)
     fields = ("workflow", ("position", "kind"), "event_name", "merge_objects", ("items_path", "currency_path"))
+
+    def get_inline_instances(self, request, obj=None):
+        # Values belong to the Braze actions; the other steps are edited on the workflow's page.
+        if obj is not None and obj.kind not in (ActionKind.SYNC_DATA, ActionKind.SEND_EVENT, ActionKind.SEND_PURCHASE):
+            return []
+        return super().get_inline_instances(request, obj)
     inlines = [ActionValueInline]
 
     def get_model_perms(self, request):
@@ -155,7 +166,8 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
     list_select_related = ("member", "workflow")
     fields = ("workflow", "workflow_name", "workflow_version", "member", "trigger", "trigger_description",
-              "started_at", "duration_ms", "outcome", "detail", "error", "queued_json", "snapshot_json")
+              "started_at", "duration_ms", "outcome", "detail", "error", "path", "steps_json", "queued_json",
+              "snapshot_json")
     readonly_fields = fields
 
     def lookup_allowed(self, lookup, value, request=None):
@@ -182,6 +194,16 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             return obj.detail[:120]
         return "; ".join(item["summary"] + (" (already queued)" if item.get("duplicate") else "")
                          for item in obj.queued) or "-"
+
+    @admin.display(description="The path this run took")
+    def path(self, obj: WorkflowRun) -> str:
+        if "steps" not in obj.snapshot:
+            return "-"  # a run logged before workflows had steps
+        return flowchart_svg(obj.snapshot, passed={entry["step"]: entry["outcome"] for entry in obj.steps})
+
+    @admin.display(description="Steps passed")
+    def steps_json(self, obj: WorkflowRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.steps, indent=2, ensure_ascii=False))
 
     @admin.display(description="Queued items")
     def queued_json(self, obj: WorkflowRun) -> str:
@@ -225,3 +247,11 @@ class DateTriggerScanAdmin(ReadOnlyAdmin):
     list_filter = ("workflow",)
     readonly_fields = ("workflow", "period", "due_at", "started_at", "finished_at", "members_matched", "error")
 
+
+
+@admin.register(DueRun)
+class DueRunAdmin(ReadOnlyAdmin):
+    """Runs waiting to go on (after a wait, or taken over from a worker that stopped)."""
+
+    list_display = ("run", "due_at", "claimed_until", "attempts", "last_error")
+    readonly_fields = ("run", "due_at", "claim_token", "claimed_until", "attempts", "last_error")

@@ -10,14 +10,18 @@ file with any problem changes nothing.
 A workflow in the file::
 
     {"name": "Welcome", "description": "", "active": true, "priority": 20, "logic": "and",
-     "trigger": {"kind": "event", "action": "opt_in"},
+     "triggers": [{"kind": "event", "action": "opt_in"}],
      "conditions": [{"attribute": "member.tier", "operator": "equals", "value": "Gold"}],
-     "actions": [{"kind": "send_event", "event_name": "joined",
-                  "values": [{"name": "tier", "type": "string", "source": "member", "path": "tier",
-                              "required": false}]}]}
+     "steps": [{"kind": "wait", "seconds": 3600},
+               {"kind": "send_event", "event_name": "joined",
+                "values": [{"name": "tier", "type": "string", "source": "member", "path": "tier",
+                            "required": false}]}]}
 
-The trigger holds the keys of its kind only (``TRIGGER_KEYS``), an action those of its kind
-(``ACTION_KEYS``); positions are the order of the lists.
+A trigger holds the keys of its kind only (``TRIGGER_KEYS``), a step those of its kind
+(``ACTION_KEYS`` for the Braze actions, ``steps.STEP_FIELDS`` for the others; a filter also has
+``conditions`` and its ``else`` steps); positions are the order of the lists. Files written
+before workflows had several triggers and steps (``"trigger": {...}``, ``"actions": [...]``)
+are read as one trigger and those steps; exports write the new keys.
 """
 
 from __future__ import annotations
@@ -56,47 +60,71 @@ from braze_integration.models import mapped_attribute_collision
 from loyaltysync.models import Member
 
 from . import services
+from . import steps as step_kinds
 from .config_custom_actions import (
     custom_actions_apply,
     custom_actions_export,
     custom_actions_read,
     trigger_action_problem,
 )
-from .models import ACTION_NAME, Action, ActionKind, ActionValue, Condition, TriggerKind, Weekday, Workflow
+from .loops import Shape, loops_find, shape_of
+from .models import (
+    ACTION_NAME,
+    Action,
+    ActionKind,
+    ActionValue,
+    Condition,
+    Trigger,
+    TriggerKind,
+    Weekday,
+    Workflow,
+)
 
 TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object),
             "custom_actions": Key(object, None)}
 WORKFLOW_KEYS = {
     "name": Key(str), "description": Key(str, ""), "active": Key(bool, True), "priority": Key(int, 100),
-    "trigger": Key(object), "logic": Key(str, "and"), "conditions": Key(list, []), "actions": Key(list, []),
+    "triggers": Key(list, None), "logic": Key(str, "and"), "conditions": Key(list, []), "steps": Key(list, None),
+    # The shape of files written before several triggers and steps: read, never written.
+    "trigger": Key(object, None), "actions": Key(list, None),
 }
 _KIND = {"kind": Key(str)}
 _TIME = Key(str, "09:00")
-# Trigger keys by kind -> (the file's key, the Workflow field).
+# Trigger keys by kind -> (the file's key, the Trigger field).
 TRIGGER_KEYS: dict[str, dict[str, tuple[Key, str]]] = {
-    TriggerKind.EVENT: {"action": (Key(str, ""), "trigger_action")},
-    TriggerKind.FIELD_CHANGE: {"field": (Key(str, ""), "trigger_field"), "from": (Key(str, ""), "trigger_from"),
-                               "to": (Key(str, ""), "trigger_to")},
-    TriggerKind.DATE: {"frequency": (Key(str, ""), "schedule_frequency"), "time": (_TIME, "schedule_time"),
-                       "weekday": (Key(str, None, nullable=True), "schedule_weekday"),
-                       "day": (Key(int, None, nullable=True), "schedule_day"),
-                       "month": (Key(int, None, nullable=True), "schedule_month")},
-    TriggerKind.ANNIVERSARY: {"field": (Key(str, ""), "trigger_field"), "time": (_TIME, "schedule_time")},
+    TriggerKind.EVENT: {"action": (Key(str, ""), "action")},
+    TriggerKind.FIELD_CHANGE: {"field": (Key(str, ""), "field"), "from": (Key(str, ""), "from_value"),
+                               "to": (Key(str, ""), "to_value")},
+    TriggerKind.DATE: {"frequency": (Key(str, ""), "frequency"), "time": (_TIME, "time"),
+                       "weekday": (Key(str, None, nullable=True), "weekday"),
+                       "day": (Key(int, None, nullable=True), "day"),
+                       "month": (Key(int, None, nullable=True), "month")},
+    TriggerKind.ANNIVERSARY: {"field": (Key(str, ""), "field"), "time": (_TIME, "time")},
 }
 ACTION_KEYS: dict[str, dict[str, Key]] = {
     ActionKind.SYNC_DATA: {"merge_objects": Key(bool, False)},
     ActionKind.SEND_EVENT: {"event_name": Key(str, "")},
     ActionKind.SEND_PURCHASE: {"items_path": Key(str, "items"), "currency_path": Key(str, "currency")},
 }
+# The other steps' keys, by the names in steps.STEP_FIELDS; a filter also has "conditions" and "else".
+STEP_KEYS: dict[str, dict[str, Key]] = {
+    ActionKind.WAIT: {"seconds": Key(int)},
+    ActionKind.FILTER: {"logic": Key(str, "and")},
+    ActionKind.ADD_POINTS: {"points": Key(int), "reason": Key(str, "")},
+    ActionKind.DEDUCT_POINTS: {"points": Key(int), "reason": Key(str, "")},
+    ActionKind.SET_TIER: {"tier": Key(str), "days": Key(int, None, nullable=True)},
+    ActionKind.UPDATE_FIELD: {"field": Key(str), "value": Key(str, ""), "template": Key(str, "")},
+    ActionKind.TRIGGER_EVENT: {"action": Key(str)},
+}
+FILTER_KEYS = {"conditions": Key(list, []), "else": Key(list, [])}
 CONDITION_KEYS = {"attribute": Key(str), "operator": Key(str, "equals"), "value": Key(str, "")}
 VALUE_KEYS = {"name": Key(str), "type": Key(str), "source": Key(str), "path": Key(str, ""),
               "constant": Key(str, ""), "template": Key(str, ""), "required": Key(bool, False)}
 VALUE_OPTIONAL_TEXTS = ("path", "constant", "template")  # written only when not empty
 WEEKDAYS = {label.lower(): value for value, label in Weekday.choices}
 _TIME_TEXT = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
-# Workflow fields whose errors belong to a trigger key.
-_TRIGGER_PLACES = {model_field: f"trigger.{key}" for keys in TRIGGER_KEYS.values()
-                   for key, (_spec, model_field) in keys.items()} | {"trigger_kind": "trigger.kind"}
+# Trigger fields -> the file's keys where they differ.
+_TRIGGER_FIELD_KEYS = {model_field: key for keys in TRIGGER_KEYS.values() for key, (_spec, model_field) in keys.items()}
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -105,13 +133,13 @@ def _time_text(value: dt.time) -> str:
     return value.strftime("%H:%M" if value.second == 0 else "%H:%M:%S")
 
 
-def _trigger_data(workflow: Workflow) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": workflow.trigger_kind}
-    for key, (_spec, model_field) in TRIGGER_KEYS.get(workflow.trigger_kind, {}).items():
-        value = getattr(workflow, model_field)
-        if model_field == "schedule_time":
+def _trigger_data(trigger: Trigger) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": trigger.kind}
+    for key, (_spec, model_field) in TRIGGER_KEYS.get(trigger.kind, {}).items():
+        value = getattr(trigger, model_field)
+        if model_field == "time":
             value = _time_text(value)
-        elif model_field == "schedule_weekday" and value is not None:
+        elif model_field == "weekday" and value is not None:
             value = Weekday(value).label.lower()
         data[key] = value
     return data
@@ -123,35 +151,71 @@ def _value_data(value: ActionValue) -> dict[str, Any]:
     return data
 
 
-def _action_data(action: Action, values: list[ActionValue]) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": action.kind, "values": [_value_data(value) for value in values]}
-    data.update({key: getattr(action, key) for key in ACTION_KEYS.get(action.kind, {})})
+def _condition_data(condition: Condition) -> dict[str, Any]:
+    return {"attribute": condition.attribute, "operator": condition.operator, "value": condition.value}
+
+
+@dataclass
+class _StepNode:
+    """A step as read from the file or the database: its row, values, filter conditions and else branch."""
+
+    action: Action
+    values: list[ActionValue] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
+    else_steps: list[_StepNode] = field(default_factory=list)
+    place: str = ""  # where it is in the file
+
+
+def _step_data(node: _StepNode) -> dict[str, Any]:
+    action = node.action
+    if action.kind in ACTION_KEYS:
+        data: dict[str, Any] = {"kind": action.kind, "values": [_value_data(value) for value in node.values]}
+        data.update({key: getattr(action, key) for key in ACTION_KEYS[action.kind]})
+        return data
+    data = {"kind": action.kind, **action.step_keys()}
+    if action.kind == ActionKind.FILTER:
+        data["conditions"] = [_condition_data(c) for c in node.conditions]
+        data["else"] = [_step_data(child) for child in node.else_steps]
     return data
 
 
-def _workflow_data(workflow: Workflow, conditions: list[Condition],
-                   actions: list[tuple[Action, list[ActionValue]]]) -> dict[str, Any]:
+def _workflow_data(workflow: Workflow, triggers: list[Trigger], conditions: list[Condition],
+                   steps: list[_StepNode]) -> dict[str, Any]:
     return {
         "name": workflow.name,
         "description": workflow.description,
         "active": workflow.active,
         "priority": workflow.priority,
-        "trigger": _trigger_data(workflow),
+        "triggers": [_trigger_data(trigger) for trigger in triggers],
         "logic": workflow.logic,
-        "conditions": [{"attribute": c.attribute, "operator": c.operator, "value": c.value} for c in conditions],
-        "actions": [_action_data(action, values) for action, values in actions],
+        "conditions": [_condition_data(c) for c in conditions],
+        "steps": [_step_data(node) for node in steps],
     }
 
 
+def _saved_steps(workflow: Workflow) -> tuple[list[Condition], list[_StepNode]]:
+    """The workflow's entry conditions and its step tree, from prefetched rows."""
+    rows = list(workflow.conditions.all())
+    actions = list(workflow.actions.all())
+    nodes = {action.pk: _StepNode(action, list(action.values.all()),
+                                  [row for row in rows if row.step_id == action.pk]) for action in actions}
+    main = []
+    for action in actions:
+        parent = nodes.get(action.else_of_id) if action.else_of_id else None
+        (parent.else_steps if parent else main).append(nodes[action.pk])
+    return [row for row in rows if row.step_id is None], main
+
+
 def workflows_export() -> list[dict[str, Any]]:
-    """Every workflow as the file holds it, by name; conditions and actions in the order they run."""
+    """Every workflow as the file holds it, by name; triggers, conditions and steps in their order."""
     # Sorted here, not by the database: collations differ between databases.
-    workflows = sorted(Workflow.objects.prefetch_related("conditions", "actions__values"), key=lambda w: w.name)
-    return [
-        _workflow_data(workflow, list(workflow.conditions.all()),
-                       [(action, list(action.values.all())) for action in workflow.actions.all()])
-        for workflow in workflows
-    ]
+    workflows = sorted(Workflow.objects.prefetch_related("triggers", "conditions", "actions__values"),
+                       key=lambda w: w.name)
+    out = []
+    for workflow in workflows:
+        conditions, steps = _saved_steps(workflow)
+        out.append(_workflow_data(workflow, list(workflow.triggers.all()), conditions, steps))
+    return out
 
 
 def config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> str:
@@ -166,8 +230,9 @@ def config_export(*, api_key_env: str = API_KEY_ENV_DEFAULT) -> str:
 @dataclass
 class _WorkflowEntry:
     workflow: Workflow
+    triggers: list[Trigger]
     conditions: list[Condition]
-    actions: list[tuple[Action, list[ActionValue]]]
+    steps: list[_StepNode]
     data: dict[str, Any]
     existing: dict[str, Any] | None
     place: str = ""
@@ -204,7 +269,9 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
                                   environ=os.environ if environ is None else environ,
                                   connection_given="connection" not in top.bad)
         actions = custom_actions_read(top.values.get("custom_actions"), problems, given="custom_actions" in data)
-        entries = _workflows_read(top.values.get("workflows", []), problems)
+        entries = _workflows_read(top.values.get("workflows", []), problems, actions.declared)
+        if not problems:
+            _loops_check(entries, problems)
         _mapped_attributes_check(braze, entries, problems)
         _trigger_actions_check(entries, actions.declared, problems)
         if problems:
@@ -227,13 +294,13 @@ def config_import(*, text: str, dry_run: bool = False, environ: Mapping[str, str
     return report
 
 
-def _workflows_read(value: Any, problems: Problems) -> list[_WorkflowEntry]:
+def _workflows_read(value: Any, problems: Problems, declared: set[str]) -> list[_WorkflowEntry]:
     existing = {workflow["name"]: workflow for workflow in workflows_export()}
     entries: list[_WorkflowEntry] = []
     seen: dict[str, str] = {}
     for index, item in enumerate(read_list(value, "workflows", problems)):
         place = place_index("workflows", index)
-        entry = _workflow_read(item, place, problems, existing)
+        entry = _workflow_read(item, place, problems, existing, declared)
         if entry is None:
             continue
         name = entry.workflow.name
@@ -245,8 +312,8 @@ def _workflows_read(value: Any, problems: Problems) -> list[_WorkflowEntry]:
     return entries
 
 
-def _workflow_read(item: Any, place: str, problems: Problems,
-                   existing: dict[str, dict[str, Any]]) -> _WorkflowEntry | None:
+def _workflow_read(item: Any, place: str, problems: Problems, existing: dict[str, dict[str, Any]],
+                   declared: set[str]) -> _WorkflowEntry | None:
     read = read_object(item, place, WORKFLOW_KEYS, problems)
     if read is None:
         return None
@@ -256,55 +323,78 @@ def _workflow_read(item: Any, place: str, problems: Problems,
     for key in ("name", "description", "active", "priority", "logic"):
         if key in read.values:
             setattr(workflow, key, read.values[key])
-    skip = set(read.bad)
-    kind_known = _trigger_read(read.values.get("trigger"), place_key(place, "trigger"), workflow, problems, skip,
-                               missing="trigger" in read.bad)
-    model_problems(workflow, place, problems, keys=_TRIGGER_PLACES, skip=skip,
-                   exclude=[name for name, key in _TRIGGER_PLACES.items() if key in skip] + list(read.bad))
+    model_problems(workflow, place, problems, skip=set(read.bad), exclude=list(read.bad))
+    triggers_data, triggers_place = _old_or_new(read, place, problems, "triggers", "trigger", single=True)
+    steps_data, steps_place = _old_or_new(read, place, problems, "steps", "actions", single=False)
+    triggers: list[Trigger] = []
+    kinds_known = triggers_data is not None
+    for index, row in enumerate(triggers_data or []):
+        trigger = _trigger_read(row, place_index(triggers_place, index) if triggers_place.endswith("triggers")
+                                else triggers_place, workflow, index, problems)
+        if trigger is None:
+            kinds_known = False
+        else:
+            triggers.append(trigger)
+    if triggers_data is not None and not triggers_data:
+        problems.add(triggers_place, "a workflow needs at least one trigger")
+    workflow.pending_trigger_kinds = [trigger.kind for trigger in triggers]
+    workflow.pending_custom_actions = declared  # trigger_event steps may name the file's declared actions
     conditions: list[Condition] = []
     for index, row in enumerate(read.values.get("conditions", [])):
         condition = _row_read(row, place_index(place_key(place, "conditions"), index), CONDITION_KEYS, problems,
-                              Condition(workflow=workflow, position=index), check=kind_known, parent="workflow")
+                              Condition(workflow=workflow, position=index), check=kinds_known,
+                              parent="workflow", also_exclude=["step"])
         if condition is not None:
             conditions.append(condition)
-    actions = []
-    for index, row in enumerate(read.values.get("actions", [])):
-        action = _action_read(row, place_index(place_key(place, "actions"), index), workflow, index, problems,
-                              check=kind_known)
-        if action is not None:
-            actions.append(action)
-    data = _workflow_data(workflow, conditions, actions)
-    return _WorkflowEntry(workflow, conditions, actions, data, existing.get(workflow.name), place)
+    steps = _steps_read(steps_data or [], steps_place, workflow, None, problems, check=kinds_known)
+    data = _workflow_data(workflow, triggers, conditions, steps)
+    return _WorkflowEntry(workflow, triggers, conditions, steps, data, existing.get(workflow.name), place)
 
 
-def _trigger_read(value: Any, place: str, workflow: Workflow, problems: Problems, skip: set[str], *,
-                  missing: bool) -> bool:
-    """Set the trigger's fields on ``workflow``; whether its kind is known (rows can only be checked then)."""
+def _old_or_new(read: Read, place: str, problems: Problems, new: str, old: str, *, single: bool
+                ) -> tuple[list[Any] | None, str]:
+    """The list under the new key, or (files of before) under the old one; where it is."""
+    if read.values.get(new) is not None and read.values.get(old) is not None:
+        problems.add(place_key(place, old), f'give "{new}" or "{old}" (the older form), not both')
+        return None, place_key(place, new)
+    if read.values.get(old) is not None:
+        value = read.values[old]
+        return ([value] if single else value), place_key(place, old)
+    if read.values.get(new) is None:
+        if new in read.bad or old in read.bad:
+            return None, place_key(place, new)
+        if single:
+            problems.add(place_key(place, new), "required")
+            return None, place_key(place, new)
+        return [], place_key(place, new)
+    return read.values[new], place_key(place, new)
+
+
+def _trigger_read(value: Any, place: str, workflow: Workflow, index: int, problems: Problems) -> Trigger | None:
+    """One trigger; ``None`` when its kind is unknown (the workflow's rows cannot be checked then)."""
     kind = value.get("kind") if isinstance(value, dict) else None
     if not isinstance(kind, str) or kind not in TRIGGER_KEYS:
         if isinstance(value, dict):
             problems.add(place_key(place, "kind"), f"expected one of {', '.join(TRIGGER_KEYS)}")
-        elif not missing:
+        else:
             read_object(value, place, {}, problems)  # says what it is instead of an object
-        skip.update(_TRIGGER_PLACES.values())  # the trigger's rules depend on its kind
-        return False
+        return None
     keys = TRIGGER_KEYS[kind]
     read = read_object(value, place, _KIND | {key: spec for key, (spec, _f) in keys.items()}, problems)
-    workflow.trigger_kind = kind
-    default = Workflow()
-    for model_field in _TRIGGER_PLACES:  # fields of other kinds go back to their defaults
-        if model_field != "trigger_kind":
-            setattr(workflow, model_field, getattr(default, model_field))
+    trigger = Trigger(workflow=workflow, position=index, kind=kind)
+    trigger.file_place = place  # where problems found later (the declared actions) are reported
+    skip = set(read.bad)
     for key, (_spec, model_field) in keys.items():
         if key in read.bad:
-            skip.add(f"trigger.{key}")
             continue
         converted = _trigger_value(key, read.values[key], place_key(place, key), problems)
         if converted is _BAD:
-            skip.add(f"trigger.{key}")
+            skip.add(key)
         else:
-            setattr(workflow, model_field, converted)
-    return True
+            setattr(trigger, model_field, converted)
+    model_problems(trigger, place, problems, keys=_TRIGGER_FIELD_KEYS, skip=skip,
+                   exclude=["workflow", *(keys[key][1] for key in skip if key in keys)])
+    return trigger
 
 
 _BAD = object()
@@ -328,7 +418,7 @@ def _trigger_value(key: str, value: Any, place: str, problems: Problems) -> Any:
 
 
 def _row_read(row: Any, place: str, keys: Mapping[str, Key], problems: Problems, instance, *, check: bool,
-              parent: str, model_keys: Mapping[str, str] | None = None) -> Any:
+              parent: str, model_keys: Mapping[str, str] | None = None, also_exclude: list[str] | None = None) -> Any:
     """Read a condition or action value into ``instance`` and validate it; ``None`` if unreadable."""
     read = read_object(row, place, keys, problems)
     if read is None:
@@ -338,28 +428,53 @@ def _row_read(row: Any, place: str, keys: Mapping[str, Key], problems: Problems,
         setattr(instance, file_to_model.get(key, key), value)
     if check:
         model_problems(instance, place, problems, keys=model_keys, skip=read.bad,
-                       exclude=[parent, *(file_to_model.get(key, key) for key in read.bad)])
+                       exclude=[parent, *(also_exclude or []), *(file_to_model.get(key, key) for key in read.bad)])
     return instance
 
 
-def _action_read(row: Any, place: str, workflow: Workflow, index: int, problems: Problems, *,
-                 check: bool) -> tuple[Action, list[ActionValue]] | None:
+def _steps_read(rows: list[Any], place: str, workflow: Workflow, else_of: Action | None, problems: Problems, *,
+                check: bool) -> list[_StepNode]:
+    nodes = []
+    for index, row in enumerate(read_list(rows, place, problems)):
+        node = _step_read(row, place_index(place, index), workflow, index, else_of, problems, check=check)
+        if node is not None:
+            nodes.append(node)
+    return nodes
+
+
+def _step_read(row: Any, place: str, workflow: Workflow, index: int, else_of: Action | None, problems: Problems, *,
+               check: bool) -> _StepNode | None:
     kind = row.get("kind") if isinstance(row, dict) else None
-    if not isinstance(kind, str) or kind not in ACTION_KEYS:
+    if not isinstance(kind, str) or (kind not in ACTION_KEYS and kind not in STEP_KEYS):
         if isinstance(row, dict):
-            problems.add(place_key(place, "kind"), f"expected one of {', '.join(ACTION_KEYS)}")
+            problems.add(place_key(place, "kind"), f"expected one of {', '.join([*ACTION_KEYS, *STEP_KEYS])}")
         else:
             read_object(row, place, {}, problems)
         return None
-    keys = _KIND | {"values": Key(list, [])} | ACTION_KEYS[kind]
-    read: Read | None = read_object(row, place, keys, problems)
-    action = Action(workflow=workflow, position=index)
+    braze = kind in ACTION_KEYS
+    keys = _KIND | ({"values": Key(list, [])} | ACTION_KEYS[kind] if braze else STEP_KEYS[kind])
+    if kind == ActionKind.FILTER:
+        keys = keys | FILTER_KEYS
+    read: Read = read_object(row, place, keys, problems)
+    action = Action(workflow=workflow, position=index, kind=kind, else_of=else_of)
+    model_keys = {} if braze else {model: key for key, model in step_kinds.STEP_FIELDS[kind].items()}
     for key, value in read.values.items():
-        if key != "values":
-            setattr(action, key, value)
+        if key not in ("values", "conditions", "else"):
+            setattr(action, {v: k for k, v in model_keys.items()}.get(key, key), value)
     if check:
-        model_problems(action, place, problems, skip=read.bad, exclude=["workflow", *read.bad])
-    values: list[ActionValue] = []
+        model_problems(action, place, problems, keys=model_keys, skip=read.bad,
+                       exclude=["workflow", "else_of", *read.bad])
+    node = _StepNode(action, place=place)
+    if kind == ActionKind.FILTER:
+        for row_index, condition_row in enumerate(read.values.get("conditions", [])):
+            condition = _row_read(condition_row, place_index(place_key(place, "conditions"), row_index),
+                                  CONDITION_KEYS, problems, Condition(workflow=workflow, step=action, position=row_index),
+                                  check=check, parent="workflow", also_exclude=["step"])
+            if condition is not None:
+                node.conditions.append(condition)
+        node.else_steps = _steps_read(read.values.get("else", []), place_key(place, "else"), workflow, action,
+                                      problems, check=check)
+        return node
     seen: dict[str, str] = {}
     for value_index, value_row in enumerate(read.values.get("values", [])):
         value_place = place_index(place_key(place, "values"), value_index)
@@ -372,25 +487,46 @@ def _action_read(row: Any, place: str, workflow: Workflow, index: int, problems:
             problems.add(place_key(value_place, "name"),
                          f"{show(value.name)} is used twice (also {seen[value.name]})")
         seen.setdefault(value.name, value_place)
-        values.append(value)
-    return action, values
+        node.values.append(value)
+    return node
+
+
+def _all_steps(nodes: list[_StepNode]) -> list[_StepNode]:
+    out = []
+    for node in nodes:
+        out.append(node)
+        out.extend(_all_steps(node.else_steps))
+    return out
+
+
+def entry_shape(entry: _WorkflowEntry) -> Shape:
+    return shape_of(entry.workflow.name, [(t.kind, t.action, t.field) for t in entry.triggers],
+                    [(node.action.kind, node.action.step_keys()) for node in _all_steps(entry.steps)])
+
+
+def _loops_check(entries: list[_WorkflowEntry], problems: Problems) -> None:
+    """Refuse workflows that can start themselves (the file replaces every workflow)."""
+    loops = loops_find(entry_shape(entry) for entry in entries if entry.workflow.active)
+    for entry in entries:
+        if entry.workflow.name in loops:
+            problems.add(place_key(entry.place, "steps"), loops[entry.workflow.name])
 
 
 def _mapped_attributes_check(braze: BrazeImport, entries: list[_WorkflowEntry], problems: Problems) -> None:
-    """A sync-data action of the file must not send an attribute a mapping of the file sends (the rule
+    """A sync-data step of the file must not send an attribute a mapping of the file sends (the rule
     ``FieldMapping`` and ``ActionValue`` check against the database, here within the file that replaces it)."""
     mapped = {mapping.remote_field: (index, mapping) for index, mapping in enumerate(braze.mappings)}
     for entry in entries:
-        for action, values in entry.actions:
+        for node in _all_steps(entry.steps):
+            action = node.action
             if action.kind != ActionKind.SYNC_DATA:
                 continue
-            action_place = place_index(place_key(entry.place, "actions"), action.position)
             owner = f'workflow {show(entry.workflow.name)}, action {action.position + 1} (sync data)'
-            for value in values:
+            for value in node.values:
                 if value.name not in mapped:
                     continue
                 index, mapping = mapped[value.name]
-                problems.add(place_key(place_index(place_key(action_place, "values"), value.position), "name"),
+                problems.add(place_key(place_index(place_key(node.place, "values"), value.position), "name"),
                              mapped_attribute_collision(name=value.name, loyalty_field=mapping.loyalty_field,
                                                         owner=owner) + f" (the mapping is field_mappings[{index}])")
 
@@ -399,11 +535,11 @@ def _trigger_actions_check(entries: list[_WorkflowEntry], declared: set[str], pr
     """An event trigger names an action events can have: built in, the engine's, or declared (in the file's
     ``custom_actions``, else the database's); otherwise the workflow would never run."""
     for entry in entries:
-        workflow = entry.workflow
-        if workflow.trigger_kind != TriggerKind.EVENT or not ACTION_NAME.match(workflow.trigger_action or ""):
-            continue  # no action, or one the workflow's own validation refused already
-        if problem := trigger_action_problem(workflow.trigger_action, declared):
-            problems.add(place_key(entry.place, "trigger.action"), problem)
+        for trigger in entry.triggers:
+            if trigger.kind != TriggerKind.EVENT or not ACTION_NAME.match(trigger.action or ""):
+                continue  # no action, or one the trigger's own validation refused already
+            if problem := trigger_action_problem(trigger.action, declared):
+                problems.add(place_key(getattr(trigger, "file_place", entry.place), "action"), problem)
 
 
 def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> list[str]:
@@ -423,15 +559,16 @@ def _workflow_changes(entries: list[_WorkflowEntry], report: ConfigImport) -> li
 def _differences(before: dict[str, Any], after: dict[str, Any]) -> str:
     parts = []
     for key in before:
-        if before[key] == after[key]:
+        if before[key] == after.get(key):
             continue
-        if key == "trigger" and before[key]["kind"] == after[key]["kind"]:
-            parts.extend(f"trigger.{k} {show(before[key].get(k))} -> {show(after[key].get(k))}"
-                         for k in before[key] if before[key].get(k) != after[key].get(k))
+        if key == "triggers" and [t["kind"] for t in before[key]] == [t["kind"] for t in after[key]]:
+            for index, (old, new) in enumerate(zip(before[key], after[key], strict=True)):
+                parts.extend(f"triggers[{index}].{k} {show(old.get(k))} -> {show(new.get(k))}"
+                             for k in old if old.get(k) != new.get(k))
         elif isinstance(before[key], (list, dict)) or key == "description":
             parts.append(key)
         else:
-            parts.append(f"{key} {show(before[key])} -> {show(after[key])}")
+            parts.append(f"{key} {show(before[key])} -> {show(after.get(key))}")
     return ", ".join(parts)
 
 
@@ -443,14 +580,27 @@ def _apply(braze: BrazeImport, entries: list[_WorkflowEntry], removed: list[str]
             continue  # unchanged: its version stays
         workflow = entry.workflow
         workflow.save()
+        workflow.triggers.all().delete()
         workflow.conditions.all().delete()
         workflow.actions.all().delete()
+        for trigger in entry.triggers:
+            trigger.workflow = workflow
+            trigger.save()
         for condition in entry.conditions:
             condition.workflow = workflow
             condition.save()
-        for action, values in entry.actions:
-            action.workflow = workflow
-            action.save()
-            for value in values:
-                value.action = action
-                value.save()
+        _steps_save(workflow, entry.steps, None)
+
+
+def _steps_save(workflow: Workflow, nodes: list[_StepNode], else_of: Action | None) -> None:
+    for node in nodes:
+        action = node.action
+        action.workflow, action.else_of = workflow, else_of
+        action.save()
+        for value in node.values:
+            value.action = action
+            value.save()
+        for condition in node.conditions:
+            condition.workflow, condition.step = workflow, action
+            condition.save()
+        _steps_save(workflow, node.else_steps, action)

@@ -24,7 +24,7 @@ from braze_integration.payloads import BrazeType
 from loyaltysync import services
 from loyaltysync.models import CustomField, FieldType, LoyaltyEvent, Member
 
-from . import conditions, schedule
+from . import conditions, schedule, steps
 from .context import (
     ANNIVERSARY_FIELDS,
     CUSTOM_PREFIX,
@@ -117,40 +117,17 @@ class WorkflowPart(models.Model):
 
 
 class Workflow(models.Model):
-    """One trigger, conditions combined with AND / OR, and ordered actions.
+    """Triggers (``Trigger`` rows: any of them starts a run), entry conditions combined with AND / OR,
+    and ordered steps (``Action`` rows: Braze actions, waits, filters, loyalty changes).
 
     ``version`` grows with every save of the workflow or of one of its rows; a run records the
-    version and the ``snapshot()`` it ran with.
+    version and the ``snapshot()`` it ran with, and a resumed run goes on with that snapshot.
     """
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
     active = models.BooleanField(default=True)
     priority = models.PositiveSmallIntegerField(default=100, help_text="Lower runs first.")
-
-    trigger_kind = models.CharField("Trigger", max_length=20, choices=TriggerKind.choices, default=TriggerKind.EVENT)
-    trigger_action = models.CharField(
-        "Event action", max_length=64, blank=True,
-        help_text="Event triggers: the loyalty event's action, e.g. checkout, opt_in, point_add, refund, a custom "
-                  "action, or an engine event: tier_reached, tier_lost, points_spendable.")
-    trigger_field = models.CharField(
-        "Member field", max_length=100, blank=True,
-        help_text="Field changes: the member attribute watched (e.g. tier, points_spendable, custom_fields.vip). "
-                  "Anniversaries: birth_date, opted_in_at or a date custom field (custom_fields.<key>).")
-    trigger_from = models.CharField(
-        "From value", max_length=255, blank=True, help_text="Field changes: only when the old value was this (empty: any).")
-    trigger_to = models.CharField(
-        "To value", max_length=255, blank=True, help_text="Field changes: only when the new value is this (empty: any).")
-    schedule_frequency = models.CharField("Frequency", max_length=10, choices=Frequency.choices, blank=True)
-    schedule_time = models.TimeField(
-        "Time of day", default=dt.time(9, 0), help_text="Date and anniversary triggers, in the server's time zone.")
-    schedule_weekday = models.PositiveSmallIntegerField("Weekday", choices=Weekday.choices, null=True, blank=True)
-    schedule_day = models.PositiveSmallIntegerField(
-        "Day of month", null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(31)],
-        help_text="Monthly and yearly: 1-31 (31 means the month's last day in shorter months).")
-    schedule_month = models.PositiveSmallIntegerField(
-        "Month", null=True, blank=True, choices=[(n, calendar.month_name[n]) for n in range(1, 13)])
-
     logic = models.CharField("Conditions", max_length=3, choices=Logic.choices, default=Logic.AND)
     version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -158,7 +135,7 @@ class Workflow(models.Model):
 
     class Meta:
         ordering = ["priority", "id"]
-        indexes = [models.Index(fields=["active", "trigger_kind"])]
+        indexes = [models.Index(fields=["active"])]
 
     def __str__(self) -> str:
         return self.name
@@ -173,63 +150,160 @@ class Workflow(models.Model):
         super().save(*args, **kwargs)
         self.refresh_from_db(fields=["version"])
 
+    def trigger_kinds(self) -> set[str]:
+        """The kinds of this workflow's triggers; while an editor validates unsaved trigger rows, theirs
+        (``pending_trigger_kinds``, set by the admin and the configuration import)."""
+        pending = getattr(self, "pending_trigger_kinds", None)
+        if pending is not None:
+            return set(pending)
+        return set(self.triggers.values_list("kind", flat=True)) if self.pk else set()
+
     @property
     def trigger_description(self) -> str:
-        match self.trigger_kind:
+        return " or ".join(trigger.description for trigger in self.triggers.all()) or "no trigger"
+
+    def snapshot(self, *, custom_fields: dict[str, str] | None = None) -> dict[str, Any]:
+        """The whole workflow as JSON: what a run uses from start to end, and what its log keeps.
+
+        Condition types are resolved now (``custom_fields``: key -> type, read when not given), so
+        running a snapshot needs no database. ``steps`` is the main line; a filter's ``else`` its
+        failure branch.
+        """
+        custom = custom_field_types() if custom_fields is None else custom_fields
+        triggers = list(self.triggers.all())
+        schema = workflow_schema({trigger.kind for trigger in triggers}, custom)
+        conditions = list(self.conditions.all())
+        steps = list(self.actions.all())
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "version": self.version,
+            "priority": self.priority,
+            "triggers": [trigger.snapshot(custom_fields=custom) for trigger in triggers],
+            "logic": self.logic,
+            "conditions": [condition.snapshot(schema) for condition in conditions if condition.step_id is None],
+            "steps": step_tree(steps, conditions, schema),
+        }
+
+
+def workflow_schema(kinds: set[str], custom_fields: dict[str, str]) -> conditions.AttributeSchema:
+    """What conditions may name in a workflow with triggers of these kinds: the union of each kind's."""
+    known: dict[str, Any] = {}
+    open_prefixes: dict[str, Any] = {}
+    for kind in sorted(kinds) or [""]:
+        schema = attribute_schema(kind, custom_fields)
+        known.update(schema.known)
+        open_prefixes.update(schema.open_prefixes)
+    return conditions.AttributeSchema(known, open_prefixes)
+
+
+def step_tree(steps: list[Action], rows: list[Condition], schema: conditions.AttributeSchema,
+              parent: int | None = None, seen: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """The steps under ``parent`` (``None``: the main line) as snapshot dicts, each filter with its
+    conditions and its ``else`` branch."""
+    out = []
+    for step in steps:
+        if step.else_of_id != parent or step.pk in seen:
+            continue
+        data = step.snapshot()
+        if step.kind == ActionKind.FILTER:
+            data["conditions"] = [row.snapshot(schema) for row in rows if row.step_id == step.pk]
+            data["else"] = step_tree(steps, rows, schema, step.pk, seen | {step.pk})
+        out.append(data)
+    return out
+
+
+class Trigger(WorkflowPart):
+    """One way a workflow starts: a loyalty event, a member field change, a date or an anniversary."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="triggers")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=20, choices=TriggerKind.choices, default=TriggerKind.EVENT)
+    action = models.CharField(
+        "Event action", max_length=64, blank=True,
+        help_text="Event triggers: the loyalty event's action, e.g. checkout, opt_in, point_add, refund, a custom "
+                  "action, or an engine event: tier_reached, tier_lost, points_spendable.")
+    field = models.CharField(
+        "Member field", max_length=100, blank=True,
+        help_text="Field changes: the member attribute watched (e.g. tier, points_spendable, custom_fields.vip). "
+                  "Anniversaries: birth_date, opted_in_at or a date custom field (custom_fields.<key>).")
+    from_value = models.CharField(
+        "From value", max_length=255, blank=True, help_text="Field changes: only when the old value was this (empty: any).")
+    to_value = models.CharField(
+        "To value", max_length=255, blank=True, help_text="Field changes: only when the new value is this (empty: any).")
+    frequency = models.CharField("Frequency", max_length=10, choices=Frequency.choices, blank=True)
+    time = models.TimeField(
+        "Time of day", default=dt.time(9, 0), help_text="Date and anniversary triggers, in the server's time zone.")
+    weekday = models.PositiveSmallIntegerField("Weekday", choices=Weekday.choices, null=True, blank=True)
+    day = models.PositiveSmallIntegerField(
+        "Day of month", null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(31)],
+        help_text="Monthly and yearly: 1-31 (31 means the month's last day in shorter months).")
+    month = models.PositiveSmallIntegerField(
+        "Month", null=True, blank=True, choices=[(n, calendar.month_name[n]) for n in range(1, 13)])
+
+    class Meta:
+        ordering = ["position", "id"]
+        indexes = [models.Index(fields=["kind"])]
+
+    def __str__(self) -> str:
+        return self.description
+
+    @property
+    def description(self) -> str:
+        match self.kind:
             case TriggerKind.EVENT:
-                return f"event {self.trigger_action}"
+                return f"event {self.action}"
             case TriggerKind.FIELD_CHANGE:
-                parts = [f"{self.trigger_field} changes"]
-                if self.trigger_from:
-                    parts.append(f"from {self.trigger_from}")
-                if self.trigger_to:
-                    parts.append(f"to {self.trigger_to}")
+                parts = [f"{self.field} changes"]
+                if self.from_value:
+                    parts.append(f"from {self.from_value}")
+                if self.to_value:
+                    parts.append(f"to {self.to_value}")
                 return " ".join(parts)
             case TriggerKind.DATE:
-                return f"{self.schedule_frequency} at {self.schedule_time:%H:%M}"
+                return f"{self.frequency} at {self.time:%H:%M}"
             case TriggerKind.ANNIVERSARY:
-                return f"anniversary of {self.trigger_field} at {self.schedule_time:%H:%M}"
-        return self.trigger_kind
+                return f"anniversary of {self.field} at {self.time:%H:%M}"
+        return self.kind
 
     def date_rule(self) -> schedule.DateRule:
-        return schedule.DateRule(self.schedule_frequency, self.schedule_time, self.schedule_weekday,
-                                 self.schedule_day, self.schedule_month)
+        return schedule.DateRule(self.frequency, self.time, self.weekday, self.day, self.month)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        match self.trigger_kind:
+        match self.kind:
             case TriggerKind.EVENT:
-                self.trigger_action = (self.trigger_action or "").strip()
-                if not self.trigger_action:
-                    errors["trigger_action"] = "An event trigger needs the event's action, e.g. checkout."
-                elif not ACTION_NAME.match(self.trigger_action):
-                    errors["trigger_action"] = ("An action is 1-64 lower-case letters, digits or underscores, "
-                                                "starting with a letter.")
+                self.action = (self.action or "").strip()
+                if not self.action:
+                    errors["action"] = "An event trigger needs the event's action, e.g. checkout."
+                elif not ACTION_NAME.match(self.action):
+                    errors["action"] = ("An action is 1-64 lower-case letters, digits or underscores, "
+                                        "starting with a letter.")
             case TriggerKind.FIELD_CHANGE:
                 self._clean_field_change(errors)
             case TriggerKind.DATE:
                 self._clean_date(errors)
             case TriggerKind.ANNIVERSARY:
-                field = (self.trigger_field or "").strip()
+                field = (self.field or "").strip()
                 allowed = list(ANNIVERSARY_FIELDS) + [
                     f"{CUSTOM_PREFIX}{key}" for key, kind in custom_field_types().items() if kind == FieldType.DATE]
                 if field not in allowed:
-                    errors["trigger_field"] = (f'"{field}" is not a member date; use one of: {", ".join(allowed)}.'
-                                               if field else f"Choose the member date: {', '.join(allowed)}.")
+                    errors["field"] = (f'"{field}" is not a member date; use one of: {", ".join(allowed)}.'
+                                       if field else f"Choose the member date: {', '.join(allowed)}.")
         if errors:
             raise ValidationError(errors)
 
     def _clean_field_change(self, errors: dict[str, str]) -> None:
-        field = (self.trigger_field or "").strip()
-        self.trigger_field = field
+        field = (self.field or "").strip()
+        self.field = field
         types = member_attribute_types(custom_field_types())
         watchable = set(WATCHABLE_FIELDS) | {name for name in types if name.startswith(CUSTOM_PREFIX)}
         if field not in watchable:
             shown = ", ".join(sorted(watchable))
-            errors["trigger_field"] = (f'"{field}" is not a member field that can be watched. Use one of: {shown}.'
-                                       if field else f"Choose the member field to watch: {shown}.")
+            errors["field"] = (f'"{field}" is not a member field that can be watched. Use one of: {shown}.'
+                               if field else f"Choose the member field to watch: {shown}.")
             return
-        for name in ("trigger_from", "trigger_to"):
+        for name in ("from_value", "to_value"):
             text = getattr(self, name)
             if text == "":
                 continue
@@ -240,57 +314,34 @@ class Workflow(models.Model):
                 errors[name] = f"{field}: {err.message}"
 
     def _clean_date(self, errors: dict[str, str]) -> None:
-        frequency = self.schedule_frequency
+        frequency = self.frequency
         if not frequency:
-            errors["schedule_frequency"] = "A date trigger needs a frequency."
-        if frequency == Frequency.WEEKLY and self.schedule_weekday is None:
-            errors["schedule_weekday"] = "A weekly trigger needs the weekday."
-        if frequency in (Frequency.MONTHLY, Frequency.YEARLY) and not self.schedule_day:
-            errors["schedule_day"] = "Choose the day of the month."
+            errors["frequency"] = "A date trigger needs a frequency."
+        if frequency == Frequency.WEEKLY and self.weekday is None:
+            errors["weekday"] = "A weekly trigger needs the weekday."
+        if frequency in (Frequency.MONTHLY, Frequency.YEARLY) and not self.day:
+            errors["day"] = "Choose the day of the month."
         if frequency == Frequency.YEARLY:
-            if not self.schedule_month:
-                errors["schedule_month"] = "A yearly trigger needs the month."
-            elif self.schedule_day and self.schedule_day > calendar.monthrange(2024, self.schedule_month)[1]:
-                errors["schedule_day"] = f"{calendar.month_name[self.schedule_month]} has no day {self.schedule_day}."
-
-    def trigger_snapshot(self, *, custom_fields: dict[str, str] | None = None) -> dict[str, Any]:
-        match self.trigger_kind:
-            case TriggerKind.EVENT:
-                return {"kind": self.trigger_kind, "action": self.trigger_action}
-            case TriggerKind.FIELD_CHANGE:
-                types = member_attribute_types(custom_field_types() if custom_fields is None else custom_fields)
-                field_type = types.get(self.trigger_field)
-                return {"kind": self.trigger_kind, "field": self.trigger_field, "from": self.trigger_from,
-                        "to": self.trigger_to, "type": str(field_type) if field_type else None}
-            case TriggerKind.DATE:
-                return {"kind": self.trigger_kind, "frequency": self.schedule_frequency,
-                        "time": self.schedule_time.strftime("%H:%M"), "weekday": self.schedule_weekday,
-                        "day": self.schedule_day, "month": self.schedule_month}
-            case _:
-                return {"kind": self.trigger_kind, "field": self.trigger_field,
-                        "time": self.schedule_time.strftime("%H:%M")}
+            if not self.month:
+                errors["month"] = "A yearly trigger needs the month."
+            elif self.day and self.day > calendar.monthrange(2024, self.month)[1]:
+                errors["day"] = f"{calendar.month_name[self.month]} has no day {self.day}."
 
     def snapshot(self, *, custom_fields: dict[str, str] | None = None) -> dict[str, Any]:
-        """The whole workflow as JSON: what a run uses from start to end, and what its log keeps.
-
-        Condition types are resolved now (``custom_fields``: key -> type, read when not given), so
-        running a snapshot needs no database.
-        """
-        schema = attribute_schema(self.trigger_kind, custom_field_types() if custom_fields is None else custom_fields)
-        return {
-            "id": self.pk,
-            "name": self.name,
-            "version": self.version,
-            "priority": self.priority,
-            "trigger": self.trigger_snapshot(custom_fields=custom_fields),
-            "logic": self.logic,
-            "conditions": [
-                {"attr": row.attribute, "op": row.operator, "text": row.value,
-                 "type": (str(schema.type_of(row.attribute)) if schema.type_of(row.attribute) else None)}
-                for row in self.conditions.all()
-            ],
-            "actions": [action.snapshot() for action in self.actions.all()],
-        }
+        match self.kind:
+            case TriggerKind.EVENT:
+                return {"id": self.pk, "kind": self.kind, "action": self.action}
+            case TriggerKind.FIELD_CHANGE:
+                types = member_attribute_types(custom_field_types() if custom_fields is None else custom_fields)
+                field_type = types.get(self.field)
+                return {"id": self.pk, "kind": self.kind, "field": self.field, "from": self.from_value,
+                        "to": self.to_value, "type": str(field_type) if field_type else None}
+            case TriggerKind.DATE:
+                return {"id": self.pk, "kind": self.kind, "frequency": self.frequency,
+                        "time": self.time.strftime("%H:%M"), "weekday": self.weekday,
+                        "day": self.day, "month": self.month}
+            case _:
+                return {"id": self.pk, "kind": self.kind, "field": self.field, "time": self.time.strftime("%H:%M")}
 
 
 def _parent(instance: models.Model, name: str) -> Any:
@@ -305,6 +356,9 @@ class Condition(WorkflowPart):
     """``<attribute> <operator> <value>``, e.g. ``event.points_earned gt 500``."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="conditions")
+    step = models.ForeignKey(
+        "Action", null=True, blank=True, on_delete=models.CASCADE, related_name="filter_conditions",
+        verbose_name="Filter step", help_text="Empty: checked when the run starts. A filter step: checked there.")
     position = models.PositiveIntegerField(default=0)
     attribute = models.CharField(
         max_length=200,
@@ -327,20 +381,36 @@ class Condition(WorkflowPart):
         if workflow is None:
             return
         self.attribute = (self.attribute or "").strip()
-        schema = attribute_schema(workflow.trigger_kind, custom_field_types())
+        kinds = workflow.trigger_kinds()
+        schema = workflow_schema(kinds, custom_field_types())
         try:
             conditions.build_condition(schema, self.attribute, self.operator, text=self.value)
         except conditions.ConditionError as err:
             field = err.field if err.field in ("attribute", "operator", "value") else "value"
             raise ValidationError({field: err.message}) from None
-        if self.operator == Operator.CHANGED and workflow.trigger_kind != TriggerKind.FIELD_CHANGE:
+        if self.operator == Operator.CHANGED and kinds != {TriggerKind.FIELD_CHANGE}:
             raise ValidationError({"operator": '"changed" can only be used in workflows triggered by a field change.'})
+        step = _parent(self, "step")
+        if step is not None and (step.kind != ActionKind.FILTER or step.workflow_id != workflow.pk):
+            raise ValidationError({"step": "Choose a filter step of this workflow."})
+
+    def snapshot(self, schema: conditions.AttributeSchema) -> dict[str, Any]:
+        attr_type = schema.type_of(self.attribute)
+        return {"attr": self.attribute, "op": self.operator, "text": self.value,
+                "type": str(attr_type) if attr_type else None}
 
 
 class ActionKind(models.TextChoices):
     SYNC_DATA = "sync_data", "Sync data (Braze custom attributes)"
     SEND_EVENT = "send_event", "Send a Braze custom event"
     SEND_PURCHASE = "send_purchase", "Send the checkout's items as Braze purchases"
+    WAIT = "wait", "Wait"
+    FILTER = "filter", "Filter (conditions checked here)"
+    ADD_POINTS = "add_points", "Add points"
+    DEDUCT_POINTS = "deduct_points", "Deduct points"
+    SET_TIER = "set_tier", "Set the tier"
+    UPDATE_FIELD = "update_field", "Update a custom field"
+    TRIGGER_EVENT = "trigger_event", "Record a loyalty event"
 
 
 USAGE_FOR_ACTION = {
@@ -351,11 +421,16 @@ USAGE_FOR_ACTION = {
 
 
 class Action(WorkflowPart):
-    """One step of a workflow; its attributes or properties are ``ActionValue`` rows."""
+    """One step of a workflow. Braze actions keep their attributes or properties in ``ActionValue``
+    rows; a filter's conditions are ``Condition`` rows pointing at it, and the steps whose
+    ``else_of`` is the filter are its failure branch. Only the fields of the step's kind are used."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="actions")
     position = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=20, choices=ActionKind.choices)
+    else_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="else_steps",
+        verbose_name="Else branch of", help_text="A filter step: this step runs when that filter's conditions fail.")
     event_name = models.CharField("Braze event name", max_length=255, blank=True,
                                   help_text="Send event: the custom event's name, e.g. loyalty_program_joined.")
     merge_objects = models.BooleanField(
@@ -364,13 +439,29 @@ class Action(WorkflowPart):
         max_length=100, default="items", blank=True, help_text="Send purchases: where the items are in the event.")
     currency_path = models.CharField(
         max_length=100, default="currency", blank=True, help_text="Send purchases: where the currency is in the event.")
+    seconds = models.PositiveIntegerField("Wait (seconds)", null=True, blank=True,
+                                          help_text="Wait: how long, at least 60 seconds.")
+    logic = models.CharField("Filter logic", max_length=3, choices=Logic.choices, default=Logic.AND, blank=True)
+    points = models.PositiveIntegerField(null=True, blank=True, help_text="Add / deduct points: how many.")
+    reason = models.CharField(max_length=255, blank=True, help_text="Add / deduct points: shown in the member's history.")
+    tier = models.CharField("Tier", max_length=64, blank=True, help_text="Set tier: the tier's name, e.g. Gold.")
+    tier_days = models.PositiveIntegerField(
+        "Tier for (days)", null=True, blank=True,
+        help_text="Set tier: how long the tier is held at least (empty: until the rules reach another).")
+    field = models.CharField("Custom field", max_length=100, blank=True,
+                             help_text="Update field: custom_fields.<key>.")
+    value = models.TextField("Value", blank=True,
+                             help_text="Update field: a constant read by the field's type (JSON for lists and objects).")
+    template = models.TextField("Value template", blank=True,
+                                help_text="Update field: a Django template instead of a constant, e.g. {{ member.tier }}.")
+    action = models.CharField("Loyalty event action", max_length=64, blank=True,
+                              help_text="Record a loyalty event: a custom action, e.g. nudge_sent.")
 
     class Meta:
         ordering = ["position", "id"]
 
     def __str__(self) -> str:
-        label = self.get_kind_display()
-        return f"{label}: {self.event_name}" if self.kind == ActionKind.SEND_EVENT and self.event_name else label
+        return steps.step_label(self.kind, self.get_kind_display(), self.step_keys())
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -383,14 +474,23 @@ class Action(WorkflowPart):
                 errors["event_name"] = "Braze event names are 1-255 characters and do not start with '$'."
         if self.kind == ActionKind.SEND_PURCHASE:
             workflow = _parent(self, "workflow")
-            if workflow is not None and workflow.trigger_kind != TriggerKind.EVENT:
-                errors["kind"] = "Purchases come from a checkout: use them in workflows triggered by an event."
+            if workflow is not None and workflow.trigger_kinds() - {TriggerKind.EVENT}:
+                errors["kind"] = "Purchases come from a checkout: use them in workflows triggered by events only."
             for name in ("items_path", "currency_path"):
                 problem = conditions.path_problem(getattr(self, name))
                 if problem:
                     errors[name] = f"The path {problem}."
+        errors.update(steps.step_problems(self.kind, self))
+        else_of = _parent(self, "else_of")
+        if else_of is not None and (else_of.kind != ActionKind.FILTER or else_of.workflow_id != self.workflow_id
+                                    or else_of is self or (self.pk is not None and else_of.pk == self.pk)):
+            errors["else_of"] = "Choose another filter step of this workflow."
         if errors:
             raise ValidationError(errors)
+
+    def step_keys(self) -> dict[str, Any]:
+        """The step's own settings, by the names the configuration file uses (``steps.STEP_KEYS``)."""
+        return {key: getattr(self, model_field) for key, model_field in steps.STEP_FIELDS.get(self.kind, {}).items()}
 
     def validate_unique(self, exclude=None) -> None:
         """Also: a sync-data action sends no attribute a field mapping sends (the kind may have just changed)."""
@@ -403,14 +503,17 @@ class Action(WorkflowPart):
             raise ValidationError({"kind": list(problems.values())})
 
     def snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.pk, "kind": self.kind,
-                               "values": [value.spec_dict() for value in self.values.all()]}
+        out: dict[str, Any] = {"id": self.pk, "kind": self.kind}
+        if self.kind in steps.BRAZE_KINDS:
+            out["values"] = [value.spec_dict() for value in self.values.all()]
         if self.kind == ActionKind.SEND_EVENT:
             out["event_name"] = self.event_name
         elif self.kind == ActionKind.SYNC_DATA:
             out["merge_objects"] = self.merge_objects
-        else:
+        elif self.kind == ActionKind.SEND_PURCHASE:
             out["items_path"], out["currency_path"] = self.items_path, self.currency_path
+        else:
+            out.update(self.step_keys())
         return out
 
 
@@ -484,10 +587,11 @@ class ActionValue(WorkflowPart):
             raise ValidationError({"source": "Checkout items are there only for purchases."})
         if workflow is None:
             return
-        if spec.source == SourceKind.EVENT and workflow.trigger_kind != TriggerKind.EVENT:
+        kinds = workflow.trigger_kinds()
+        if spec.source == SourceKind.EVENT and TriggerKind.EVENT not in kinds:
             raise ValidationError({"source": "There is no loyalty event: the workflow is not triggered by an event."})
         if spec.source == SourceKind.MEMBER:
-            schema = attribute_schema(workflow.trigger_kind, custom_field_types())
+            schema = workflow_schema(kinds, custom_field_types())
             if schema.type_of(f"member.{spec.path}") is None:
                 raise ValidationError({"path": f'"{spec.path}" is not a member attribute.'})
 
@@ -547,6 +651,10 @@ class TriggerRecord(models.Model):
     event = models.ForeignKey(LoyaltyEvent, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     workflow = models.ForeignKey(Workflow, null=True, blank=True, on_delete=models.CASCADE,
                                  related_name="trigger_records", help_text="Date triggers: the workflow scheduled.")
+    source_trigger = models.ForeignKey(Trigger, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                       help_text="Date triggers: the workflow's trigger that was due.")
+    depth = models.PositiveSmallIntegerField(
+        default=0, help_text="How many workflow steps led to this (0: not caused by a workflow).")
     changes = models.JSONField(default=dict, blank=True, help_text="Field changes: {attribute: [old, new]}.")
     period = models.CharField(max_length=32, blank=True, help_text="Date triggers: the period (e.g. 2026-03-04).")
     occurred_at = models.DateTimeField(default=timezone.now)
@@ -580,9 +688,11 @@ class TriggerRecord(models.Model):
 
 
 class RunOutcome(models.TextChoices):
-    SENT = "sent", "Sent"
+    SENT = "sent", "Done"
     FILTERED_OUT = "filtered_out", "Filtered out"
     ERROR = "error", "Error"
+    WAITING = "waiting", "Waiting"
+    RUNNING = "running", "Running"
 
 
 class WorkflowRun(models.Model):
@@ -601,6 +711,11 @@ class WorkflowRun(models.Model):
     queued = models.JSONField(default=list, blank=True, help_text="Outbox items queued: id, kind, summary.")
     detail = models.TextField(blank=True, help_text="Why it was filtered out.")
     error = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True,
+                             help_text="The steps the run passed: index, step id, kind, outcome (success / failure).")
+    cursor = models.PositiveIntegerField(null=True, blank=True, help_text="The next step while the run is not done.")
+    context = models.JSONField(default=dict, blank=True, help_text="What triggered the run (the member is re-read).")
+    depth = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -614,10 +729,33 @@ class WorkflowRun(models.Model):
         return f"{self.workflow_name} v{self.workflow_version} for {self.member_id}: {self.outcome}"
 
 
+class DueRun(models.Model):
+    """A run that is not finished: it goes on at ``due_at`` from its cursor.
+
+    A django-q2 schedule picks the due rows every minute and claims each with a lease, so a run
+    resumes once even with several workers, and after a killed worker, a deployment or a broker
+    that lost its messages (the row is the only thing that has to survive).
+    """
+
+    run = models.OneToOneField(WorkflowRun, on_delete=models.CASCADE, related_name="due")
+    due_at = models.DateTimeField(db_index=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} at {self.due_at:%Y-%m-%d %H:%M}"
+
+
 class DateTriggerScan(models.Model):
-    """One scan of the members for a date workflow's period; a finished scan is not repeated."""
+    """One scan of the members for a date trigger's period; a finished scan is not repeated."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="date_scans")
+    trigger = models.ForeignKey(Trigger, null=True, on_delete=models.CASCADE, related_name="date_scans")
     period = models.CharField(max_length=32)
     due_at = models.DateTimeField()
     started_at = models.DateTimeField(default=timezone.now)
@@ -627,7 +765,7 @@ class DateTriggerScan(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        constraints = [models.UniqueConstraint(fields=["workflow", "period"], name="workflow_date_scan_once")]
+        constraints = [models.UniqueConstraint(fields=["trigger", "period"], name="workflow_date_trigger_scan_once")]
 
     def __str__(self) -> str:
         return f"{self.workflow_id} {self.period}"

@@ -109,50 +109,52 @@ def _text(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """One step of the compiled program. ``next`` is the step after it (``None``: the run ends);
+    a filter goes to ``else_next`` when its conditions fail (``None``: the run ends, as a success)."""
+
+    index: int
+    id: int
+    kind: str
+    label: str
+    next: int | None
+    else_next: int | None = None
+    action: ActionPlan | None = None
+    conditions: ConditionSet | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WorkflowPlan:
     id: int
     name: str
     version: int
     priority: int
-    trigger: Mapping[str, Any]
+    triggers: tuple[Mapping[str, Any], ...]
     conditions: ConditionSet
-    actions: tuple[ActionPlan, ...]
+    steps: tuple[StepPlan, ...]
+    trigger_conditions: Mapping[int, tuple[Condition, ...]] = field(default_factory=dict)
+
+    @property
+    def actions(self) -> tuple[ActionPlan, ...]:
+        return tuple(step.action for step in self.steps if step.action is not None)
 
     @classmethod
     def compile(cls, snapshot: Mapping[str, Any]) -> WorkflowPlan:
         """Build the plan from ``Workflow.snapshot()``; raises ``WorkflowInvalid``."""
-        trigger = snapshot.get("trigger") or {}
-        rows: list[Condition] = []
-        for index, row in enumerate(snapshot.get("conditions") or [], start=1):
-            try:
-                if row.get("type") is None:
-                    raise ConditionError("attribute", f'Unknown attribute "{row.get("attr")}".')
-                rows.append(Condition(row["attr"], row["op"], parse_text(row["type"], row["op"], row.get("text", "")),
-                                      row["type"]))
-            except (ConditionError, KeyError) as err:
-                raise WorkflowInvalid(f"Condition {index} ({row.get('attr')}): {_message(err)}") from None
-        try:
-            user_set = ConditionSet(tuple(rows), snapshot.get("logic") or Logic.AND)
-        except ConditionError as err:
-            raise WorkflowInvalid(f"Conditions: {err.message}") from None
-        conditions = ConditionSet((*cls._trigger_conditions(trigger), user_set), Logic.AND)
-        actions = []
-        for index, action in enumerate(snapshot.get("actions") or [], start=1):
-            label = f"Action {index} ({action.get('kind')}" + (
-                f" {action['event_name']})" if action.get("event_name") else ")")
-            specs = []
-            for spec in action.get("values") or []:
-                try:
-                    specs.append(ValueSpec.from_dict(spec))
-                except ValueSpecError as err:
-                    raise WorkflowInvalid(f"{label}, value {spec.get('name')!r}: {err.field}: {err.message}") from None
-            actions.append(ActionPlan(
-                id=action["id"], kind=action["kind"], specs=tuple(specs), label=label,
-                event_name=action.get("event_name", ""), merge_objects=bool(action.get("merge_objects")),
-                items_path=action.get("items_path") or "items", currency_path=action.get("currency_path") or "currency"))
+        triggers = tuple(snapshot.get("triggers") or [])
+        conditions = _condition_set(snapshot.get("conditions") or [], snapshot.get("logic"), "Condition")
+        program: list[StepPlan | None] = []
+        _emit(snapshot.get("steps") or [], None, program, "Step ")
         return cls(id=snapshot["id"], name=snapshot.get("name", ""), version=snapshot.get("version", 0),
-                   priority=snapshot.get("priority", 0), trigger=trigger, conditions=conditions,
-                   actions=tuple(actions))
+                   priority=snapshot.get("priority", 0), triggers=triggers, conditions=conditions,
+                   steps=tuple(step for step in program if step is not None),
+                   trigger_conditions={trigger.get("id"): tuple(cls._trigger_conditions(trigger))
+                                       for trigger in triggers})
+
+    def entry(self, trigger_id: int | None) -> ConditionSet:
+        """What must hold for a run started by this trigger: its from / to values and the conditions."""
+        return ConditionSet((*self.trigger_conditions.get(trigger_id, ()), self.conditions), Logic.AND)
 
     @staticmethod
     def _trigger_conditions(trigger: Mapping[str, Any]) -> list[Condition]:
@@ -174,10 +176,12 @@ class WorkflowPlan:
                 raise WorkflowInvalid(f"Trigger {key} value: {err.message}") from None
         return out
 
-    def run(self, context: Mapping[str, Any], *, external_id: str) -> RunResult:
-        """Evaluate and build every action's payloads. Never raises for data: problems are in ``error``."""
-        if not self.conditions.evaluate(context):
-            return RunResult(matched=False, reason=self.conditions.explain(context))
+    def run(self, context: Mapping[str, Any], *, external_id: str, trigger_id: int | None = None) -> RunResult:
+        """Evaluate the entry conditions and build every Braze action's payloads (the steps that are
+        not Braze actions are left to the runner). Never raises for data: problems are in ``error``."""
+        entry = self.entry(trigger_id)
+        if not entry.evaluate(context):
+            return RunResult(matched=False, reason=entry.explain(context))
         intents: list[Intent] = []
         for action in self.actions:
             try:
@@ -187,6 +191,62 @@ class WorkflowPlan:
             except PayloadError as err:
                 return RunResult(matched=True, error=f"{action.label}: {err.field}: {err.problem}")
         return RunResult(matched=True, intents=intents)
+
+
+def _condition_set(rows: list[Mapping[str, Any]], logic: str | None, place: str) -> ConditionSet:
+    built: list[Condition] = []
+    for index, row in enumerate(rows, start=1):
+        try:
+            if row.get("type") is None:
+                raise ConditionError("attribute", f'Unknown attribute "{row.get("attr")}".')
+            built.append(Condition(row["attr"], row["op"], parse_text(row["type"], row["op"], row.get("text", "")),
+                                   row["type"]))
+        except (ConditionError, KeyError) as err:
+            raise WorkflowInvalid(f"{place} {index} ({row.get('attr')}): {_message(err)}") from None
+    try:
+        return ConditionSet(tuple(built), logic or Logic.AND)
+    except ConditionError as err:
+        raise WorkflowInvalid(f"{place}s: {err.message}") from None
+
+
+def _emit(steps: list[Mapping[str, Any]], after: int | None, program: list[StepPlan | None], prefix: str) -> int | None:
+    """Append ``steps`` to the flat program (each filter's else branch after them); returns the index
+    of the first one, or ``after`` when there are none. A branch ends the run when it is done."""
+    indexes = []
+    for _step in steps:
+        indexes.append(len(program))
+        program.append(None)
+    for position, (index, step) in enumerate(zip(indexes, steps, strict=True)):
+        following = indexes[position + 1] if position + 1 < len(indexes) else after
+        label = f"{prefix}{position + 1} ({step.get('kind')}" + (
+            f" {step['event_name']})" if step.get("event_name") else ")")
+        program[index] = _step_plan(step, index, following, label, program)
+    return indexes[0] if indexes else after
+
+
+def _step_plan(step: Mapping[str, Any], index: int, following: int | None, label: str,
+               program: list[StepPlan | None]) -> StepPlan:
+    kind = step.get("kind")
+    if kind in ("sync_data", "send_event", "send_purchase"):
+        specs = []
+        for spec in step.get("values") or []:
+            try:
+                specs.append(ValueSpec.from_dict(spec))
+            except ValueSpecError as err:
+                raise WorkflowInvalid(f"{label}, value {spec.get('name')!r}: {err.field}: {err.message}") from None
+        action = ActionPlan(
+            id=step["id"], kind=kind, specs=tuple(specs), label=label,
+            event_name=step.get("event_name", ""), merge_objects=bool(step.get("merge_objects")),
+            items_path=step.get("items_path") or "items", currency_path=step.get("currency_path") or "currency")
+        return StepPlan(index, step["id"], kind, label, following, action=action)
+    if kind == "filter":
+        conditions = _condition_set(step.get("conditions") or [], step.get("logic"), f"{label}: condition")
+        else_next = _emit(step.get("else") or [], None, program, f"{label.split(' (')[0]} else ")
+        return StepPlan(index, step["id"], kind, label, following, else_next=else_next, conditions=conditions)
+    if kind in ("wait", "add_points", "deduct_points", "set_tier", "update_field", "trigger_event"):
+        settings = {key: value for key, value in step.items() if key not in ("id", "kind")}
+        return StepPlan(index, step["id"], kind, label, following, settings=settings)
+    raise WorkflowInvalid(f'{label}: "{kind}" is not a step kind.')
 
 
 def _message(err: Exception) -> str:

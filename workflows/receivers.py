@@ -8,7 +8,7 @@ from loyaltysync.models import Member
 from loyaltysync.signals import loyalty_event_recorded
 
 from . import services
-from .models import Workflow
+from .models import Trigger, Workflow
 
 
 @receiver(loyalty_event_recorded, dispatch_uid="workflows_event_recorded")
@@ -24,6 +24,7 @@ def member_saved(sender, instance: Member, created: bool, raw: bool = False, upd
 
 
 @receiver([post_save, post_delete], sender=Workflow, dispatch_uid="workflows_workflow_changed")
+@receiver([post_save, post_delete], sender=Trigger, dispatch_uid="workflows_trigger_changed")
 def workflow_changed(**kwargs):
     services.workflow_config_changed()
 

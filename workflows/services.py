@@ -38,8 +38,6 @@ from django.db.models import F, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from braze_integration import services as braze
-from braze_integration.models import OutboxItem
 from braze_integration.payloads import format_time
 from loyaltysync.attributes import AttributeContext
 from loyaltysync.models import LoyaltyEvent, Member, Tier
@@ -53,6 +51,7 @@ from .models import (
     DATE_KINDS,
     DateTriggerScan,
     RunOutcome,
+    Trigger,
     TriggerKind,
     TriggerRecord,
     TriggerStatus,
@@ -61,6 +60,7 @@ from .models import (
     custom_field_types,
 )
 from .plan import WorkflowInvalid, WorkflowPlan
+from .runner import current_depth, run_start
 from .schedule import anniversary_days, anniversary_due, due
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ DATE_SCAN_MINUTES = 1
 SCHEDULE_PROCESS = "workflows: process triggers"
 SCHEDULE_PRUNE = "workflows: prune run log"
 SCHEDULE_DATE_SCAN = "workflows: date triggers"
+SCHEDULE_RESUME = "workflows: resume due runs"
 _ATTNAME_TO_ATTRIBUTE = {attname: name for name, attname in WATCHABLE_FIELDS.items()}
 
 
@@ -91,8 +92,8 @@ class WorkflowInterest:
 
 def _workflow_interest_load() -> WorkflowInterest:
     actions, fields = set(), set()
-    rows = Workflow.objects.filter(active=True, trigger_kind__in=[TriggerKind.EVENT, TriggerKind.FIELD_CHANGE])
-    for kind, action, field_name in rows.values_list("trigger_kind", "trigger_action", "trigger_field"):
+    rows = Trigger.objects.filter(workflow__active=True, kind__in=[TriggerKind.EVENT, TriggerKind.FIELD_CHANGE])
+    for kind, action, field_name in rows.values_list("kind", "action", "field"):
         if kind == TriggerKind.EVENT:
             actions.add(action)
         else:
@@ -126,7 +127,7 @@ def trigger_record_event(*, event: LoyaltyEvent) -> TriggerRecord | None:
     if event.action not in workflow_interest().actions:
         return None
     record = TriggerRecord.objects.create(key=f"event:{event.pk}", kind=TriggerKind.EVENT, member_id=event.member_id,
-                                          event=event, occurred_at=event.occurred_at)
+                                          event=event, occurred_at=event.occurred_at, depth=current_depth())
     _process_after_commit()
     return record
 
@@ -160,10 +161,11 @@ def trigger_record_member_change(*, member: Member, update_fields: Iterable[str]
             for name, (old, new) in changes.items():
                 merged[name] = [merged[name][0] if name in merged else old, new]
             record.changes = {name: values for name, values in merged.items() if values[0] != values[1]}
-            record.save(update_fields=["changes"])
+            record.depth = max(record.depth, current_depth())
+            record.save(update_fields=["changes", "depth"])
             return record
     record = TriggerRecord.objects.create(key=f"change:{uuid.uuid4().hex}", kind=TriggerKind.FIELD_CHANGE,
-                                          member_id=member.pk, changes=changes)
+                                          member_id=member.pk, changes=changes, depth=current_depth())
     pending[member.pk] = record.pk
     _process_after_commit()
     return record
@@ -232,7 +234,7 @@ class ProcessReport:
 
     def count(self, outcome: str) -> None:
         self.runs += 1
-        if outcome == RunOutcome.SENT:
+        if outcome in (RunOutcome.SENT, RunOutcome.WAITING, RunOutcome.RUNNING):
             self.sent += 1
         elif outcome == RunOutcome.FILTERED_OUT:
             self.filtered_out += 1
@@ -258,7 +260,8 @@ class _Plans:
     def load(cls) -> _Plans:
         custom = custom_field_types()
         entries = []
-        workflows = Workflow.objects.filter(active=True).prefetch_related("conditions", "actions__values")
+        workflows = Workflow.objects.filter(active=True).prefetch_related(
+            "triggers", "conditions", "actions__values")
         for workflow in workflows.order_by("priority", "id"):
             snapshot = workflow.snapshot(custom_fields=custom)
             try:
@@ -267,21 +270,27 @@ class _Plans:
                 entries.append(_Entry(workflow, snapshot, None, str(err)))
         return cls(entries)
 
-    def matching(self, record: TriggerRecord) -> list[_Entry]:
+    def matching(self, record: TriggerRecord) -> list[tuple[_Entry, int | None]]:
+        """The workflows ``record`` starts, each with the first of its triggers that matches."""
         out = []
         for entry in self.entries:
-            trigger = entry.snapshot["trigger"]
-            if record.kind != trigger["kind"]:
-                continue
-            if record.kind == TriggerKind.EVENT:
-                if trigger.get("action") == record.event.action:
-                    out.append(entry)
-            elif record.kind == TriggerKind.FIELD_CHANGE:
-                if trigger.get("field") in record.changes:
-                    out.append(entry)
-            elif entry.workflow.pk == record.workflow_id:
-                out.append(entry)
+            for trigger in entry.snapshot["triggers"]:
+                if _matches(trigger, record, entry):
+                    out.append((entry, trigger.get("id")))
+                    break
         return out
+
+
+def _matches(trigger: dict[str, Any], record: TriggerRecord, entry: _Entry) -> bool:
+    if record.kind != trigger["kind"]:
+        return False
+    if record.kind == TriggerKind.EVENT:
+        return trigger.get("action") == record.event.action
+    if record.kind == TriggerKind.FIELD_CHANGE:
+        return trigger.get("field") in record.changes
+    if record.source_trigger_id is not None:
+        return trigger.get("id") == record.source_trigger_id
+    return entry.workflow.pk == record.workflow_id
 
 
 def trigger_records_process(*, limit: int = BATCH_SIZE, time_budget: float = 20.0) -> ProcessReport:
@@ -336,10 +345,11 @@ def _process(record: TriggerRecord, plans: _Plans, report: ProcessReport, *, for
             raise RuntimeError(f"Gave up after {record.attempts - 1} attempts; see the log for the last error.")
         context = _context(record)
         done = set() if force else set(WorkflowRun.objects.filter(trigger=record).values_list("workflow_id", flat=True))
-        for entry in plans.matching(record):
+        for entry, trigger_id in plans.matching(record):
             if entry.workflow.pk in done:
-                continue  # ran before a crash interrupted this record
-            report.count(_run(entry, record, context))
+                continue  # ran before a crash interrupted this record; an unfinished run resumes on its own
+            report.count(run_start(workflow=entry.workflow, snapshot=entry.snapshot, plan=entry.plan,
+                                   problem=entry.problem, record=record, context=context, trigger_id=trigger_id))
     except Exception as err:  # one bad record must not stop the others; it is retried, then failed
         logger.exception("Workflow trigger %s failed", record.key)
         failed = record.attempts >= MAX_ATTEMPTS
@@ -366,51 +376,11 @@ def _context(record: TriggerRecord) -> dict[str, Any]:
         context["changes"] = record.changes
         return context
     context["trigger"]["period"] = record.period
-    if record.kind == TriggerKind.ANNIVERSARY and record.workflow_id:
-        day = _anniversary_date(record.member, record.workflow.trigger_field)
+    if record.kind == TriggerKind.ANNIVERSARY and record.source_trigger_id:
+        day = _anniversary_date(record.member, record.source_trigger.field)
         if day is not None:
             context["trigger"]["years"] = int(record.period[:4]) - day.year
     return context
-
-
-def _run(entry: _Entry, record: TriggerRecord, context: dict[str, Any]) -> str:
-    started, clock = timezone.now(), time.monotonic()
-    member = record.member
-    queued: list[dict[str, Any]] = []
-    detail = error = ""
-    if entry.plan is None:
-        outcome, error = RunOutcome.ERROR, f"The workflow cannot run: {entry.problem}"
-        intents = []
-    else:
-        result = entry.plan.run(context, external_id=member.member_id)
-        intents = result.intents
-        if result.error:
-            outcome, error = RunOutcome.ERROR, result.error
-        elif not result.matched:
-            outcome, detail = RunOutcome.FILTERED_OUT, result.reason
-        else:
-            outcome = RunOutcome.SENT
-    version = entry.snapshot["version"]
-    with transaction.atomic():
-        if outcome == RunOutcome.SENT:
-            for intent in intents:
-                dedupe_key = f"wf:{entry.workflow.pk}:trig:{record.key}:act:{intent.key}"
-                item = braze.outbox_enqueue(
-                    member_id=member.pk, kind=intent.kind, payload=intent.payload, dedupe_key=dedupe_key,
-                    origin=f"workflow {entry.workflow.pk} v{version}: {entry.workflow.name}")
-                if item is None:
-                    existing = OutboxItem.objects.filter(dedupe_key=dedupe_key).values_list("pk", flat=True).first()
-                    queued.append({"outbox_id": existing, "kind": intent.kind, "summary": intent.summary,
-                                   "dedupe_key": dedupe_key, "duplicate": True})
-                else:
-                    queued.append({"outbox_id": item.pk, "kind": intent.kind, "summary": intent.summary,
-                                   "dedupe_key": dedupe_key})
-        WorkflowRun.objects.create(
-            workflow=entry.workflow, workflow_name=entry.workflow.name, workflow_version=version,
-            snapshot=entry.snapshot, member=member, trigger=record, trigger_description=record.description[:255],
-            started_at=started, duration_ms=int((time.monotonic() - clock) * 1000), outcome=outcome,
-            queued=queued, detail=detail[:2000], error=error[:2000])
-    return outcome
 
 
 # --- date and anniversary triggers -----------------------------------------------------------------------
@@ -427,27 +397,32 @@ def date_triggers_scan(*, now: dt.datetime | None = None) -> int:
     local = timezone.localtime(now)
     custom = custom_field_types()
     matched = 0
-    workflows = Workflow.objects.filter(active=True, trigger_kind__in=DATE_KINDS).prefetch_related(
-        "conditions", "actions__values")
-    for workflow in workflows:
-        if workflow.trigger_kind == TriggerKind.DATE:
-            moment = due(workflow.date_rule(), local)
+    triggers = Trigger.objects.filter(workflow__active=True, kind__in=DATE_KINDS).select_related("workflow")
+    plans: dict[int, WorkflowPlan | WorkflowInvalid] = {}
+    for trigger in triggers.order_by("workflow__priority", "workflow_id", "position", "id"):
+        workflow = trigger.workflow
+        if trigger.kind == TriggerKind.DATE:
+            moment = due(trigger.date_rule(), local)
         else:
-            moment = anniversary_due(workflow.schedule_time, local)
+            moment = anniversary_due(trigger.time, local)
         if moment is None:
             continue
         period, at = moment
-        scan, _ = DateTriggerScan.objects.get_or_create(workflow=workflow, period=period,
-                                                         defaults={"due_at": at, "started_at": now})
+        scan, _ = DateTriggerScan.objects.get_or_create(trigger=trigger, period=period, defaults={
+            "workflow": workflow, "due_at": at, "started_at": now})
         if scan.finished_at is not None:
             continue
-        try:
-            plan = WorkflowPlan.compile(workflow.snapshot(custom_fields=custom))
-        except WorkflowInvalid as err:
-            logger.warning("Date workflow %s cannot run: %s", workflow.pk, err)
-            DateTriggerScan.objects.filter(pk=scan.pk).update(finished_at=timezone.now(), error=str(err)[:2000])
+        if workflow.pk not in plans:
+            try:
+                plans[workflow.pk] = WorkflowPlan.compile(workflow.snapshot(custom_fields=custom))
+            except WorkflowInvalid as err:
+                plans[workflow.pk] = err
+        plan = plans[workflow.pk]
+        if isinstance(plan, WorkflowInvalid):
+            logger.warning("Date workflow %s cannot run: %s", workflow.pk, plan)
+            DateTriggerScan.objects.filter(pk=scan.pk).update(finished_at=timezone.now(), error=str(plan)[:2000])
             continue
-        count = _scan_members(workflow, plan, period, at, local.date())
+        count = _scan_members(trigger, plan, period, at, local.date())
         DateTriggerScan.objects.filter(pk=scan.pk).update(finished_at=timezone.now(), members_matched=count)
         matched += count
     if matched:
@@ -455,29 +430,33 @@ def date_triggers_scan(*, now: dt.datetime | None = None) -> int:
     return matched
 
 
-def _scan_members(workflow: Workflow, plan: WorkflowPlan, period: str, at: dt.datetime, today: dt.date) -> int:
+def _scan_members(trigger: Trigger, plan: WorkflowPlan, period: str, at: dt.datetime, today: dt.date) -> int:
+    workflow = trigger.workflow
     members = Member.objects.select_related("tier").order_by("pk")
-    anniversary = workflow.trigger_kind == TriggerKind.ANNIVERSARY
+    anniversary = trigger.kind == TriggerKind.ANNIVERSARY
     if anniversary:
-        members = _anniversary_members(members, workflow.trigger_field, today)
+        members = _anniversary_members(members, trigger.field, today)
+    conditions = plan.entry(trigger.pk)
     time_text = format_time(at)
     tiers = AttributeContext()  # loaded once for the whole scan
     batch: list[TriggerRecord] = []
     count = 0
     for member in members.iterator(chunk_size=SCAN_CHUNK):
-        trigger: dict[str, Any] = {"kind": workflow.trigger_kind, "period": period}
-        key = f"date:{workflow.pk}:{period}:{member.pk}"
+        about: dict[str, Any] = {"kind": trigger.kind, "period": period}
+        # The first trigger of a workflow keeps the keys of one-trigger workflows (dedupe keys in the outbox).
+        suffix = "" if trigger.position == 0 else f":t{trigger.pk}"
+        key = f"date:{workflow.pk}{suffix}:{period}:{member.pk}"
         if anniversary:
-            day = _anniversary_date(member, workflow.trigger_field)
+            day = _anniversary_date(member, trigger.field)
             if day is None or (day.month, day.day) not in anniversary_days(today) or day.year >= today.year:
                 continue
-            trigger["years"] = today.year - day.year
-            key = f"anniversary:{workflow.pk}:{today.year}:{member.pk}"
-        context = {"member": member_context(member, tiers), "trigger": trigger, "time": time_text}
-        if not plan.conditions.evaluate(context):
+            about["years"] = today.year - day.year
+            key = f"anniversary:{workflow.pk}{suffix}:{today.year}:{member.pk}"
+        context = {"member": member_context(member, tiers), "trigger": about, "time": time_text}
+        if not conditions.evaluate(context):
             continue
-        batch.append(TriggerRecord(key=key, kind=workflow.trigger_kind, member=member, workflow=workflow,
-                                   period=period, occurred_at=at))
+        batch.append(TriggerRecord(key=key, kind=trigger.kind, member=member, workflow=workflow,
+                                   source_trigger=trigger, period=period, occurred_at=at))
         count += 1
         if len(batch) >= SCAN_CHUNK:
             TriggerRecord.objects.bulk_create(batch, ignore_conflicts=True)
@@ -517,7 +496,7 @@ def date_schedule_sync() -> None:
     anniversary workflow exists, gone otherwise."""
     from django_q.models import Schedule
 
-    if Workflow.objects.filter(active=True, trigger_kind__in=DATE_KINDS).exists():
+    if Trigger.objects.filter(workflow__active=True, kind__in=DATE_KINDS).exists():
         schedule_ensure(name=SCHEDULE_DATE_SCAN, func="workflows.tasks.date_triggers_scan",
                         schedule_type=Schedule.MINUTES, minutes=DATE_SCAN_MINUTES)
     else:
@@ -533,6 +512,7 @@ def schedules_ensure() -> None:
         for name, func, schedule_type, minutes in (
             (SCHEDULE_PROCESS, "workflows.tasks.process_triggers", Schedule.MINUTES, 1),
             (SCHEDULE_PRUNE, "workflows.tasks.runs_prune", Schedule.DAILY, None),
+            (SCHEDULE_RESUME, "workflows.tasks.due_runs_resume", Schedule.MINUTES, 1),
         ):
             schedule_ensure(name=name, func=func, schedule_type=schedule_type, minutes=minutes)
         date_schedule_sync()
@@ -543,7 +523,7 @@ def workflow_runs_prune(*, now: dt.datetime | None = None) -> int:
     (default 30); returns how many runs were deleted."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(days=getattr(settings, "WORKFLOW_RUN_RETENTION_DAYS", 30))
-    runs, _ = WorkflowRun.objects.filter(started_at__lt=cutoff).delete()
+    runs, _ = WorkflowRun.objects.filter(started_at__lt=cutoff, due__isnull=True).delete()
     TriggerRecord.objects.filter(status__in=[TriggerStatus.DONE, TriggerStatus.FAILED], processed_at__lt=cutoff).delete()
     DateTriggerScan.objects.filter(started_at__lt=cutoff).exclude(finished_at=None).delete()
     return runs

@@ -18,3 +18,10 @@ def date_triggers_scan() -> int:
 def runs_prune() -> int:
     """Daily: drop run logs and finished trigger records past WORKFLOW_RUN_RETENTION_DAYS."""
     return services.workflow_runs_prune()
+
+
+def due_runs_resume() -> int:
+    """Every minute: take on the workflow runs whose wait is over (or whose worker died)."""
+    from . import runner
+
+    return runner.due_runs_resume()

@@ -88,6 +88,7 @@ def points_expire_due(*, now: dt.datetime | None = None) -> int:
 SCHEDULES = (
     ("loyaltysync: release pending points", "loyaltysync.tasks.points_release_pending"),
     ("loyaltysync: expire points", "loyaltysync.tasks.points_expire_due"),
+    ("loyaltysync: end tiers given by hand", "loyaltysync.tasks.tier_floors_expire"),
 )
 
 

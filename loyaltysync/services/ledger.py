@@ -131,6 +131,9 @@ def _standing_refresh(context: _Context, *, joining: bool = False) -> None:
     new_tier = (
         Tier.objects.filter(points_threshold__lte=member.points_earned).order_by("-points_threshold").first()
     )
+    floor = member.tier_floor_at(timezone.now())
+    if floor is not None and (new_tier is None or new_tier.points_threshold < floor.points_threshold):
+        new_tier = floor
     if (new_tier.pk if new_tier else None) == member.tier_id:
         return
     old_tier = member.tier if member.tier_id else None

@@ -18,7 +18,7 @@ from braze_integration.models import (
     SyncStatus,
 )
 from loyaltysync.models import CustomField, FieldType, Member, Tier
-from workflows.models import Workflow, WorkflowRun
+from workflows.models import Trigger, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -89,13 +89,14 @@ def test_the_member_list_with_its_braze_column_does_not_query_per_member(admin_c
 
 
 def test_the_workflow_list_counts_runs_in_one_query(admin_client, tiers):
-    """Given workflows with runs, when the list is shown for N and 2N workflows, then the run counts come
-    from one annotated query (it was one COUNT per workflow), and each count is right."""
+    """Given workflows with a trigger and runs, when the list is shown for N and 2N workflows, then the run
+    counts come from one annotated query (it was one COUNT per workflow), and each count is right."""
     member = Member.objects.create(member_id="M-1")
 
     def grow(start: int, count: int) -> None:
         for index in range(start, start + count):
-            workflow = Workflow.objects.create(name=f"Workflow {index}", trigger_action="checkout")
+            workflow = Workflow.objects.create(name=f"Workflow {index}")
+            Trigger.objects.create(workflow=workflow, action="checkout")
             WorkflowRun.objects.bulk_create(
                 WorkflowRun(workflow=workflow, workflow_name=workflow.name, workflow_version=1, snapshot={},
                             member=member, trigger_description="checkout", outcome="queued")

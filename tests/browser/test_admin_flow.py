@@ -96,10 +96,15 @@ def test_connect_map_sync_and_watch_it_on_the_dashboard(logged_in, live_server, 
     # A workflow on checkout that sends a Braze custom event, made in the admin.
     page.goto(f"{live_server.url}/admin/workflows/workflow/add/")
     page.fill("#id_name", "Last purchase to Braze")
-    page.select_option("#id_trigger_kind", "event")
-    page.fill("#id_trigger_action", "checkout")
+    page.select_option("#id_triggers-0-kind", "event")
+    page.fill("#id_triggers-0-action", "checkout")
+    expect(page.locator("#id_triggers-0-frequency")).to_be_hidden()  # each kind shows only its own fields
     page.click("#actions-group .add-row a")
+    page.select_option("#id_actions-0-kind", "wait")
+    expect(page.locator("#id_actions-0-wait_days")).to_be_visible()
+    expect(page.locator("#id_actions-0-event_name")).to_be_hidden()
     page.select_option("#id_actions-0-kind", "send_event")
+    expect(page.locator("#id_actions-0-wait_days")).to_be_hidden()
     page.fill("#id_actions-0-event_name", "loyalty_last_purchase")
     page.click("input[name=_continue]")
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")

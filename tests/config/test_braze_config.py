@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from braze_integration.models import Connection, FieldMapping, SendMode
 from loyaltysync.models import CustomAction, CustomField, FieldType
 from tests.conftest import EVERY_TYPE_MAPPINGS
+from tests.workflows.factories import TRIGGER_FIELDS, trigger_of
 from workflows import services as workflow_services
 from workflows.models import Action, ActionValue, Condition, TriggerKind, Workflow
 
@@ -52,9 +53,14 @@ def import_problems(path: str) -> list[str]:
 
 def add_workflow(name: str, kind: str, *, conditions=(), actions=(), **fields) -> Workflow:
     """A workflow with its rows, each validated as the admin would before it is saved."""
-    workflow = Workflow(name=name, trigger_kind=kind, **fields)
+    trigger_fields = {name: fields.pop(name) for name in list(fields) if name in TRIGGER_FIELDS}
+    workflow = Workflow(name=name, **fields)
     workflow.full_clean()
     workflow.save()
+    trigger = trigger_of(trigger_kind=kind, **trigger_fields)
+    trigger.workflow = workflow
+    trigger.full_clean()
+    trigger.save()
     for position, (attribute, operator, value) in enumerate(conditions):
         condition = Condition(workflow=workflow, position=position, attribute=attribute, operator=operator,
                               value=value)
@@ -87,7 +93,7 @@ def configuration(transactional_db):
     for position, (loyalty_field, remote_field) in enumerate(mappings):
         FieldMapping.objects.create(connection=connection, loyalty_field=loyalty_field, remote_field=remote_field,
                                     position=position)
-    call_command("loaddata", str(SHIPPED_WORKFLOWS), verbosity=0)  # five event workflows
+    call_command("loaddata", str(SHIPPED_WORKFLOWS), verbosity=0)  # six event workflows
     member_value = {"braze_type": "integer", "source": "member", "path": "points_spendable"}
     add_workflow("Gold reached", TriggerKind.FIELD_CHANGE, trigger_field="tier", trigger_to="Gold", priority=5,
                  conditions=[("previous.tier", "in", "Bronze, Silver"), ("member.status", "equals", "active")],
@@ -154,11 +160,11 @@ def test_given_a_full_configuration_when_exported_imported_into_an_empty_databas
     assert export() == first
     assert "Changed:" in out
     data = json.loads(first)
-    assert {w["trigger"]["kind"] for w in data["workflows"]} == set(TriggerKind.values)
-    assert all(sum(w["trigger"]["kind"] == kind for w in data["workflows"]) >= 2 for kind in TriggerKind.values)
+    assert {w["triggers"][0]["kind"] for w in data["workflows"]} == set(TriggerKind.values)
+    assert all(sum(w["triggers"][0]["kind"] == kind for w in data["workflows"]) >= 2 for kind in TriggerKind.values)
     assert {m["loyalty_field"] for m in data["field_mappings"]} >= {"custom.shoe_size", "loyalty_summary"}
-    assert len(data["field_mappings"]) == 11 and len(data["workflows"]) == 12
-    assert Condition.objects.count() == 9 and ActionValue.objects.count() == 26
+    assert len(data["field_mappings"]) == 11 and len(data["workflows"]) == 13
+    assert Condition.objects.count() == 10 and ActionValue.objects.count() == 28
 
 
 def test_the_export_is_sorted_has_no_database_ids_and_ends_with_a_newline(configuration):
@@ -173,8 +179,8 @@ def test_the_export_is_sorted_has_no_database_ids_and_ends_with_a_newline(config
         "send_mode": "changed_fields", "batch_size": 50, "per_array_limit": True, "rate_limit_requests": 1000,
         "rate_limit_seconds": 2, "max_attempts": 5, "api_key_env": "BRAZE_API_KEY"}
     [digest] = [w for w in data["workflows"] if w["name"] == "Weekly digest"]
-    assert digest["trigger"] == {"kind": "date", "frequency": "weekly", "time": "07:30", "weekday": "friday",
-                                 "day": None, "month": None}
+    assert digest["triggers"] == [{"kind": "date", "frequency": "weekly", "time": "07:30", "weekday": "friday",
+                                   "day": None, "month": None}]
 
 
 def test_given_the_same_configuration_when_imported_again_then_nothing_changes_not_even_versions(
@@ -261,13 +267,13 @@ def test_given_a_file_with_many_errors_when_imported_then_nothing_changes_and_ea
     data["field_mappings"][3]["loyalty_field"] = "pointz"
     data["field_mappings"][4]["remote_field"] = data["field_mappings"][0]["remote_field"]
     data["field_mappings"].append({"loyalty_field": "tier"})
-    data["workflows"][0]["trigger"]["kind"] = "sometimes"
+    data["workflows"][0]["triggers"][0]["kind"] = "sometimes"
     data["workflows"][1]["conditions"] = [{"attribute": "member.tier", "operator": "gt", "value": "Gold"}]
-    data["workflows"][2]["actions"][0]["values"][0]["type"] = "decimal"
+    data["workflows"][2]["steps"][0]["values"][0]["type"] = "decimal"
     data["workflows"][3]["name"] = data["workflows"][4]["name"]
     data["workflows"][5]["priority"] = "high"
     weekly = [w["name"] for w in data["workflows"]].index("Weekly digest")
-    data["workflows"][weekly]["trigger"]["weekday"] = "funday"
+    data["workflows"][weekly]["triggers"][0]["weekday"] = "funday"
     data["workflows"].append({"name": "New", "trigger": {"kind": "event", "action": "checkout"}, "colour": "red"})
     data["extra"] = True
 
@@ -282,14 +288,14 @@ def test_given_a_file_with_many_errors_when_imported_then_nothing_changes_and_ea
         "field_mappings[3].loyalty_field",
         "field_mappings[4].remote_field",
         "field_mappings[11].remote_field",
-        "workflows[0].trigger.kind",
+        "workflows[0].triggers[0].kind",
         "workflows[1].conditions[0].operator",
-        "workflows[2].actions[0].values[0].type",  # twice, as in the admin: the field's choices
-        "workflows[2].actions[0].values[0].type",  # and the value spec each say so
+        "workflows[2].steps[0].values[0].type",  # twice, as in the admin: the field's choices
+        "workflows[2].steps[0].values[0].type",  # and the value spec each say so
         "workflows[4].name",
         "workflows[5].priority",
-        f"workflows[{weekly}].trigger.weekday",
-        "workflows[12].colour",
+        f"workflows[{weekly}].triggers[0].weekday",
+        "workflows[13].colour",
     ]
     assert 'field_mappings[3].loyalty_field: Unknown loyalty field "pointz".' in problems
     assert 'connection.sendmode: unknown key (did you mean "send_mode"?)' in problems
@@ -357,7 +363,7 @@ def test_given_a_changed_file_when_imported_with_dry_run_then_it_prints_the_diff
     data["workflows"] = [w for w in data["workflows"] if w["name"] != "Birthday"]
     [gold] = [w for w in data["workflows"] if w["name"] == "Gold reached"]
     gold["priority"] = 6
-    gold["trigger"]["to"] = "Platinum"
+    gold["triggers"][0]["to"] = "Platinum"
     gold["conditions"].pop()
     data["workflows"].append({"name": "Refunds", "trigger": {"kind": "event", "action": "refund"}})
 
@@ -371,7 +377,7 @@ def test_given_a_changed_file_when_imported_with_dry_run_then_it_prints_the_diff
         "  field_mappings: changed loyalty_purchase_total: purchase_total -> purchase_count",
         "  field_mappings: added email -> loyalty_email",
         f"  field_mappings: removed {removed['loyalty_field']} -> {removed['remote_field']}",
-        '  workflows: changed "Gold reached" (priority 5 -> 6, trigger.to "Gold" -> "Platinum", conditions)',
+        '  workflows: changed "Gold reached" (priority 5 -> 6, triggers[0].to "Gold" -> "Platinum", conditions)',
         '  workflows: added "Refunds"',
         '  workflows: removed "Birthday"',
     ]
@@ -379,11 +385,11 @@ def test_given_a_changed_file_when_imported_with_dry_run_then_it_prints_the_diff
 
 def test_after_the_dry_run_the_import_applies_exactly_the_file(configuration, tmp_path):
     data = json.loads(export())
-    data["workflows"] = [w for w in data["workflows"] if w["trigger"]["kind"] != "date"]
+    data["workflows"] = [w for w in data["workflows"] if w["triggers"][0]["kind"] != "date"]
     path = write(tmp_path, data)
     run("import", path, "--dry-run")
 
     run("import", path)
 
     assert json.loads(export()) == data
-    assert not Workflow.objects.filter(trigger_kind=TriggerKind.DATE).exists()
+    assert not Workflow.objects.filter(triggers__kind=TriggerKind.DATE).exists()

@@ -98,7 +98,7 @@ def test_tasks_call_the_services(enrol, record, loyalty_settings):
 
 
 def test_schedules_ensure_is_idempotent_and_repairs_changes(db):
-    """Given no schedules, when schedules_ensure runs twice and after a hand edit, then there are two
+    """Given no schedules, when schedules_ensure runs twice and after a hand edit, then there are three
     hourly schedules.
     """
     services.schedules_ensure()
@@ -108,8 +108,9 @@ def test_schedules_ensure_is_idempotent_and_repairs_changes(db):
     assert [(s.func, s.schedule_type, s.repeats) for s in schedules] == [
         ("loyaltysync.tasks.points_expire_due", Schedule.HOURLY, -1),
         ("loyaltysync.tasks.points_release_pending", Schedule.HOURLY, -1),
+        ("loyaltysync.tasks.tier_floors_expire", Schedule.HOURLY, -1),
     ]
     Schedule.objects.filter(func="loyaltysync.tasks.points_expire_due").update(schedule_type=Schedule.DAILY)
     services.schedules_ensure()
     assert set(ours.values_list("schedule_type", flat=True)) == {Schedule.HOURLY}
-    assert ours.count() == 2
+    assert ours.count() == 3

@@ -216,8 +216,13 @@ def test_given_default_config_when_any_track_answer_then_braze_default_limit_hea
         assert RATE_LIMIT_HEADERS <= set(answer.headers)
         assert answer.headers["X-RateLimit-Limit"] == "3000"
         assert time.time() - 1 <= int(answer.headers["X-RateLimit-Reset"]) <= time.time() + 4
-    remaining = [int(answer.headers["X-RateLimit-Remaining"]) for answer in answers]
-    assert remaining == sorted(remaining, reverse=True) and remaining[0] < 3000
+    # Each answer counts against the window; a slow machine may cross into the next window (a new Reset).
+    windows: dict[str, list[int]] = {}
+    for answer in answers:
+        windows.setdefault(answer.headers["X-RateLimit-Reset"], []).append(int(answer.headers["X-RateLimit-Remaining"]))
+    for remaining in windows.values():
+        assert remaining == sorted(remaining, reverse=True) and len(set(remaining)) == len(remaining)
+        assert remaining[0] < 3000
 
 
 def test_given_fault_rate_limit_when_set_over_http_then_it_overrides_the_default_and_off_removes_it(

@@ -8,6 +8,7 @@ import pytest
 
 from loyaltysync import services as loyalty
 from loyaltysync.models import CustomField, FieldType, Member
+from tests.workflows.factories import make_workflow
 from workflows import services
 from workflows.models import (
     Action,
@@ -50,7 +51,7 @@ def events_named(sandbox, member_id: str, name: str) -> list[dict]:
 
 
 def test_a_daily_workflow_runs_once_per_matching_member_per_day(members, sandbox):
-    workflow = with_event(Workflow.objects.create(name="Daily digest", trigger_kind="date", schedule_frequency="daily",
+    workflow = with_event(make_workflow(name="Daily digest", trigger_kind="date", schedule_frequency="daily",
                                                   schedule_time=dt.time(9, 0)), "daily_digest", day="{{ trigger.period }}")
     Condition.objects.create(workflow=workflow, attribute="member.first_name", operator="in", value="M-1, M-2")
 
@@ -69,7 +70,7 @@ def test_a_daily_workflow_runs_once_per_matching_member_per_day(members, sandbox
 
 
 def test_a_scan_that_comes_late_still_runs_the_period_and_a_record_is_never_made_twice(members):
-    Workflow.objects.create(name="Weekly", trigger_kind="date", schedule_frequency="weekly",
+    make_workflow(name="Weekly", trigger_kind="date", schedule_frequency="weekly",
                             schedule_weekday=0, schedule_time=dt.time(9, 0))  # Mondays
 
     assert services.date_triggers_scan(now=at(2025, 3, 4, 8, 0)) == 3  # Tuesday 08:00, within a day of Monday 09:00
@@ -82,7 +83,7 @@ def test_a_scan_that_comes_late_still_runs_the_period_and_a_record_is_never_made
 
 
 def test_a_monthly_workflow_created_after_its_day_waits_for_next_month(members):
-    Workflow.objects.create(name="Monthly", trigger_kind="date", schedule_frequency="monthly", schedule_day=1,
+    make_workflow(name="Monthly", trigger_kind="date", schedule_frequency="monthly", schedule_day=1,
                             schedule_time=dt.time(9, 0))
 
     assert services.date_triggers_scan(now=at(2025, 3, 15, 12)) == 0
@@ -91,7 +92,7 @@ def test_a_monthly_workflow_created_after_its_day_waits_for_next_month(members):
 
 def test_a_birthday_workflow_runs_on_the_day_with_the_members_age(members, sandbox):
     workflow = with_event(
-        Workflow.objects.create(name="Birthday", trigger_kind="anniversary", trigger_field="birth_date",
+        make_workflow(name="Birthday", trigger_kind="anniversary", trigger_field="birth_date",
                                 schedule_time=dt.time(8, 0)),
         "loyalty_birthday", years="{{ trigger.years }}", name="{{ member.first_name }}")
     Condition.objects.create(workflow=workflow, attribute="trigger.years", operator="gte", value="30")
@@ -110,7 +111,7 @@ def test_a_birthday_workflow_runs_on_the_day_with_the_members_age(members, sandb
 def test_anniversaries_of_a_date_custom_field_and_of_29_february(members, sandbox):
     CustomField.objects.create(key="member_since", label="Member since", type=FieldType.DATE)
     loyalty.member_update(member=members["M-2"], custom_fields={"member_since": "2020-02-29"}, source="api")
-    with_event(Workflow.objects.create(name="Membership", trigger_kind="anniversary",
+    with_event(make_workflow(name="Membership", trigger_kind="anniversary",
                                        trigger_field="custom_fields.member_since", schedule_time=dt.time(9)),
                "membership_anniversary", years="{{ trigger.years }}")
 
@@ -122,14 +123,14 @@ def test_anniversaries_of_a_date_custom_field_and_of_29_february(members, sandbo
 
 def test_an_anniversary_in_the_same_year_is_not_one(transactional_db, loyalty_settings, tiers):
     loyalty.member_create(member_id="M-9", source="api")  # opted in now
-    Workflow.objects.create(name="Opt-in anniversary", trigger_kind="anniversary", trigger_field="opted_in_at",
+    make_workflow(name="Opt-in anniversary", trigger_kind="anniversary", trigger_field="opted_in_at",
                             schedule_time=dt.time(0, 0))
 
     assert services.date_triggers_scan(now=Member.objects.get().opted_in_at + dt.timedelta(minutes=1)) == 0
 
 
 def test_a_date_workflow_whose_conditions_no_longer_hold_is_reported_not_run(members):
-    workflow = Workflow.objects.create(name="Daily", trigger_kind="date", schedule_frequency="daily",
+    workflow = make_workflow(name="Daily", trigger_kind="date", schedule_frequency="daily",
                                        schedule_time=dt.time(9, 0))
     field = CustomField.objects.create(key="level", label="Level", type=FieldType.STRING)
     Condition.objects.create(workflow=workflow, attribute="member.custom_fields.level", operator="equals",

@@ -48,7 +48,9 @@ def test_last_purchase_syncs_amount_date_currency_and_items_with_their_braze_typ
     assert run.outcome == RunOutcome.SENT
     assert run.member.member_id == "M-1"
     assert run.trigger_description == f"event #{answer['event']['id']} checkout"
-    assert run.workflow_version == 1 and run.snapshot["trigger"] == {"kind": "event", "action": "checkout"}
+    assert run.workflow_version == 1 and [
+        {key: value for key, value in trigger.items() if key != "id"} for trigger in run.snapshot["triggers"]
+    ] == [{"kind": "event", "action": "checkout"}]
     assert [item["summary"] for item in run.queued] == [
         "attributes last_purchase_amount, last_purchase_date, last_purchase_currency, last_purchase_items"]
     assert OutboxItem.objects.get(pk=run.queued[0]["outbox_id"]).status == "sent"
@@ -156,14 +158,18 @@ def test_the_shipped_fixture_holds_valid_workflows_and_no_connection():
     import json
 
     from tests.workflows.conftest import FIXTURE
-    from workflows.models import Action, ActionValue, Condition, Workflow
+    from workflows.models import Action, ActionValue, Condition, Trigger, Workflow
 
     models = {row["model"] for row in json.loads(FIXTURE.read_text())}
-    assert models == {"workflows.workflow", "workflows.condition", "workflows.action", "workflows.actionvalue"}
-    for model in (Workflow, Condition, Action, ActionValue):
+    assert models == {"workflows.workflow", "workflows.trigger", "workflows.condition", "workflows.action",
+                      "workflows.actionvalue"}
+    for model in (Workflow, Trigger, Condition, Action, ActionValue):
         for row in model.objects.all():
             row.full_clean()  # every shipped rule passes the same checks as one entered in the admin
-    assert Workflow.objects.count() == 5
+    assert Workflow.objects.count() == 6
+    nudge = Workflow.objects.get(name="Nudge after a week without a purchase")
+    assert not nudge.active  # the README's worked example ships switched off
+    assert [step.kind for step in nudge.actions.all()] == ["wait", "filter", "add_points", "send_event"]
 
 
 def test_process_again_in_the_admin_logs_runs_and_sends_nothing_twice(post_event, sandbox, admin_client):

@@ -14,6 +14,7 @@ from django.urls import reverse
 from braze_integration.config import ConfigInvalid
 from braze_integration.models import FieldMapping
 from tests.admin.conftest import connection_form
+from tests.workflows.factories import make_workflow
 from workflows import config
 from workflows.models import Action, ActionValue, TriggerKind, Workflow
 
@@ -26,7 +27,7 @@ COLLISION = ('The Braze attribute "loyalty_points" is both the field mapping of 
 
 
 def sync_data_action(kind: str = "sync_data") -> Action:
-    workflow = Workflow.objects.create(name="Bonus", trigger_kind=TriggerKind.EVENT, trigger_action="checkout")
+    workflow = make_workflow(name="Bonus", trigger_kind=TriggerKind.EVENT, trigger_action="checkout")
     return Action.objects.create(workflow=workflow, kind=kind, event_name="bonus" if kind == "send_event" else "")
 
 

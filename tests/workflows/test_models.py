@@ -9,20 +9,21 @@ from django.core.exceptions import ValidationError
 from django_q.models import Schedule
 
 from loyaltysync.models import CustomField, FieldType
+from tests.workflows.factories import make_workflow, trigger_of
 from workflows import services
-from workflows.models import Action, ActionValue, Condition, TriggerKind, Workflow
+from workflows.models import Action, ActionValue, Condition, Trigger, TriggerKind, Workflow
 
 pytestmark = pytest.mark.django_db
 
 
 def event_workflow(**fields) -> Workflow:
-    return Workflow.objects.create(**{"name": "On checkout", "trigger_kind": TriggerKind.EVENT,
+    return make_workflow(**{"name": "On checkout", "trigger_kind": TriggerKind.EVENT,
                                       "trigger_action": "checkout", **fields})
 
 
 def errors_of(instance) -> dict[str, list[str]]:
     with pytest.raises(ValidationError) as caught:
-        instance.full_clean()
+        instance.full_clean(exclude=["workflow"] if isinstance(instance, Trigger) else None)
     return caught.value.message_dict
 
 
@@ -60,7 +61,7 @@ def test_valid_conditions_pass_including_custom_fields_by_their_type():
 
 
 def test_previous_values_and_changed_are_there_for_field_change_workflows():
-    workflow = Workflow.objects.create(name="Tier", trigger_kind=TriggerKind.FIELD_CHANGE, trigger_field="tier")
+    workflow = make_workflow(name="Tier", trigger_kind=TriggerKind.FIELD_CHANGE, trigger_field="tier")
 
     Condition(workflow=workflow, attribute="previous.tier", operator="in", value="Bronze, Silver").full_clean()
     Condition(workflow=workflow, attribute="member.points_spendable", operator="changed", value="").full_clean()
@@ -69,20 +70,20 @@ def test_previous_values_and_changed_are_there_for_field_change_workflows():
 # --- the trigger ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("fields", "field", "words"), [
-    ({"trigger_kind": "event", "trigger_action": ""}, "trigger_action", "needs the event's action"),
-    ({"trigger_kind": "event", "trigger_action": "Check Out"}, "trigger_action", "lower-case letters"),
-    ({"trigger_kind": "field_change", "trigger_field": "shoe_size"}, "trigger_field", "not a member field"),
-    ({"trigger_kind": "field_change", "trigger_field": "points_spendable", "trigger_to": "many"}, "trigger_to",
+    ({"trigger_kind": "event", "trigger_action": ""}, "action", "needs the event's action"),
+    ({"trigger_kind": "event", "trigger_action": "Check Out"}, "action", "lower-case letters"),
+    ({"trigger_kind": "field_change", "trigger_field": "shoe_size"}, "field", "not a member field"),
+    ({"trigger_kind": "field_change", "trigger_field": "points_spendable", "trigger_to": "many"}, "to_value",
      "points_spendable"),
-    ({"trigger_kind": "date", "schedule_frequency": ""}, "schedule_frequency", "needs a frequency"),
-    ({"trigger_kind": "date", "schedule_frequency": "weekly"}, "schedule_weekday", "needs the weekday"),
-    ({"trigger_kind": "date", "schedule_frequency": "monthly"}, "schedule_day", "day of the month"),
+    ({"trigger_kind": "date", "schedule_frequency": ""}, "frequency", "needs a frequency"),
+    ({"trigger_kind": "date", "schedule_frequency": "weekly"}, "weekday", "needs the weekday"),
+    ({"trigger_kind": "date", "schedule_frequency": "monthly"}, "day", "day of the month"),
     ({"trigger_kind": "date", "schedule_frequency": "yearly", "schedule_month": 2, "schedule_day": 30},
-     "schedule_day", "February has no day 30"),
-    ({"trigger_kind": "anniversary", "trigger_field": "email"}, "trigger_field", "not a member date"),
+     "day", "February has no day 30"),
+    ({"trigger_kind": "anniversary", "trigger_field": "email"}, "field", "not a member date"),
 ])
 def test_a_trigger_that_is_incomplete_or_wrong_is_refused_naming_the_field(fields, field, words):
-    errors = errors_of(Workflow(name="W", **fields))
+    errors = errors_of(trigger_of(**fields))
 
     assert field in errors
     assert words in errors[field][0]
@@ -91,8 +92,8 @@ def test_a_trigger_that_is_incomplete_or_wrong_is_refused_naming_the_field(field
 def test_anniversaries_of_date_custom_fields_are_allowed():
     CustomField.objects.create(key="member_since", label="Member since", type=FieldType.DATE)
 
-    Workflow(name="W", trigger_kind="anniversary", trigger_field="custom_fields.member_since").full_clean()
-    Workflow(name="W", trigger_kind="anniversary", trigger_field="birth_date").full_clean()
+    trigger_of(trigger_kind="anniversary", trigger_field="custom_fields.member_since").full_clean(exclude=["workflow"])
+    trigger_of(trigger_kind="anniversary", trigger_field="birth_date").full_clean(exclude=["workflow"])
 
 
 # --- actions and their values -------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def test_an_event_action_needs_a_name_braze_accepts():
 
 
 def test_purchases_need_an_event_trigger():
-    workflow = Workflow.objects.create(name="Daily", trigger_kind="date", schedule_frequency="daily")
+    workflow = make_workflow(name="Daily", trigger_kind="date", schedule_frequency="daily")
 
     assert "kind" in errors_of(Action(workflow=workflow, kind="send_purchase"))
 
@@ -131,7 +132,7 @@ def test_a_value_that_cannot_be_built_is_refused_naming_the_field(action_kind, v
 
 
 def test_event_data_is_no_source_without_an_event():
-    workflow = Workflow.objects.create(name="Daily", trigger_kind="date", schedule_frequency="daily")
+    workflow = make_workflow(name="Daily", trigger_kind="date", schedule_frequency="daily")
     action = Action.objects.create(workflow=workflow, kind="sync_data")
 
     assert "source" in errors_of(ActionValue(action=action, name="a", braze_type="string", source="event",
@@ -142,22 +143,22 @@ def test_event_data_is_no_source_without_an_event():
 
 def test_every_save_of_the_workflow_or_its_rows_is_a_new_version():
     workflow = event_workflow()
-    assert workflow.version == 1
+    assert workflow.version == 2  # the workflow, then its trigger
 
     workflow.priority = 5
     workflow.save()
-    assert workflow.version == 2
+    assert workflow.version == 3
     condition = Condition.objects.create(workflow=workflow, attribute="event.total", operator="gt", value="10")
     action = Action.objects.create(workflow=workflow, kind="send_event", event_name="big")
     ActionValue.objects.create(action=action, name="total", braze_type="float", source="event", path="total")
     condition.delete()
 
     workflow.refresh_from_db()
-    assert workflow.version == 6
+    assert workflow.version == 7
     stale = Workflow.objects.get(pk=workflow.pk)
     Condition.objects.create(workflow=workflow, attribute="event.total", operator="gt", value="10")
     stale.save()  # a copy loaded before the condition was added still moves the version forward
-    assert stale.version == 8
+    assert stale.version == 9
 
 
 def test_the_snapshot_holds_the_whole_workflow_with_typed_conditions():
@@ -171,9 +172,9 @@ def test_the_snapshot_holds_the_whole_workflow_with_typed_conditions():
 
     assert snapshot == {
         "id": workflow.pk, "name": "On checkout", "version": workflow.version, "priority": 100,
-        "trigger": {"kind": "event", "action": "checkout"}, "logic": "or",
+        "triggers": [{"id": workflow.triggers.get().pk, "kind": "event", "action": "checkout"}], "logic": "or",
         "conditions": [{"attr": "event.points_earned", "op": "gt", "text": "500", "type": "any"}],
-        "actions": [{"id": action.pk, "kind": "send_event", "event_name": "big", "values": [
+        "steps": [{"id": action.pk, "kind": "send_event", "event_name": "big", "values": [
             {"name": "total", "type": "float", "source": "event", "path": "total", "constant": "", "template": "",
              "required": False}]}],
     }
@@ -184,7 +185,7 @@ def test_the_snapshot_holds_the_whole_workflow_with_typed_conditions():
 def test_the_date_scanner_schedule_exists_exactly_while_an_active_date_workflow_does():
     assert not Schedule.objects.filter(name=services.SCHEDULE_DATE_SCAN).exists()
 
-    workflow = Workflow.objects.create(name="Daily", trigger_kind="date", schedule_frequency="daily",
+    workflow = make_workflow(name="Daily", trigger_kind="date", schedule_frequency="daily",
                                        schedule_time=dt.time(9))
     schedule = Schedule.objects.get(name=services.SCHEDULE_DATE_SCAN)
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
@@ -205,7 +206,8 @@ def test_schedules_ensure_creates_the_periodic_tasks_once():
     services.schedules_ensure()
 
     funcs = set(Schedule.objects.filter(name__startswith="workflows:").values_list("func", flat=True))
-    assert funcs == {"workflows.tasks.process_triggers", "workflows.tasks.runs_prune"}
+    assert funcs == {"workflows.tasks.process_triggers", "workflows.tasks.runs_prune",
+                     "workflows.tasks.due_runs_resume"}
 
 
 # --- the admin ------------------------------------------------------------------------------------------
@@ -218,19 +220,23 @@ def _formset(prefix: str, rows: list[dict], initial: int = 0) -> dict[str, str]:
     return data
 
 
-WORKFLOW_FORM = {"name": "Big spenders", "description": "", "active": "on", "priority": "100",
-                 "trigger_kind": "event", "trigger_action": "checkout", "schedule_time": "09:00", "logic": "and"}
+WORKFLOW_FORM = {"name": "Big spenders", "description": "", "active": "on", "priority": "100", "logic": "and"}
+EVENT_TRIGGER = {"position": "0", "kind": "event", "action": "checkout", "time": "09:00"}
+
+
+def _triggers(*rows: dict) -> dict[str, str]:
+    return _formset("triggers", list(rows or [EVENT_TRIGGER]))
 
 
 def test_the_admin_shows_a_bad_condition_next_to_its_field_and_saves_nothing(admin_client):
-    data = {**WORKFLOW_FORM,
+    data = {**WORKFLOW_FORM, **_triggers(),
             **_formset("conditions", [{"position": "1", "attribute": "member.tier", "operator": "gt", "value": "Gold"}]),
             **_formset("actions", [])}
 
     response = admin_client.post("/admin/workflows/workflow/add/", data)
 
     assert response.status_code == 200
-    errors = response.context["inline_admin_formsets"][0].formset.errors
+    errors = response.context["inline_admin_formsets"][1].formset.errors
     assert errors == [{"operator": ['"gt" does not fit member.tier (string); use one of: changed, contains, '
                                     'equals, exists, in, not_equals, not_in']}]
     assert not Workflow.objects.exists()
@@ -238,18 +244,18 @@ def test_the_admin_shows_a_bad_condition_next_to_its_field_and_saves_nothing(adm
 
 def test_the_admin_checks_conditions_against_the_trigger_being_saved(admin_client):
     # event.* attributes exist for event triggers only: the new trigger kind in the form decides.
-    data = {**WORKFLOW_FORM, "trigger_kind": "date", "schedule_frequency": "daily",
+    data = {**WORKFLOW_FORM, **_triggers({"position": "0", "kind": "date", "frequency": "daily", "time": "09:00"}),
             **_formset("conditions", [{"position": "1", "attribute": "event.total", "operator": "gt", "value": "5"}]),
             **_formset("actions", [])}
 
     response = admin_client.post("/admin/workflows/workflow/add/", data)
 
-    errors = response.context["inline_admin_formsets"][0].formset.errors
+    errors = response.context["inline_admin_formsets"][1].formset.errors
     assert "Unknown attribute" in errors[0]["attribute"][0]
 
 
 def test_the_admin_saves_a_valid_workflow_with_conditions_and_actions(admin_client):
-    data = {**WORKFLOW_FORM,
+    data = {**WORKFLOW_FORM, **_triggers(),
             **_formset("conditions", [{"position": "1", "attribute": "event.total", "operator": "gt", "value": "100"}]),
             **_formset("actions", [{"position": "1", "kind": "send_event", "event_name": "big_spender",
                                     "items_path": "items", "currency_path": "currency"}])}

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from loyaltysync import services as loyalty
 from loyaltysync.models import CustomField, FieldType, Member
+from tests.workflows.factories import make_workflow
 from workflows import services
 from workflows.models import (
     Action,
@@ -21,11 +22,11 @@ from workflows.models import (
 
 
 def workflow_on_event(action: str = "checkout", **fields) -> Workflow:
-    return Workflow.objects.create(name=f"On {action}", trigger_kind=TriggerKind.EVENT, trigger_action=action, **fields)
+    return make_workflow(name=f"On {action}", trigger_kind=TriggerKind.EVENT, trigger_action=action, **fields)
 
 
 def workflow_on_change(field: str, **fields) -> Workflow:
-    return Workflow.objects.create(name=f"On {field}", trigger_kind=TriggerKind.FIELD_CHANGE, trigger_field=field,
+    return make_workflow(name=f"On {field}", trigger_kind=TriggerKind.FIELD_CHANGE, trigger_field=field,
                                    **fields)
 
 

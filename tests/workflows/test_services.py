@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from braze_integration.payloads import format_time
 from loyaltysync import services as loyalty
+from tests.workflows.factories import make_workflow
 from workflows import services, tasks
 from workflows.models import (
     Action,
@@ -41,7 +42,7 @@ def checkout(transaction_id: str = "T-1", total: float = 304.95, items=ITEMS):
 
 
 def workflow(action: str = "checkout", name: str = "W", **fields) -> Workflow:
-    return Workflow.objects.create(name=name, trigger_kind=TriggerKind.EVENT, trigger_action=action, **fields)
+    return make_workflow(name=name, trigger_kind=TriggerKind.EVENT, trigger_action=action, **fields)
 
 
 @pytest.mark.usefixtures("q_sync", "braze_connection")
@@ -78,7 +79,7 @@ def test_a_value_that_cannot_be_sent_fails_the_run_in_plain_words_and_queues_not
 
     run = WorkflowRun.objects.get()
     assert run.outcome == RunOutcome.ERROR
-    assert run.error == "Action 2 (send_event bought): coupon has no value (event.coupon is empty or missing)."
+    assert run.error == "Step 2 (send_event bought): coupon has no value (event.coupon is empty or missing)."
     assert run.queued == []
     assert "last_total" not in (sandbox.user("M-1") or {}).get("attributes", {})
     assert sandbox.stats()["requests"] - requests_before <= 1  # at most the member's own mapped fields
@@ -206,7 +207,7 @@ def test_a_template_over_its_limits_fails_the_run_with_the_limit_and_the_worker_
 
     run = WorkflowRun.objects.get()
     assert run.outcome == RunOutcome.ERROR
-    assert run.error == ("Action 1 (sync_data): basket: The template went over the limit of 10,000 loop "
+    assert run.error == ("Step 1 (sync_data): basket: The template went over the limit of 10,000 loop "
                          "iterations.")
     assert (timezone.now() - started).total_seconds() < 5
     assert TriggerRecord.objects.get(kind="event", event__action="checkout").status == TriggerStatus.DONE
