@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +66,22 @@ from .config_custom_actions import (
     custom_actions_read,
     trigger_action_problem,
 )
+from .config_format import (  # noqa: F401  (the file's shape, read by the editor and the import)
+    ACTION_KEYS,
+    CONDITION_KEYS,
+    FILTER_KEYS,
+    KIND_KEYS,
+    STEP_KEYS,
+    TIME_KEY,
+    TIME_TEXT,
+    TOP_KEYS,
+    TRIGGER_FIELD_KEYS,
+    TRIGGER_KEYS,
+    VALUE_KEYS,
+    VALUE_OPTIONAL_TEXTS,
+    WEEKDAYS,
+    WORKFLOW_KEYS,
+)
 from .loops import Shape, loops_find, shape_of
 from .models import (
     ACTION_NAME,
@@ -79,53 +94,6 @@ from .models import (
     Weekday,
     Workflow,
 )
-
-TOP_KEYS = {"connection": Key(object), "field_mappings": Key(object), "workflows": Key(object),
-            "custom_actions": Key(object, None)}
-WORKFLOW_KEYS = {
-    "name": Key(str), "description": Key(str, ""), "active": Key(bool, True), "priority": Key(int, 100),
-    "triggers": Key(list, None), "logic": Key(str, "and"), "conditions": Key(list, []), "steps": Key(list, None),
-    # The shape of files written before several triggers and steps: read, never written.
-    "trigger": Key(object, None), "actions": Key(list, None),
-}
-_KIND = {"kind": Key(str)}
-_TIME = Key(str, "09:00")
-# Trigger keys by kind -> (the file's key, the Trigger field).
-TRIGGER_KEYS: dict[str, dict[str, tuple[Key, str]]] = {
-    TriggerKind.EVENT: {"action": (Key(str, ""), "action")},
-    TriggerKind.FIELD_CHANGE: {"field": (Key(str, ""), "field"), "from": (Key(str, ""), "from_value"),
-                               "to": (Key(str, ""), "to_value")},
-    TriggerKind.DATE: {"frequency": (Key(str, ""), "frequency"), "time": (_TIME, "time"),
-                       "weekday": (Key(str, None, nullable=True), "weekday"),
-                       "day": (Key(int, None, nullable=True), "day"),
-                       "month": (Key(int, None, nullable=True), "month")},
-    TriggerKind.ANNIVERSARY: {"field": (Key(str, ""), "field"), "time": (_TIME, "time")},
-}
-ACTION_KEYS: dict[str, dict[str, Key]] = {
-    ActionKind.SYNC_DATA: {"merge_objects": Key(bool, False)},
-    ActionKind.SEND_EVENT: {"event_name": Key(str, "")},
-    ActionKind.SEND_PURCHASE: {"items_path": Key(str, "items"), "currency_path": Key(str, "currency")},
-}
-# The other steps' keys, by the names in steps.STEP_FIELDS; a filter also has "conditions" and "else".
-STEP_KEYS: dict[str, dict[str, Key]] = {
-    ActionKind.WAIT: {"seconds": Key(int)},
-    ActionKind.FILTER: {"logic": Key(str, "and")},
-    ActionKind.ADD_POINTS: {"points": Key(int), "reason": Key(str, "")},
-    ActionKind.DEDUCT_POINTS: {"points": Key(int), "reason": Key(str, "")},
-    ActionKind.SET_TIER: {"tier": Key(str), "days": Key(int, None, nullable=True)},
-    ActionKind.UPDATE_FIELD: {"field": Key(str), "value": Key(str, ""), "template": Key(str, "")},
-    ActionKind.TRIGGER_EVENT: {"action": Key(str)},
-}
-FILTER_KEYS = {"conditions": Key(list, []), "else": Key(list, [])}
-CONDITION_KEYS = {"attribute": Key(str), "operator": Key(str, "equals"), "value": Key(str, "")}
-VALUE_KEYS = {"name": Key(str), "type": Key(str), "source": Key(str), "path": Key(str, ""),
-              "constant": Key(str, ""), "template": Key(str, ""), "required": Key(bool, False)}
-VALUE_OPTIONAL_TEXTS = ("path", "constant", "template")  # written only when not empty
-WEEKDAYS = {label.lower(): value for value, label in Weekday.choices}
-_TIME_TEXT = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
-# Trigger fields -> the file's keys where they differ.
-_TRIGGER_FIELD_KEYS = {model_field: key for keys in TRIGGER_KEYS.values() for key, (_spec, model_field) in keys.items()}
-
 
 # --- export -------------------------------------------------------------------------------------
 
@@ -380,7 +348,7 @@ def _trigger_read(value: Any, place: str, workflow: Workflow, index: int, proble
             read_object(value, place, {}, problems)  # says what it is instead of an object
         return None
     keys = TRIGGER_KEYS[kind]
-    read = read_object(value, place, _KIND | {key: spec for key, (spec, _f) in keys.items()}, problems)
+    read = read_object(value, place, KIND_KEYS | {key: spec for key, (spec, _f) in keys.items()}, problems)
     trigger = Trigger(workflow=workflow, position=index, kind=kind)
     trigger.file_place = place  # where problems found later (the declared actions) are reported
     skip = set(read.bad)
@@ -392,7 +360,7 @@ def _trigger_read(value: Any, place: str, workflow: Workflow, index: int, proble
             skip.add(key)
         else:
             setattr(trigger, model_field, converted)
-    model_problems(trigger, place, problems, keys=_TRIGGER_FIELD_KEYS, skip=skip,
+    model_problems(trigger, place, problems, keys=TRIGGER_FIELD_KEYS, skip=skip,
                    exclude=["workflow", *(keys[key][1] for key in skip if key in keys)])
     return trigger
 
@@ -403,7 +371,7 @@ _BAD = object()
 def _trigger_value(key: str, value: Any, place: str, problems: Problems) -> Any:
     if key == "time":
         try:
-            if not _TIME_TEXT.match(value):
+            if not TIME_TEXT.match(value):
                 raise ValueError
             return dt.time.fromisoformat(value)
         except ValueError:
@@ -452,7 +420,7 @@ def _step_read(row: Any, place: str, workflow: Workflow, index: int, else_of: Ac
             read_object(row, place, {}, problems)
         return None
     braze = kind in ACTION_KEYS
-    keys = _KIND | ({"values": Key(list, [])} | ACTION_KEYS[kind] if braze else STEP_KEYS[kind])
+    keys = KIND_KEYS | ({"values": Key(list, [])} | ACTION_KEYS[kind] if braze else STEP_KEYS[kind])
     if kind == ActionKind.FILTER:
         keys = keys | FILTER_KEYS
     read: Read = read_object(row, place, keys, problems)

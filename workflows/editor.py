@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from . import steps as step_kinds
-from .config import TRIGGER_KEYS
+from .config_format import TRIGGER_KEYS
 from .loops import Shape, loops_find, shape_of
 from .models import Action, ActionKind, Trigger, Workflow
 
