@@ -22,6 +22,7 @@ from .fields import loyalty_fields
 from .forms import ConnectionForm, FieldMappingForm
 from .models import (
     Connection,
+    ConnectionStatus,
     FieldMapping,
     RemoteKind,
 )
@@ -41,9 +42,17 @@ class FieldMappingInline(admin.TabularInline):
     verbose_name = "sync field"
     verbose_name_plural = "Sync fields"
 
+    def get_formset(self, request, obj=None, **kwargs):
+        # The mappable fields (a CustomField query) are read once per page, not once per row and column.
+        self.known_fields = loyalty_fields()
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"known_fields": self.known_fields})
+        return formset
+
     @admin.display(description="Braze type")
     def braze_type(self, obj: FieldMapping) -> str:
-        field = loyalty_fields().get(obj.loyalty_field) if obj and obj.pk else None
+        known = getattr(self, "known_fields", None)
+        field = (known if known is not None else loyalty_fields()).get(obj.loyalty_field) if obj and obj.pk else None
         return field.braze_type.value.replace("_", " ") if field else "—"
 
     @admin.display(description="Note")
@@ -136,7 +145,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if connection is not None:
             words, modifier = admin_views.connection_state(connection)
+            # Connect's answer was just shown as a message: the state panel does not repeat it.
+            flashed = bool(connection.last_message) and any(
+                str(message) == connection.last_message for message in messages.get_messages(request)
+            )
             extra.update(
+                last_message_flashed=flashed,
+                needs_attention=connection.status == ConnectionStatus.NEEDS_ATTENTION,
                 state_words=words,
                 state_modifier=modifier,
                 can_verify=request.user.has_perm(admin_views.VERIFY_PERMISSION),

@@ -1,21 +1,30 @@
 """The member page's Braze sync panel (state, last error, the requests that carried the member, what
-the next sync would send, Sync now) and the member changelist's two Braze actions.
+the next sync would send, Sync now), the member changelist's two Braze actions, and its Braze sync
+column and filter.
 
-Registered in the loyalty Member admin's panel registry; shown only to users with a Braze permission.
+Registered in the loyalty Member admin's panel and column registries; shown only to users with a Braze
+permission.
 """
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from loyaltysync.member_panels import MemberAction, MemberPanel, member_panel_register
+from loyaltysync.member_panels import (
+    MemberAction,
+    MemberListColumn,
+    MemberPanel,
+    member_list_column_register,
+    member_panel_register,
+)
 from loyaltysync.models import Member
 
 from . import admin_views, queue, services
 from .admin_display import OUTCOME_BADGE, SYNC_BADGE, pretty_json, state_badge, when
-from .models import MemberSyncState, SyncRequest, SyncRequestMember
+from .models import MemberSyncState, SyncRequest, SyncRequestMember, SyncStatus
 
 REQUESTS_ON_MEMBER_PAGE = 20
 
@@ -135,3 +144,44 @@ BRAZE_PANEL = MemberPanel(
     urls=panel_urls,
 )
 member_panel_register(BRAZE_PANEL)
+
+
+NEVER_SYNCED = "never"
+
+
+class BrazeSyncFilter(admin.SimpleListFilter):
+    """The member list by Braze sync state, including members Braze has never been sent."""
+
+    title = "Braze sync"
+    parameter_name = "braze_sync"
+
+    def lookups(self, request, model_admin):
+        return [(NEVER_SYNCED, "Not synced yet"), *SyncStatus.choices]
+
+    def queryset(self, request, queryset):
+        if self.value() == NEVER_SYNCED:
+            return queryset.filter(braze_sync__isnull=True)
+        if self.value() in SyncStatus.values:
+            return queryset.filter(braze_sync__status=self.value())
+        return queryset
+
+
+def braze_list_state(member: Member) -> str:
+    """The member's sync state as a badge, read from the row the list joined (no query per row)."""
+    try:
+        state = member.braze_sync
+    except MemberSyncState.DoesNotExist:
+        return state_badge("Not synced", "never")
+    return state_badge(state.get_status_display(), SYNC_BADGE.get(state.status, "never"))
+
+
+member_list_column_register(
+    MemberListColumn(
+        key="braze_sync_state",
+        description="Braze sync",
+        display=braze_list_state,
+        permission=can_see_braze,
+        prepare=lambda members: members.select_related("braze_sync"),
+        list_filter=BrazeSyncFilter,
+    )
+)

@@ -177,6 +177,7 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             changelist_url("syncrequest", outcome__exact=outcome, **today_param),
         )
         for outcome, count in sorted(summary["errors_today"].items(), key=lambda item: -item[1])
+        if count
     ]
     outbox = [
         (

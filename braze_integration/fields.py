@@ -73,9 +73,9 @@ def loyalty_fields() -> dict[str, LoyaltyField]:
     return fields
 
 
-def field_choices() -> list[tuple[str, list[tuple[str, str]]]]:
-    """Grouped choices for the admin's dropdown."""
+def field_choices(fields: dict[str, LoyaltyField] | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Grouped choices for the admin's dropdown (of ``fields`` when the caller has read them already)."""
     groups: dict[str, list[tuple[str, str]]] = {}
-    for f in loyalty_fields().values():
+    for f in (fields if fields is not None else loyalty_fields()).values():
         groups.setdefault(f.group, []).append((f.key, f.choice_label))
     return list(groups.items())

@@ -128,11 +128,15 @@ class FieldMappingForm(forms.ModelForm):
         labels = {"remote_field": "Remote field (Braze attribute)"}
         widgets = {"remote_field": forms.TextInput(attrs={"size": 30, "placeholder": "e.g. loyalty_points"})}
 
+    # Set by the connection page's inline: the mappable fields, read once for every row of the page.
+    known_fields: dict | None = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        choices: list = [("", "— choose a field —"), *field_choices()]
+        known = self.known_fields if self.known_fields is not None else loyalty_fields()
+        choices: list = [("", "— choose a field —"), *field_choices(known)]
         current = self.instance.loyalty_field if self.instance.pk else None
-        if current and current not in loyalty_fields():
+        if current and current not in known:
             # A custom field that was deleted since: keep the row visible so it can be removed.
             choices.append((current, f"{current} (no longer defined)"))
         self.fields["loyalty_field"].choices = choices

@@ -504,9 +504,13 @@ def sync_status_summary() -> dict[str, Any]:
     outbox_pending = OutboxItem.objects.filter(status=OutboxStatus.PENDING).aggregate(n=Count("pk"), m=Min("created_at"))
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     requests_today = SyncRequest.objects.filter(created_at__gte=today)
-    errors_by_kind = dict(
-        requests_today.exclude(outcome__in=[RequestOutcome.SUCCESS, RequestOutcome.SENDING])
+    failed_outcomes = [o for o in RequestOutcome.values if o not in (RequestOutcome.SUCCESS, RequestOutcome.SENDING)]
+    counted = dict(
+        requests_today.filter(outcome__in=failed_outcomes)
         .values_list("outcome").annotate(n=Count("pk")).values_list("outcome", "n"))
+    # Every kind and status with its count, zeros included: a monitor reads a key, not its absence.
+    errors_by_kind = {outcome: counted.get(outcome, 0) for outcome in failed_outcomes}
+    outbox = dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     connection = connection_active()
     paused = connection is not None and connection.paused_until is not None and connection.paused_until > now
     live = monitoring.liveness()
@@ -525,7 +529,7 @@ def sync_status_summary() -> dict[str, Any]:
         "alarms": {alarm.name: alarm.message for alarm in monitoring.sync_alarms(now=now, state=live) if alarm.active},
         "members": {s: by_status.get(s, 0) for s in SyncStatus.values},
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0,
-        "outbox": dict(OutboxItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")),
+        "outbox": {status: outbox.get(status, 0) for status in OutboxStatus.values},
         # Events, purchases and ad-hoc attributes not yet in Braze, whatever their member's state says.
         "outbox_pending": outbox_pending["n"],
         "oldest_outbox_pending_seconds": (now - outbox_pending["m"]).total_seconds() if outbox_pending["m"] else 0,

@@ -19,11 +19,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from . import attributes, selectors, services
+from .admin_custom_fields import CustomFieldsFormField, custom_fields_submitted
+from .admin_member_actions import member_action_urls
 from .admin_readonly import ReadOnlyAdmin
 from .attributes import Kind
 from .errors import InvalidData, LoyaltyError
 from .fieldtypes import FieldType
-from .member_panels import member_panels
+from .member_panels import member_list_columns, member_panels
 from .models import (
     CustomAction,
     CustomField,
@@ -46,9 +48,16 @@ def _pretty_json(value: Any) -> str:
 class MemberAdminForm(forms.ModelForm):
     """Validates with the same rules as the services, so errors show next to their field."""
 
+    custom_fields = CustomFieldsFormField(label="Custom fields")
+
     class Meta:
         model = Member
         fields = ["member_id", *attributes.PROFILE_FIELDS, attributes.CUSTOM_FIELDS]
+
+    def clean_custom_fields(self):
+        stored = (self.instance.custom_fields or {}) if self.instance.pk else {}
+        known = set(CustomField.objects.values_list("key", flat=True))
+        return custom_fields_submitted(self.cleaned_data.get("custom_fields"), stored, known)
 
     def clean(self):
         cleaned = super().clean()
@@ -70,6 +79,8 @@ class MemberAdminForm(forms.ModelForm):
                 message = [text for text in message if text not in already]
                 if message:
                     self.add_error(field, message)
+                if name == attributes.CUSTOM_FIELDS and "." in path:
+                    self.fields[name].show_problem(path.split(".", 1)[1], " ".join(problems))
         return cleaned
 
 
@@ -98,7 +109,7 @@ def _fieldsets() -> list[tuple[str | None, dict[str, Any]]]:
                 "Custom fields",
                 {
                     "fields": [attributes.CUSTOM_FIELDS],
-                    "description": "Values by custom field key (JSON), checked against each field's type.",
+                    "description": "One input per custom field, by its type; emptied, a value is removed.",
                 },
             ))
     fieldsets[-1:-1] = [
@@ -125,6 +136,32 @@ class MemberAdmin(admin.ModelAdmin):
         hidden = {name for name, perm in _LATEST_PERMISSION.items() if not request.user.has_perm(perm)}
         return [(title, options) for title, options in super().get_fieldsets(request, obj)
                 if not hidden.issuperset(options["fields"])]
+
+    def get_queryset(self, request):
+        members = super().get_queryset(request)
+        columns = [column for column in member_list_columns(request) if column.prepare is not None]
+        if columns:
+            # The changelist adds list_select_related only to a queryset that selects nothing yet.
+            members = members.select_related(*self.list_select_related)
+        for column in columns:
+            members = column.prepare(members)
+        return members
+
+    def get_list_display(self, request):
+        return [*super().get_list_display(request), *(self._column(c) for c in member_list_columns(request))]
+
+    def get_list_filter(self, request):
+        extra = [c.list_filter for c in member_list_columns(request) if c.list_filter is not None]
+        return [*super().get_list_filter(request), *extra]
+
+    @staticmethod
+    def _column(column):
+        def cell(member: Member):
+            return column.display(member)
+
+        cell.short_description = column.description
+        cell.__name__ = column.key
+        return cell
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -249,7 +286,7 @@ class MemberAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         extra = [url for panel in member_panels() if panel.urls for url in panel.urls(self)]
-        return [*extra, *super().get_urls()]
+        return [*member_action_urls(self), *extra, *super().get_urls()]
 
     def has_erase_permission(self, request) -> bool:
         return request.user.has_perm("loyaltysync.erase_members")

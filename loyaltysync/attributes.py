@@ -301,7 +301,7 @@ ATTRIBUTES: tuple[MemberAttribute, ...] = (
              ("last_purchase",), _last_purchase("items")),
     _derived("last_purchase_products", "Last purchase product ids", T.ARRAY, COMPUTED, ("last_purchase",),
              ("last_purchase",), _last_purchase_products),
-    _derived("loyalty_summary", "Loyalty summary (object)", T.OBJECT, COMPUTED,
+    _derived("loyalty_summary", "Loyalty summary", T.OBJECT, COMPUTED,
              ("tier__name", "points_spendable", "points_pending", "purchase_count"),
              ("tier_id", "points_spendable", "points_pending", "purchase_count"), _loyalty_summary),
     _column("created_at", "Created", T.DATETIME, RECORD, E),

@@ -25,6 +25,11 @@ class LoyaltyError(Exception):
         """Field path -> messages; empty when the error is not about one field."""
         return {self.field: [self.message]} if self.field else {}
 
+    @property
+    def error_codes(self) -> dict[str, list[str]]:
+        """Field path -> a machine-readable code per message of ``errors``, in the same order."""
+        return {path: [self.code] * len(messages) for path, messages in self.errors.items()}
+
 
 class MemberNotFound(LoyaltyError):
     """No member has this id (the API answers 404)."""
@@ -67,9 +72,21 @@ class InvalidData(LoyaltyError):
 
     code = "invalid"
 
-    def __init__(self, errors: dict[str, str | list[str]], *, message: str | None = None) -> None:
+    def __init__(
+        self,
+        errors: dict[str, str | list[str]],
+        *,
+        message: str | None = None,
+        codes: dict[str, list[str]] | None = None,
+    ) -> None:
         self.field_errors: dict[str, list[str]] = {
             path: [problem] if isinstance(problem, str) else list(problem) for path, problem in errors.items()
+        }
+        # Per message, e.g. "required", "min_value", "max_length"; "invalid" where a check gave none.
+        codes = codes or {}
+        self.field_codes: dict[str, list[str]] = {
+            path: [*codes.get(path, [])[: len(problems)], *["invalid"] * (len(problems) - len(codes.get(path, [])))]
+            for path, problems in self.field_errors.items()
         }
         if message is None:
             message = "; ".join(
@@ -81,9 +98,16 @@ class InvalidData(LoyaltyError):
     def errors(self) -> dict[str, list[str]]:
         return self.field_errors
 
+    @property
+    def error_codes(self) -> dict[str, list[str]]:
+        return self.field_codes
+
     def under(self, prefix: str) -> InvalidEventData:
         """The same problems with every path placed under ``prefix`` (e.g. ``data.``), as event errors."""
-        return InvalidEventData({f"{prefix}{path}": problems for path, problems in self.field_errors.items()})
+        return InvalidEventData(
+            {f"{prefix}{path}": problems for path, problems in self.field_errors.items()},
+            codes={f"{prefix}{path}": codes for path, codes in self.field_codes.items()},
+        )
 
 
 class InvalidEventData(InvalidData):

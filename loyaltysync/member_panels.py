@@ -1,4 +1,5 @@
-"""Panels other apps add to the member's admin page, without re-registering the Member admin.
+"""Panels other apps add to the member's admin page, and columns they add to the member list, without
+re-registering the Member admin.
 
 A panel is a template rendered below the member's fieldsets with its own context, shown only to
 users its permission check lets through; it may bring changelist actions and URLs of its own,
@@ -47,3 +48,34 @@ def member_panel_register(panel: MemberPanel) -> None:
 
 def member_panels() -> list[MemberPanel]:
     return list(_panels.values())
+
+
+@dataclass(frozen=True)
+class MemberListColumn:
+    """A column other apps add to the member changelist, with an optional filter.
+
+    ``display(member)`` renders the cell; ``prepare(queryset)`` adds what it reads in the same query
+    (``select_related``/``annotate``), so the list's query count stays the same for any number of rows.
+    """
+
+    key: str
+    description: str
+    display: Callable[[Any], Any]
+    permission: Callable[[HttpRequest], bool]
+    prepare: Callable[[Any], Any] | None = None  # queryset -> queryset
+    list_filter: Any = None  # a SimpleListFilter class
+
+    def visible_to(self, request: HttpRequest) -> bool:
+        return bool(self.permission(request))
+
+
+_columns: dict[str, MemberListColumn] = {}
+
+
+def member_list_column_register(column: MemberListColumn) -> None:
+    """Add (or replace, by ``key``) a column of the member changelist."""
+    _columns[column.key] = column
+
+
+def member_list_columns(request: HttpRequest) -> list[MemberListColumn]:
+    return [column for column in _columns.values() if column.visible_to(request)]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from .attributes import ATTRIBUTES
 from .errors import MemberNotFound
-from .models import LoyaltyEvent, Member, PointsTransaction
+from .models import LedgerKind, LoyaltyEvent, Member, PointsTransaction
 
 SEARCHED = [a.name for a in ATTRIBUTES if a.searchable]
 
@@ -34,12 +37,16 @@ def member_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Member]:
     if filters.get("tier"):
         members = members.filter(tier__name__iexact=filters["tier"])
     if filters.get("search"):
-        term = filters["search"]
-        match = Q()
-        for name in SEARCHED:
-            match |= Q(**{f"{name}__icontains": term})
-        members = members.filter(match)
+        members = member_search(members=members, term=filters["search"])
     return members
+
+
+def member_search(*, members: QuerySet[Member], term: str) -> QuerySet[Member]:
+    """``members`` with ``term`` in one of the registry's searchable attributes."""
+    match = Q()
+    for name in SEARCHED:
+        match |= Q(**{f"{name}__icontains": term})
+    return members.filter(match)
 
 
 def member_events(*, member: Member) -> QuerySet[LoyaltyEvent]:
@@ -50,3 +57,37 @@ def member_events(*, member: Member) -> QuerySet[LoyaltyEvent]:
 def member_ledger(*, member: Member) -> QuerySet[PointsTransaction]:
     """The member's points ledger rows, newest first."""
     return member.ledger.order_by("-created_at", "-id")
+
+
+EXPIRING_SOON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ExpiringPoints:
+    """Points of a member that expire within ``days`` (before ``until``) unless spent first."""
+
+    days: int
+    until: dt.datetime
+    points: int
+    lots: list[dict[str, Any]] = field(default_factory=list)  # {"expires_at", "points"}, soonest first
+
+
+def member_points_expiring(
+    *, member: Member, days: int = EXPIRING_SOON_DAYS, now: dt.datetime | None = None
+) -> ExpiringPoints:
+    """What remains of the member's earnings that expires in the next ``days`` days (pending points too:
+    they expire on the same clock), by expiry moment. Due points the expiry job has not taken yet count."""
+    until = (now or timezone.now()) + dt.timedelta(days=days)
+    lots = [
+        {"expires_at": expires_at, "points": points}
+        for expires_at, points in member.ledger.filter(
+            kind__in=(LedgerKind.EARN, LedgerKind.ADJUST),
+            points__gt=0,
+            remaining__gt=0,
+            expires_at__isnull=False,
+            expires_at__lte=until,
+        )
+        .order_by("expires_at", "id")
+        .values_list("expires_at", "remaining")
+    ]
+    return ExpiringPoints(days=days, until=until, points=sum(lot["points"] for lot in lots), lots=lots)

@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_filters",
+    "corsheaders",
+    "django_jsonform",
     "drf_spectacular_sidecar",
     "django_guid",
     "django_q",
@@ -57,6 +60,8 @@ MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware, as django-cors-headers asks, so redirects carry the CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -172,8 +177,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Cursor pagination (stable while rows are inserted), ?page_size= up to API_MAX_PAGE_SIZE.
+    "DEFAULT_PAGINATION_CLASS": "loyaltysync.api.pagination.CursorPage",
     "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Per API token (loyaltysync.api.throttling); 429 with Retry-After beyond the rate.
     "DEFAULT_THROTTLE_CLASSES": ["loyaltysync.api.throttling.TokenRateThrottle"],
@@ -192,6 +199,17 @@ SPECTACULAR_SETTINGS = {
     # consent_email and consent_sms share one set of values (Braze's subscription states).
     "ENUM_NAME_OVERRIDES": {"ConsentEnum": "loyaltysync.models.Consent"},
 }
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=500)
+# CORS for storefronts calling the API from a browser: off unless origins are listed, e.g.
+# CORS_ALLOWED_ORIGINS=https://shop.example.com,https://m.shop.example.com. Only the API answers CORS.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/v1/.*$"
+CORS_EXPOSE_HEADERS = [
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID",
+    "Idempotent-Replayed",
+]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key"]
+
 # Largest request body the API accepts (bytes), refused with 413 before it is read (the API's
 # BodyWithinLimit; Django applies it to forms); bulk events are capped separately.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
@@ -314,6 +332,9 @@ DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
     # An incoming id is kept only when it is a UUID, so a client cannot write text into the logs.
     "VALIDATE_GUID": True,
+    # django-guid would replace Access-Control-Expose-Headers with its own header; django-cors-headers
+    # exposes it with the rate-limit headers instead (CORS_EXPOSE_HEADERS).
+    "EXPOSE_HEADER": False,
 }
 
 # Error reports (debug pages, error e-mails) and log lines never show the Braze API key: secret-looking

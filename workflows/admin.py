@@ -7,6 +7,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -91,7 +92,8 @@ class WorkflowAdmin(admin.ModelAdmin):
         js = MEDIA_JS
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("triggers")
+        # The triggers prefetched, and the run counts annotated: no query per workflow on the list.
+        return super().get_queryset(request).prefetch_related("triggers").annotate(runs_total=Count("runs"))
 
     def _create_formsets(self, request, obj, change):
         formsets, inline_instances = super()._create_formsets(request, obj, change)
@@ -108,12 +110,13 @@ class WorkflowAdmin(admin.ModelAdmin):
             return "Save the workflow to see it drawn."
         return flowchart_svg(obj.snapshot())
 
-    @admin.display(description="Runs")
+    @admin.display(description="Runs", ordering="runs_total")
     def runs_link(self, obj: Workflow) -> str:
         if not obj.pk:
             return "-"
         url = reverse("admin:workflows_workflowrun_changelist") + f"?workflow__id__exact={obj.pk}"
-        return format_html('<a href="{}">{} runs</a>', url, obj.runs.count())
+        total = obj.runs_total if hasattr(obj, "runs_total") else obj.runs.count()
+        return format_html('<a href="{}">{} runs</a>', url, total)
 
     @admin.display(description="Snapshot (what a run uses)")
     def snapshot_json(self, obj: Workflow) -> str:

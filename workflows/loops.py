@@ -15,9 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from loyaltysync.attributes import ATTRIBUTES, POINTS, TIER
+
 # A tier reached through points depends on the balance: left to the run-time depth limit, so that a
 # workflow on "tier changes to Gold" may still give points.
-_POINT_FIELDS = ("points_earned", "points_spent", "points_pending", "points_spendable")
+_POINT_FIELDS = tuple(a.name for a in ATTRIBUTES if a.group == POINTS and a.watchable)
+_TIER_FIELDS = tuple(a.name for a in ATTRIBUTES if a.group == TIER and a.watchable)
 _TIER_EVENTS = (("event", "tier_reached"), ("event", "tier_lost"))
 
 
@@ -48,7 +51,7 @@ def shape_of(name: str, triggers: Iterable[tuple[str, str, str]], steps: Iterabl
             caused = [("event", "point_add" if kind == "add_points" else "point_spend"),
                       *(("field", name) for name in _POINT_FIELDS)]
         elif kind == "set_tier":
-            caused = [*_TIER_EVENTS, ("field", "tier"), ("field", "tier_since")]
+            caused = [*_TIER_EVENTS, *(("field", name) for name in _TIER_FIELDS)]
         elif kind == "update_field":
             caused = [("event", "profile"), ("field", settings.get("field") or "")]
         for item in caused:

@@ -5,7 +5,10 @@
 
 ``code`` is stable and machine-readable, ``message`` is for people, ``fields`` maps the path of each
 bad input (``member_id``, ``custom_fields.shoe_size``, ``data.items[0].price``, ``events[3]``) to its
-problems and is empty when the error is not about an input field.
+problems and is empty when the error is not about an input field. ``details`` has one entry per
+problem with its own code, for machines: ``[{"field": "data.total", "code": "min_value", "message":
+"..."}]`` (codes such as ``required``, ``invalid``, ``invalid_choice``, ``min_value``, ``max_value``,
+``max_length``, ``unknown_parameter``, ``unknown_field``).
 """
 
 from __future__ import annotations
@@ -75,19 +78,38 @@ def loyalty_error_status(error: LoyaltyError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
-def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The inner ``{"code", "message", "fields"}`` object (also used per event by the bulk endpoint).
+def error_body(
+    code: str,
+    message: str,
+    fields: dict[str, list[str]] | None = None,
+    field_codes: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The inner ``{"code", "message", "fields", "details"}`` object (also used per event by the bulk
+    endpoint). ``field_codes`` gives a code per message of ``fields`` (``code`` where it gives none).
 
     Messages may quote the client's input (DRF's "X is not a valid choice"): text that is not valid
     UTF-8 (a lone surrogate from a ``\\ud800`` escape) is escaped, so the answer can always be encoded.
     """
+    fields = fields or {}
+    field_codes = field_codes or {}
+    details = []
+    for path, problems in fields.items():
+        codes = field_codes.get(path, [])
+        for index, problem in enumerate(problems):
+            details.append(
+                {
+                    "field": _printable(path),
+                    "code": codes[index] if index < len(codes) else code,
+                    "message": _printable(problem),
+                }
+            )
     return {
         "code": code,
         "message": _printable(message),
         "fields": {
-            _printable(path): [_printable(problem) for problem in problems]
-            for path, problems in (fields or {}).items()
+            _printable(path): [_printable(problem) for problem in problems] for path, problems in fields.items()
         },
+        "details": details,
     }
 
 
@@ -101,14 +123,16 @@ def _printable(text: Any) -> str:
 
 
 def loyalty_error_body(error: LoyaltyError) -> dict[str, Any]:
-    return error_body(error.code, error.message, error.errors)
+    return error_body(error.code, error.message, error.errors, error.error_codes)
 
 
 def validation_error_body(detail: Any, *, prefix: str = "") -> dict[str, Any]:
-    """The error body for DRF validation ``detail`` (nested dicts/lists), paths flattened."""
+    """The error body for DRF validation ``detail`` (nested dicts/lists), paths flattened; each
+    ``ErrorDetail``'s code (``required``, ``invalid_choice``, ``min_value``...) goes with its message."""
     fields: dict[str, list[str]] = {}
-    _flatten(detail, prefix, fields)
-    return error_body("invalid", _summary(fields), fields)
+    codes: dict[str, list[str]] = {}
+    _flatten(detail, prefix, fields, codes)
+    return error_body("invalid", _summary(fields), fields, codes)
 
 
 def _summary(fields: dict[str, list[str]]) -> str:
@@ -125,25 +149,39 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _flatten(detail: Any, path: str, fields: dict[str, list[str]]) -> None:
+def _flatten(detail: Any, path: str, fields: dict[str, list[str]], codes: dict[str, list[str]]) -> None:
     if isinstance(detail, dict):
         for key, value in detail.items():
-            _flatten(value, _join(path, key), fields)
+            _flatten(value, _join(path, key), fields, codes)
     elif isinstance(detail, list):
         if all(not isinstance(item, dict | list) for item in detail):
-            fields.setdefault(path or BODY, []).extend(str(item) for item in detail)
+            for item in detail:
+                _add(item, path, fields, codes)
         else:
             for index, item in enumerate(detail):
                 if item:  # DRF reports valid list items as empty dicts
-                    _flatten(item, _join(path, index), fields)
+                    _flatten(item, _join(path, index), fields, codes)
     else:
-        fields.setdefault(path or BODY, []).append(str(detail))
+        _add(detail, path, fields, codes)
 
 
-def _django_validation_fields(error: DjangoValidationError) -> dict[str, list[str]]:
-    if hasattr(error, "error_dict"):
-        return {(BODY if key == "__all__" else key): msgs for key, msgs in error.message_dict.items()}
-    return {BODY: list(error.messages)}
+def _add(item: Any, path: str, fields: dict[str, list[str]], codes: dict[str, list[str]]) -> None:
+    fields.setdefault(path or BODY, []).append(str(item))
+    codes.setdefault(path or BODY, []).append(getattr(item, "code", None) or "invalid")
+
+
+def _django_validation_fields(error: DjangoValidationError) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(path -> messages, path -> codes) of a Django ``ValidationError``."""
+    by_field = error.error_dict if hasattr(error, "error_dict") else {BODY: error.error_list}
+    fields: dict[str, list[str]] = {}
+    codes: dict[str, list[str]] = {}
+    for key, errors in by_field.items():
+        path = BODY if key == "__all__" else key
+        for item in errors:
+            for message in item.messages:
+                fields.setdefault(path, []).append(message)
+                codes.setdefault(path, []).append(item.code or "invalid")
+    return fields, codes
 
 
 class TemporarilyUnavailable(exceptions.APIException):
@@ -170,15 +208,15 @@ def unexpected_error_result(error: Exception, *, where: str) -> dict[str, Any]:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's ``EXCEPTION_HANDLER``: every error as ``{"error": {"code", "message", "fields"}}``."""
+    """DRF's ``EXCEPTION_HANDLER``: every error as ``{"error": {"code", "message", "fields", "details"}}``."""
     if is_transient(exc):
         exc = TemporarilyUnavailable()
         exc.wait = 1  # DRF's handler turns it into Retry-After
     if isinstance(exc, LoyaltyError):
         return Response({"error": loyalty_error_body(exc)}, status=loyalty_error_status(exc))
     if isinstance(exc, DjangoValidationError):
-        fields = _django_validation_fields(exc)
-        return Response({"error": error_body("invalid", _summary(fields), fields)}, status=400)
+        fields, codes = _django_validation_fields(exc)
+        return Response({"error": error_body("invalid", _summary(fields), fields, codes)}, status=400)
     if isinstance(exc, RequestDataTooBig):  # Django read a body (request.body, a form) over the limit
         exc = RequestBodyTooLarge(length=None, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     elif isinstance(exc, Http404):

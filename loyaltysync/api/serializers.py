@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from .. import attributes, services
 from ..fieldtypes import FieldType
-from ..models import LoyaltyEvent, Member, MemberStatus
+from ..models import LoyaltyEvent, Member, PointsTransaction
 
 
 class StrictCharField(serializers.CharField):
@@ -44,6 +44,15 @@ def _member_id_validator(value: str) -> None:
 # --- Errors (documentation of api.exceptions' shape) --------------------------------------------
 
 
+class FieldProblemSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="Path of the bad input, e.g. `data.total`, `status`, `body`.")
+    code = serializers.CharField(
+        help_text="Machine-readable: `required`, `invalid`, `invalid_choice`, `min_value`, `max_value`, "
+        "`max_length`, `unknown_parameter`, `unknown_field`, or the error's own code."
+    )
+    message = serializers.CharField(help_text="The problem, for people.")
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(
         help_text="Stable machine-readable code, e.g. `invalid`, `member_not_found`."
@@ -53,6 +62,7 @@ class ErrorDetailSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Path of each bad input (e.g. `data.total`, `custom_fields.shoe_size`) -> its problems.",
     )
+    details = FieldProblemSerializer(many=True, help_text="Each problem of `fields` with its own code.")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -84,7 +94,7 @@ class MemberSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def _profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:
+def profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:
     """The input field of a profile attribute, shaped by its model field (length, choices, blank, null)."""
     model_field = Member._meta.get_field(attribute.name)
     help_text = str(model_field.help_text) or None
@@ -113,7 +123,7 @@ class MemberWriteSerializer(serializers.Serializer):
     )
 
     def get_fields(self):
-        fields = {a.name: _profile_field(a) for a in attributes.ATTRIBUTES if a.writable}
+        fields = {a.name: profile_field(a) for a in attributes.ATTRIBUTES if a.writable}
         fields.update(super().get_fields())
         return fields
 
@@ -132,18 +142,6 @@ class MemberWriteSerializer(serializers.Serializer):
 
 class MemberCreateSerializer(MemberWriteSerializer):
     member_id = MemberIdField(help_text="The shop's id of the member (becomes Braze's external_id).")
-
-
-class MemberFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
-    tier = StrictCharField(required=False, max_length=64)
-    search = StrictCharField(required=False, max_length=255)
-
-    def validate(self, attrs):
-        for name, value in attrs.items():
-            if "\x00" in value:
-                raise serializers.ValidationError({name: "Must not contain NUL characters."})
-        return attrs
 
 
 # --- Events ----------------------------------------------------------------------------------------
@@ -226,3 +224,44 @@ class BulkEventsResponseSerializer(serializers.Serializer):
     results = BulkEventResultSerializer(many=True)
     total = serializers.IntegerField()
     errors = serializers.IntegerField(help_text="How many events were refused.")
+
+
+# --- Points ledger -----------------------------------------------------------------------------------
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    event_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="The event that made it.")
+
+    class Meta:
+        model = PointsTransaction
+        fields = (
+            "id", "kind", "points", "remaining", "note", "created_at", "available_at", "pending", "expires_at",
+            "event_id",
+        )
+        read_only_fields = fields
+        extra_kwargs = {
+            "remaining": {"help_text": "What is left of an earning after spending and expiry."},
+            "expires_at": {"help_text": "When what remains of this earning expires (null: never)."},
+        }
+
+
+class ExpiringLotSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField()
+    points = serializers.IntegerField()
+
+
+class ExpiringPointsSerializer(serializers.Serializer):
+    days = serializers.IntegerField(help_text="The window looked at, in days from now.")
+    until = serializers.DateTimeField(help_text="The end of the window.")
+    points = serializers.IntegerField(help_text="Points that expire before `until` unless spent.")
+    lots = ExpiringLotSerializer(many=True, help_text="Those points by expiry, soonest first.")
+
+
+class MemberLedgerSerializer(serializers.Serializer):
+    member_id = serializers.CharField()
+    points_spendable = serializers.IntegerField()
+    points_pending = serializers.IntegerField()
+    expiring = ExpiringPointsSerializer()
+    next = serializers.URLField(allow_null=True, help_text="The next page of `results` (older rows).")
+    previous = serializers.URLField(allow_null=True)
+    results = LedgerEntrySerializer(many=True, help_text="Ledger rows, newest first.")

@@ -24,8 +24,9 @@ app_name = "loyalty-api"
 
 urlpatterns = [
     path("members/", views.MemberListCreateView.as_view(), name="member-list"),
-    # A member id may contain "/": the events route is tried first.
+    # A member id may contain "/": the events and ledger routes are tried first.
     path("members/<member_id:member_id>/events/", views.MemberEventsView.as_view(), name="member-events"),
+    path("members/<member_id:member_id>/ledger", views.MemberLedgerView.as_view(), name="member-ledger"),
     path("members/<member_id:member_id>/", views.MemberDetailView.as_view(), name="member-detail"),
     # Antavo's clients post to /events without a trailing slash; the slash variants are accepted too
     # (and left out of the schema, so each operation is documented once).

@@ -8,9 +8,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.conf import settings
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,8 +21,10 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..errors import LoyaltyError
 from ..idempotency import Answer, idempotent_answers, idempotent_run
-from ..models import EventSource, IdempotencyKey, MemberStatus
+from ..models import EventSource, IdempotencyKey, LoyaltyEvent, PointsTransaction
+from .event_schemas import EVENT_EXAMPLES, BulkEventsRequestDoc, event_input
 from .exceptions import unexpected_error_result
+from .filters import KnownQueryParameters, MemberFilter
 from .idempotency import (
     IDEMPOTENCY_KEY_PARAMETER,
     answer_of_error,
@@ -29,6 +33,7 @@ from .idempotency import (
     idempotency_key_of,
     replayable_response,
 )
+from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER
 from .parsers import StrictJSONParser
 from .permissions import BodyWithinLimit, EraseScope, EventsScope, IsApiUser, MembersScope
 from .serializers import (
@@ -37,20 +42,25 @@ from .serializers import (
     ErrorSerializer,
     EventInputSerializer,
     EventRecordedSerializer,
+    ExpiringPointsSerializer,
+    LedgerEntrySerializer,
     LoyaltyEventSerializer,
     MemberCreateSerializer,
-    MemberFilterSerializer,
+    MemberLedgerSerializer,
     MemberSerializer,
     MemberWriteSerializer,
 )
+from .throttling import RateLimitHeadersMixin
 
 _ERROR_DESCRIPTIONS = {
-    400: "Invalid input: `error.fields` names each bad field and its problem.",
+    400: "Invalid input: `error.fields` names each bad field (query parameter, body field) and its problem; "
+    "`error.details` gives each problem a machine-readable code.",
     401: "No or invalid credentials: send `Authorization: Token <key>`.",
     403: "The credentials do not allow this.",
-    404: "Unknown member (or page).",
+    404: "Unknown member.",
     409: "Conflict: duplicate transaction id, a member that exists already (or was erased), not enough "
     "spendable points, or points for an opted-out member.",
+    413: "The body is larger than the API accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 1 MiB by default).",
     415: "The body is not JSON.",
     422: "The `Idempotency-Key` was sent before with a different request: `error.fields` names the header.",
     429: "Too many requests: wait for `Retry-After` seconds.",
@@ -59,11 +69,17 @@ _ERROR_DESCRIPTIONS = {
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Documented error answers; every one has the ``{"error": {...}}`` shape."""
+    """Documented error answers; every one has the ``{"error": {...}}`` shape. Every endpoint may answer
+    401, 403, 429 and 503 (the database busy after retries); every endpoint that takes a body may answer
+    400, 413 and 415."""
     return {
         code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
-        for code in (*codes, 401, 403, 429)
+        for code in sorted({*codes, 401, 403, 429, 503})
     }
+
+
+def _body_errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return _errors(400, 413, 415, *codes)
 
 
 _MEMBER_ID_PARAMETER = OpenApiParameter(
@@ -78,38 +94,37 @@ class TokenAuthSchema(AutoSchema):
         return [requirement for requirement in super().get_auth() if "cookieAuth" not in requirement]
 
 
-class _ApiView(APIView):
+class _ApiView(RateLimitHeadersMixin, APIView):
     permission_classes = (IsApiUser, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
 
 
-class MemberListCreateView(generics.ListAPIView):
-    """Members: list (filter, search) and create."""
+class _ListView(RateLimitHeadersMixin, generics.ListAPIView):
+    """A list: cursor-paginated (``api.pagination``), unknown query parameters refused (``api.filters``)."""
 
-    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
     parser_classes = (StrictJSONParser,)
     schema = TokenAuthSchema()
+    filter_backends = (KnownQueryParameters, DjangoFilterBackend)
+
+
+class MemberListCreateView(_ListView):
+    """Members: list (filters, ordering) and create."""
+
+    permission_classes = (IsApiUser, MembersScope, BodyWithinLimit)
     serializer_class = MemberSerializer
+    filterset_class = MemberFilter
 
     def get_queryset(self):
-        filters = MemberFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.member_list(filters=filters.validated_data)
+        return selectors.member_list()
 
     @extend_schema(
         operation_id="members_list",
         summary="List members",
-        parameters=[
-            OpenApiParameter(
-                "status", OpenApiTypes.STR, enum=MemberStatus.values, description="Only this status."
-            ),
-            OpenApiParameter(
-                "tier", OpenApiTypes.STR, description="Only members of this tier (name, any case)."
-            ),
-            OpenApiParameter("search", OpenApiTypes.STR, description="Text in member id, e-mail or name."),
-        ],
-        responses={200: MemberSerializer(many=True), **_errors(400, 404)},
+        description="Ordered by `member_id` unless `ordering` says otherwise; cursor-paginated: follow `next`. "
+        "For an incremental sync, ask for `?updated_since=<the time of your last run>&ordering=updated_at`. "
+        "An unknown query parameter is a 400 naming it.",
+        responses={200: MemberSerializer(many=True), **_errors(400)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -119,7 +134,7 @@ class MemberListCreateView(generics.ListAPIView):
         summary="Create a member",
         description="An active new member is enrolled: an `opt_in` event is recorded.",
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer, **_errors(400, 409, 415)},
+        responses={201: MemberSerializer, **_body_errors(409)},
     )
     def post(self, request: Request) -> Response:
         serializer = MemberCreateSerializer(data=request.data)
@@ -160,7 +175,7 @@ class MemberDetailView(_ApiView):
         "sending one answers 400 naming it. Custom fields are merged; null clears one.",
         parameters=[_MEMBER_ID_PARAMETER],
         request=MemberWriteSerializer,
-        responses={200: MemberSerializer, **_errors(400, 404, 415)},
+        responses={200: MemberSerializer, **_body_errors(404)},
     )
     def patch(self, request: Request, member_id: str) -> Response:
         member = selectors.member_get(member_id=member_id)
@@ -189,14 +204,15 @@ class MemberDetailView(_ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberEventsView(generics.ListAPIView):
+class MemberEventsView(_ListView):
     """A member's loyalty events, newest first."""
 
     permission_classes = (IsApiUser, MembersScope)
-    schema = TokenAuthSchema()
     serializer_class = LoyaltyEventSerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no member
+            return LoyaltyEvent.objects.none()
         member = selectors.member_get(member_id=self.kwargs["member_id"])
         return selectors.member_events(member=member)
 
@@ -204,26 +220,66 @@ class MemberEventsView(generics.ListAPIView):
         operation_id="members_events_list",
         summary="List a member's events",
         parameters=[_MEMBER_ID_PARAMETER],
-        responses={200: LoyaltyEventSerializer(many=True), **_errors(404)},
+        responses={200: LoyaltyEventSerializer(many=True), **_errors(400, 404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
-_EVENT_EXAMPLE = OpenApiExample(
-    "checkout",
-    value={
-        "customer": "C-1001",
-        "action": "checkout",
-        "data": {
-            "transaction_id": "T-5001",
-            "total": 129.9,
-            "currency": "EUR",
-            "items": [{"product_id": "P-1", "product_name": "Running shoe", "price": 129.9, "quantity": 1}],
-        },
-    },
-    request_only=True,
-)
+class _LedgerSchema(TokenAuthSchema):
+    """The ledger answers an object (the member's balances, ``expiring``) around a page of rows: documented
+    as that object, with the pagination's query parameters."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+    def get_override_parameters(self):
+        return [
+            *super().get_override_parameters(),
+            OpenApiParameter(
+                CURSOR_PARAMETER, OpenApiTypes.STR, description="Where the page starts: from a `next` link."
+            ),
+            OpenApiParameter(
+                PAGE_SIZE_PARAMETER,
+                {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
+                description="Rows per page.",
+            ),
+        ]
+
+
+class MemberLedgerView(_ListView):
+    """A member's points ledger, newest first, with the points that expire soon."""
+
+    permission_classes = (IsApiUser, MembersScope)
+    serializer_class = LedgerEntrySerializer
+    schema = _LedgerSchema()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return PointsTransaction.objects.none()
+        self.member = selectors.member_get(member_id=self.kwargs["member_id"])
+        return selectors.member_ledger(member=self.member)
+
+    @extend_schema(
+        operation_id="members_ledger",
+        summary="Get a member's points ledger",
+        description="Every change of points (earn, spend, expire, adjust, refund), newest first and "
+        "cursor-paginated, with when earned points become spendable and when they expire; `expiring` sums "
+        f"what expires in the next {selectors.EXPIRING_SOON_DAYS} days unless spent first.",
+        parameters=[_MEMBER_ID_PARAMETER],
+        responses={200: MemberLedgerSerializer, **_errors(400, 404)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        expiring = selectors.member_points_expiring(member=self.member)
+        body = {
+            "member_id": self.member.member_id,
+            "points_spendable": self.member.points_spendable,
+            "points_pending": self.member.points_pending,
+            "expiring": ExpiringPointsSerializer(expiring).data,
+            **self.get_paginated_response(self.get_serializer(page, many=True).data).data,
+        }
+        return Response(body)
 
 
 def _record(values: dict[str, Any]) -> tuple[Any, Any]:
@@ -251,12 +307,14 @@ class EventCreateView(_ApiView):
     @extend_schema(
         operation_id="events_create",
         summary="Record a loyalty event",
-        description="With an `Idempotency-Key` header, sending the same request again records nothing new and "
+        description="One schema per `action` (`oneOf`): the actions the engine handles have typed `data`; "
+        "a custom action the program declared (admin: Custom actions) is recorded as is.\n\n"
+        "With an `Idempotency-Key` header, sending the same request again records nothing new and "
         "answers as the first time (also a refusal such as 409), with `Idempotent-Replayed: true`.",
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        request=EventInputSerializer,
-        examples=[_EVENT_EXAMPLE],
-        responses={201: EventRecordedSerializer, **_errors(400, 404, 409, 415, 422, 503)},
+        request=event_input(),
+        examples=EVENT_EXAMPLES,
+        responses={201: EventRecordedSerializer, **_body_errors(404, 409, 422)},
     )
     def post(self, request: Request) -> Response:
         key = idempotency_key_of(request)
@@ -293,8 +351,8 @@ class EventBulkView(_ApiView):
         "answered before are answered the same (`Idempotent-Replayed: true` when all were), events not "
         "recorded before (500, 503, or a request cut off half way) are recorded now.",
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        request=BulkEventsRequestSerializer,
-        responses={200: BulkEventsResponseSerializer, **_errors(400, 415, 422)},
+        request=BulkEventsRequestDoc,
+        responses={200: BulkEventsResponseSerializer, **_body_errors(422)},
     )
     def post(self, request: Request) -> Response:
         key = idempotency_key_of(request)

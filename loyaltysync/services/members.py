@@ -55,7 +55,7 @@ def custom_fields_validate(*, values: Any) -> dict[str, Any]:
         path = f"custom_fields.{key}"
         definition = definitions.get(key)
         if definition is None:
-            errors.add(f"custom_fields.{path_key(key)}", "is not a defined custom field.")
+            errors.add(f"custom_fields.{path_key(key)}", "is not a defined custom field.", "unknown_field")
             continue
         before = len(errors.items)
         _check_json(value, path, errors)
@@ -111,8 +111,8 @@ def _profile_apply(
             custom = custom_fields_validate(values=custom_fields)
         except InvalidData as error:
             for path, problems in error.errors.items():
-                for problem in problems:
-                    errors.add(path, problem)
+                for problem, code in zip(problems, error.error_codes[path], strict=True):
+                    errors.add(path, problem, code)
     elif custom_fields is not None and not isinstance(custom_fields, dict):
         errors.add("custom_fields", f"must be an object, not {_json_type(custom_fields)}.")
     errors.raise_if_any()

@@ -44,23 +44,26 @@ class _Errors:
 
     def __init__(self) -> None:
         self.items: dict[str, list[str]] = {}
+        self.codes: dict[str, list[str]] = {}
 
-    def add(self, path: str, message: str) -> None:
+    def add(self, path: str, message: str, code: str = "invalid") -> None:
+        """One problem of ``path``; ``code`` is what the API gives machines (``required``, ``min_value``...)."""
         if len(self.items) < MAX_REPORTED_ERRORS or path in self.items:
             self.items.setdefault(path, []).append(message)
+            self.codes.setdefault(path, []).append(code)
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def raise_if_any(self, error_class: type[InvalidData] = InvalidData) -> None:
         if self.items:
-            raise error_class(self.items)
+            raise error_class(self.items, codes=self.codes)
 
 
 def _check_json(value: Any, path: str, errors: _Errors, depth: int = 0) -> None:
     """Refuse what JSON parsers let through but databases and Braze do not."""
     if depth > MAX_JSON_DEPTH:
-        errors.add(path, f"is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+        errors.add(path, f"is nested too deeply (at most {MAX_JSON_DEPTH} levels).", "max_depth")
         return
     if isinstance(value, str):
         problem = _string_problem(value)
@@ -70,7 +73,7 @@ def _check_json(value: Any, path: str, errors: _Errors, depth: int = 0) -> None:
         return
     elif isinstance(value, int):
         if abs(value) >= _INT64:
-            errors.add(path, "is out of range (integers must fit in 64 bits).")
+            errors.add(path, "is out of range (integers must fit in 64 bits).", "max_value")
     elif isinstance(value, float):
         if not math.isfinite(value):
             errors.add(path, "must be a finite number.")
@@ -99,7 +102,7 @@ def _string(
 ) -> str | None:
     if value is None or value == "":
         if required:
-            errors.add(path, "is required.")
+            errors.add(path, "is required.", "required")
         return None
     if not isinstance(value, str):
         errors.add(path, f"must be a string, not {_json_type(value)}.")
@@ -109,7 +112,7 @@ def _string(
         errors.add(path, problem)
         return None
     if len(value) > max_length:
-        errors.add(path, f"must be at most {max_length} characters (got {len(value)}).")
+        errors.add(path, f"must be at most {max_length} characters (got {len(value)}).", "max_length")
         return None
     return value
 
@@ -120,7 +123,7 @@ def _money(
     """A JSON number (or a numeric string) as Decimal rounded to cents."""
     if value is None:
         if required:
-            errors.add(path, "is required.")
+            errors.add(path, "is required.", "required")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         errors.add(path, f"must be a number, not {_json_type(value)}.")
@@ -136,12 +139,14 @@ def _money(
         errors.add(path, "must be a finite number.")
         return None
     if number > MAX_MONEY or number < -MAX_MONEY:
-        errors.add(path, f"must be at most {MAX_MONEY}.")
+        errors.add(path, f"must be at most {MAX_MONEY}.", "max_value")
         return None
     number = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     if number < 0 or (number == 0 and not allow_zero):
         errors.add(
-            path, "must be a positive number (at least 0.01)." if not allow_zero else "must not be negative."
+            path,
+            "must be a positive number (at least 0.01)." if not allow_zero else "must not be negative.",
+            "min_value",
         )
         return None
     return number
@@ -152,7 +157,7 @@ def _positive_int(
 ) -> int | None:
     if value is None:
         if required:
-            errors.add(path, "is required.")
+            errors.add(path, "is required.", "required")
         return None
     if isinstance(value, float) and value.is_integer() and abs(value) < _INT64:
         value = int(value)
@@ -160,10 +165,10 @@ def _positive_int(
         errors.add(path, f"must be a positive integer, not {_json_type(value)}.")
         return None
     if value < 1:
-        errors.add(path, "must be a positive integer (at least 1).")
+        errors.add(path, "must be a positive integer (at least 1).", "min_value")
         return None
     if value > maximum:
-        errors.add(path, f"must be at most {maximum}.")
+        errors.add(path, f"must be at most {maximum}.", "max_value")
         return None
     return value
 
@@ -193,10 +198,10 @@ def _parse_moment(value: Any, path: str, errors: _Errors) -> dt.datetime | None:
         errors.add(path, "must be an ISO 8601 date and time, e.g. 2026-11-25T10:00:00Z.")
         return None
     if moment > timezone.now() + FUTURE_TOLERANCE:
-        errors.add(path, "must not be in the future.")
+        errors.add(path, "must not be in the future.", "max_value")
         return None
     if moment < EARLIEST_EFFECTIVE:
-        errors.add(path, "must not be before 1970.")
+        errors.add(path, "must not be before 1970.", "min_value")
         return None
     return moment
 

@@ -30,7 +30,7 @@ METHODS = ["get", "post", "put", "patch", "delete"]
 
 def error_of(response) -> dict:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields"}, body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields", "details"}, body
     return body["error"]
 
 

@@ -46,7 +46,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Today:           {summary['requests_today']} requests, {summary['objects_today']} objects"
         )
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors_today"].items())) or "none"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors_today"].items()) if v) or "none"
         self.stdout.write(f"Errors today:    {errors}")
         for message in summary["alarms"].values():
             self.stdout.write(self.style.ERROR(f"ALARM:           {message}"))
