@@ -7,6 +7,7 @@ with Redis, each with a real `qcluster` worker.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import requests
@@ -16,7 +17,7 @@ from common import create_connection, percentile, sandbox_process, setup_django,
 def measure(url: str, samples: int) -> list[float]:
     from loyaltysync.models import Member
 
-    member = Member.objects.create(member_id=f"lat-{time.time_ns()}", first_name="start")
+    member = Member.objects.create(member_id=f"lat-{time.time_ns()}", first_name="start", email="lat@example.com")
     session = requests.Session()
     profile_url = f"{url}/sandbox/users/{member.member_id}"
     latencies = []
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     args = parser.parse_args()
 
-    rows = []
+    rows, summary = [], {"bench": "latency", "database": args.database}
     for broker, redis_url in (("ORM", ""), ("Redis", args.redis_url)):
         if broker == "Redis" and not redis_url:
             continue
@@ -69,8 +70,10 @@ def main() -> None:
             latencies = measure(url, args.samples)
         rows.append([broker, str(len(latencies)), f"{percentile(latencies, 0.5) * 1000:.0f}",
                      f"{percentile(latencies, 0.99) * 1000:.0f}", f"{max(latencies) * 1000:.0f}"])
+        summary[broker] = percentile(latencies, 0.5) * 1000
     print(f"\nSave-to-sandbox latency on {args.database}\n")
     print(table(rows, ["broker", "samples", "p50 ms", "p99 ms", "max ms"]))
+    print("SUMMARY " + json.dumps(summary))
 
 
 if __name__ == "__main__":

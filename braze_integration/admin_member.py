@@ -24,7 +24,7 @@ from loyaltysync.models import Member
 
 from . import admin_views, queue, services
 from .admin_display import OUTCOME_BADGE, SYNC_BADGE, pretty_json, state_badge, when
-from .models import MemberSyncState, SyncRequestMember, SyncStatus
+from .models import MemberSyncState, SyncRequest, SyncRequestMember, SyncStatus
 
 REQUESTS_ON_MEMBER_PAGE = 20
 
@@ -58,26 +58,33 @@ def braze_state(member: Member, *, with_button: bool) -> str:
 
 
 def braze_requests(member: Member) -> str:
-    rows = (
-        SyncRequestMember.objects.filter(member=member)
+    rows = [
+        (row.request, row.object_count, row.error)
+        for row in SyncRequestMember.objects.filter(member=member)
         .select_related("request")
         .order_by("-request_id")[:REQUESTS_ON_MEMBER_PAGE]
-    )
+    ]
+    # A full resync keeps one row per request, not per member: its request is the state's last one.
+    last_id = MemberSyncState.objects.filter(pk=member.pk).values_list("last_request_id", flat=True).first()
+    if last_id and last_id not in {request.pk for request, _, _ in rows}:
+        last = SyncRequest.objects.filter(pk=last_id).first()
+        if last is not None:
+            rows = sorted([*rows, (last, "—", "")], key=lambda row: -row[0].pk)[:REQUESTS_ON_MEMBER_PAGE]
     body = format_html_join(
         "",
         "<tr><td><a href='{}'>#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         (
             (
-                reverse("admin:braze_integration_syncrequest_change", args=[row.request_id]),
-                row.request_id,
-                when(row.request.created_at),
-                row.request.trigger,
-                state_badge(row.request.get_outcome_display(), OUTCOME_BADGE.get(row.request.outcome, "bad")),
-                row.request.http_status or "—",
-                row.object_count,
-                row.error or row.request.message,
+                reverse("admin:braze_integration_syncrequest_change", args=[request.pk]),
+                request.pk,
+                when(request.created_at),
+                request.trigger,
+                state_badge(request.get_outcome_display(), OUTCOME_BADGE.get(request.outcome, "bad")),
+                request.http_status or "—",
+                object_count,
+                error or request.message,
             )
-            for row in rows
+            for request, object_count, error in rows
         ),
     )
     if not body:

@@ -155,6 +155,22 @@ def unsendable_note(unsendable: dict[str, str]) -> str:
         unsendable[name] for name in sorted(unsendable))
 
 
+def attributes_to_send(values: dict[str, Any], last_sent: dict[str, Any], *, send_all: bool, force: bool
+                       ) -> dict[str, Any]:
+    """The mapped values a request carries: the changed ones (or all when ``send_all`` and any
+    changed, or ``force``). A value that is empty and was never sent is left out: Braze has nothing
+    to remove, and a ``null`` would cost a data point (a new member's empty fields, say)."""
+    changed = {k: v for k, v in values.items()
+               if (k in last_sent and last_sent[k] != v) or (k not in last_sent and v is not None)}
+    if force:
+        return dict(values)
+    if not changed:
+        return {}
+    if not send_all:
+        return changed
+    return {k: v for k, v in values.items() if v is not None or k in last_sent}
+
+
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
     """The request array and object of an event or purchase item."""
     data = item.payload
@@ -206,10 +222,8 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
             work.cleared = plan.clear
         attributes: dict[str, Any] = {}
         if work.values is not None:
-            changed = {k: v for k, v in work.values.items() if k not in work.last_sent or work.last_sent[k] != v}
-            if changed or force:
-                attributes = dict(work.values) if (send_all or force) else changed
-                work.sent_values = dict(attributes)
+            attributes = attributes_to_send(work.values, work.last_sent, send_all=send_all, force=force)
+            work.sent_values = dict(attributes)
         merge_objects = False
         for item in work.outbox:
             if item.kind == OutboxKind.ATTRIBUTES:

@@ -140,12 +140,16 @@ def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan |
 class Deliverer:
     """Sends the claimed members of one batch and writes back every outcome."""
 
-    def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync", partial: bool = False):
+    def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync", partial: bool = False,
+                 member_rows: bool = True):
         self.connection = connection
         self.client = client
         self.trigger = trigger
         # A partial send (some mapped fields only) must not mark a member with other changes as synced.
         self.partial = partial
+        # Without member rows (a full resync) a request keeps one row of its own, and a member only
+        # one when Braze refused something of it; its state still points at the request that carried it.
+        self.member_rows = member_rows
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
@@ -177,7 +181,7 @@ class Deliverer:
         try:
             for index, plan in enumerate(requests):
                 try:
-                    prepared = self._prepare(token, plan, report)
+                    prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
                 except SyncStopped:
                     self._release_from(token, requests, index)
                     raise
@@ -200,11 +204,12 @@ class Deliverer:
     def _release_from(token: uuid.UUID, requests: list[payloads.RequestPlan], start: int) -> None:
         queue.release(token, {owner.group_key for p in requests[start:] for owners in p.owners.values() for owner in owners})
 
-    def _prepare(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> _Prepared:
+    def _prepare(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
+                 ahead: int = 1) -> _Prepared:
         data = payloads.encode(plan.body())
         outbox_ids = [o.item.pk for owners in plan.owners.values() for o in owners if isinstance(o, OutboxOwner)]
         try:
-            ratelimit.acquire(self.connection)
+            ratelimit.acquire(self.connection, ahead=ahead)
         except TimeoutError:
             raise SyncStopped("rate limit budget exhausted", wait=1.0, rate_limited=True) from None
         request = SyncRequest(
@@ -360,7 +365,8 @@ class Deliverer:
         self._save_outbox(sent_items + failed_items)
         objects_per_member = Counter(owner.group_key for owners in plan.owners.values() for owner in owners)
         queue.request_members_write(
-            request.pk, [(w.pk, objects_per_member[w.pk], member_errors.get(w.pk, "")) for w in works])
+            request.pk, [(w.pk, objects_per_member[w.pk], member_errors.get(w.pk, "")) for w in works
+                         if self.member_rows or w.pk in member_errors or w.outbox])
         report.data_points += request.data_points
         # A member whose mapped values could not be built stays failed even if its events went out.
         for w in works:

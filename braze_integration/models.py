@@ -210,6 +210,9 @@ class MemberSyncState(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
     claimed_version = models.PositiveBigIntegerField(default=0, help_text="The version the current claim sends.")
+    held_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Not sent before this time unless released: more for the same request is on its way (a workflow run).")
     last_sent_values = models.JSONField(null=True, blank=True, help_text="The mapped values Braze last accepted.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -328,6 +331,9 @@ class FlushSlot(models.Model):
     gives it back when nothing is left. Leases expire, so a killed worker never holds one for long."""
 
     busy_until = models.DateTimeField(null=True, blank=True)
+    # The task promises to look for new changes once more after this time: a save committed
+    # before it needs to queue nothing (``queue.slot_watched``).
+    watching_until = models.DateTimeField(null=True, blank=True)
 
 
 class RateLimitWindow(models.Model):
@@ -373,6 +379,37 @@ class ResyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"Resync #{self.pk} ({self.status})"
+
+
+class ResyncPart(models.Model):
+    """One key range of a resync that a worker task sends (members with ``after < pk <= last``).
+
+    A part is leased to one task at a time (``lease_token``, ``leased_until``); ``cursor`` is the last
+    member done, so a part whose worker was killed goes on from there once its lease runs out."""
+
+    run = models.ForeignKey(ResyncRun, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField()
+    after = models.BigIntegerField(help_text="Members above this primary key ...")
+    last = models.BigIntegerField(help_text="... up to and including this one.")
+    cursor = models.BigIntegerField()
+    finished = models.BooleanField(default=False)
+    lease_token = models.UUIDField(null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    members_done = models.PositiveIntegerField(default=0)
+    members_sent = models.PositiveIntegerField(default=0)
+    members_unchanged = models.PositiveIntegerField(default=0)
+    members_failed = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    data_points = models.PositiveBigIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="Why the part stopped, when it failed.")
+    done_by = models.CharField(max_length=100, blank=True, help_text="The host and process that finished it.")
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="one_resync_part_number")]
+
+    def __str__(self) -> str:
+        return f"Resync #{self.run_id} part {self.number}"
 
 
 class DeletionStatus(models.TextChoices):

@@ -10,10 +10,11 @@ trip per row or too much Python on the save path; it lives here and nowhere else
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -68,14 +69,42 @@ def mark_pending(member_ids: list[int]) -> None:
             )
 
 
-def states_ensure(member_ids: list[int]) -> None:
-    """Members never synced have no state row yet: add one (as synced-at-version-0) so they can be claimed."""
-    values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '')"] * len(member_ids))
+def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None) -> None:
+    """Members never synced have no state row yet: add one (pending, never sent) so they can be claimed.
+
+    With ``claimed_by`` the new rows are born claimed by that token (``claim`` with it takes them):
+    a flush worker must not pick up a resync's members between the insert and the resync's claim."""
+    if claimed_by is None:
+        values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '', NULL, NULL)"] * len(member_ids))
+        params: list[Any] = list(member_ids)
+    else:
+        token = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(claimed_by, db_connection)
+        until = db_connection.ops.adapt_datetimefield_value(timezone.now() + claim_lease())
+        values = ", ".join(["(%s, 'pending', 1, 0, 1, 0, '', '', %s, %s)"] * len(member_ids))
+        params = [p for member_id in member_ids for p in (member_id, token, until)]
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
-            "claimed_version, attempts, last_error, last_error_kind) "
-            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", member_ids)
+            "claimed_version, attempts, last_error, last_error_kind, claim_token, claimed_until) "
+            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", params)
+
+
+def hold(member_ids: list[int], *, until) -> None:
+    """Keep the members' next send back until ``until`` (in the caller's transaction), adding a state
+    row where there is none yet (as synced at version 0: the hold itself is no change to send)."""
+    table = _q(MemberSyncState._meta.db_table)
+    at = db_connection.ops.adapt_datetimefield_value(until)
+    values = ", ".join(["(%s, 'synced', 0, 0, 0, 0, '', '', %s)"] * len(member_ids))
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (member_id, status, version, synced_version, claimed_version, attempts, last_error, "
+            f"last_error_kind, held_until) VALUES {values} "
+            "ON CONFLICT (member_id) DO UPDATE SET held_until = EXCLUDED.held_until",
+            [p for member_id in member_ids for p in (member_id, at)])
+
+
+def unhold(member_ids: list[int]) -> int:
+    return MemberSyncState.objects.filter(pk__in=member_ids, held_until__isnull=False).update(held_until=None)
 
 
 # --- claims and leases ----------------------------------------------------------------------------
@@ -85,6 +114,7 @@ def _claimable(now) -> Q:
         Q(status=SyncStatus.PENDING)
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        & (Q(held_until__isnull=True) | Q(held_until__lt=now))
     )
 
 
@@ -92,15 +122,20 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
 
 
-def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False) -> tuple[uuid.UUID, list[int]]:
-    """Stamp up to ``limit`` due members with a fresh token; at most one claim holds a member."""
-    token = uuid.uuid4()
+def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False,
+          token: uuid.UUID | None = None) -> tuple[uuid.UUID, list[int]]:
+    """Stamp up to ``limit`` due members with a fresh token (or ``token``, which also takes the rows it
+    holds already, see ``states_ensure``); at most one claim holds a member."""
+    mine = token
+    token = token or uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
         if include_synced:
             free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
         else:
             free = _claimable(now)
+        if mine is not None:
+            free |= Q(claim_token=mine)
         qs = MemberSyncState.objects.filter(free)
         if member_ids is not None:
             qs = qs.filter(pk__in=list(member_ids))
@@ -109,7 +144,7 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
         ids = [pk for pk, _ in rows]
         # A token still on a free row belongs to a worker that stopped while holding it.
-        _recover_lost({old for _, old in rows if old is not None})
+        _recover_lost({old for _, old in rows if old is not None and old != mine})
         if ids:
             MemberSyncState.objects.filter(pk__in=ids).update(
                 claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
@@ -185,42 +220,40 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
                   request_id: int | None, partial: bool) -> int:
     """Braze has these members' values: synced, unless the member changed again meanwhile (or the
     send was ``partial``: some mapped fields only). ``sent_values`` are the last-sent values to store
-    per member. Returns how many claimed rows were finished.
+    per member (members left out keep theirs). Returns how many claimed rows were finished.
 
-    One UPDATE for what all members share (the status compares ``version`` with the claimed
-    version in SQL) and one ``UPDATE ... FROM (VALUES ...)`` for the values each member sent:
-    per-row ``bulk_update`` CASE expressions were the slowest part of a resync, and
-    ``executemany`` is a round trip per row on PostgreSQL."""
+    One ``UPDATE ... FROM`` the members' values (a JSON object walked by ``jsonb_each`` /
+    ``json_each``) for all of them: the status compares ``version`` with the claimed version in
+    SQL, so nothing is read first."""
     if not member_ids:
         return 0
     table = _q(MemberSyncState._meta.db_table)
-    values_field = MemberSyncState._meta.get_field("last_sent_values")
-    rows = [(values_field.get_db_prep_save(values, db_connection), pk) for pk, values in sent_values.items()]
-    updates: dict[str, Any] = {"attempts": 0, "next_attempt_at": None, "last_error": "", "last_error_kind": "",
-                               "claim_token": None, "claimed_until": None}
+    token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
+    # One JSON object {member id: values to store, or null to keep}: one parameter however many
+    # members (arrays of JSON texts cost psycopg a regex escape per character).
+    sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
+    if db_connection.vendor == "postgresql":
+        source, sent_id, sent_value = "jsonb_each(%s::jsonb) AS sent", "sent.key::bigint", "NULLIF(sent.value, 'null')"
+    else:  # SQLite's json_each gives JSON null as NULL
+        source, sent_id, sent_value = "json_each(%s) AS sent", "CAST(sent.key AS INTEGER)", "sent.value"
+    assignments = [f"last_sent_values = COALESCE({sent_value}, {table}.last_sent_values)", "attempts = 0",
+                   "next_attempt_at = NULL", "last_error = ''", "last_error_kind = ''", "claim_token = NULL",
+                   "claimed_until = NULL"]
+    params: list[Any] = []
     if request_id is not None:
-        updates.update(last_synced_at=timezone.now(), last_request_id=request_id)
+        assignments += ["last_synced_at = %s", "last_request_id = %s"]
+        params += [db_connection.ops.adapt_datetimefield_value(timezone.now()), request_id]
     if not partial:
-        same = Q(version=F("claimed_version"))
-        updates.update(synced_version=F("claimed_version"),
-                       status=Case(When(same, then=Value(SyncStatus.SYNCED)), default=Value(SyncStatus.PENDING)),
-                       dirty_since=Case(When(same, then=Value(None)), default=F("dirty_since")))
-    with transaction.atomic():
-        if rows:
-            token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
-            if db_connection.vendor == "postgresql":
-                values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(rows))
-                source = f"(VALUES {values}) AS sent(id, value)"
-                sent_id, sent_value = "sent.id", "sent.value"
-            else:  # SQLite names the columns of a VALUES list column1, column2, ...
-                source = f"(VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS sent"
-                sent_id, sent_value = "sent.column1", "sent.column2"
-            with db_connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {table} SET last_sent_values = {sent_value} FROM {source} "
-                    f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
-                    [p for value, pk in rows for p in (pk, value)] + [token_param])
-        return MemberSyncState.objects.filter(claim_token=token, pk__in=member_ids).update(**updates)
+        same = f"{table}.version = {table}.claimed_version"
+        assignments += [f"synced_version = {table}.claimed_version",
+                        f"status = CASE WHEN {same} THEN 'synced' ELSE 'pending' END",
+                        f"dirty_since = CASE WHEN {same} THEN NULL ELSE {table}.dirty_since END"]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(assignments)} FROM {source} "
+            f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
+            [*params, sent, token_param])
+        return cursor.rowcount
 
 
 def finish_failed(token: uuid.UUID, *, errors: dict[int, str], request_id: int | None) -> None:
@@ -289,17 +322,35 @@ def _slot_free(now) -> Q:
     return Q(busy_until__isnull=True) | Q(busy_until__lt=now)
 
 
+# Until when a worker promised (as this process last read the slots) to look for new changes
+# once more: a change committed before then needs no task and no query (see ``slot_watched``).
+_watched_until = None
+WATCH_MARGIN = timedelta(milliseconds=200)  # clocks of processes on other hosts may differ a little
+
+
+def slot_watched() -> bool:
+    """Whether a worker holding a slot promised to look for changes after now (as last read): a
+    change committed now is seen by it, so the save path queues nothing and asks nothing."""
+    return _watched_until is not None and timezone.now() + WATCH_MARGIN < _watched_until
+
+
 def slot_take() -> int | None:
     """Take a free flush slot. The common case on the save path is "all busy" (a worker is
     flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
-    building off the save path."""
+    building off the save path, and it reads the workers' promise to look again (``slot_watched``)."""
+    global _watched_until
     now = timezone.now()
     table = _q(FlushSlot._meta.db_table)
+    at = db_connection.ops.adapt_datetimefield_value(now)
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT id FROM {table} WHERE busy_until IS NULL OR busy_until < %s LIMIT 1), "
-            f"(SELECT COUNT(*) FROM {table})", [db_connection.ops.adapt_datetimefield_value(now)])
-        free_id, slots = cursor.fetchone()
+            f"(SELECT COUNT(*) FROM {table}), (SELECT MAX(watching_until) FROM {table} WHERE busy_until >= %s)",
+            [at, at])
+        free_id, slots, watching = cursor.fetchone()
+    _watched_until = FlushSlot._meta.get_field("watching_until").to_python(watching) if watching else None
+    if _watched_until is not None and timezone.is_naive(_watched_until):
+        _watched_until = timezone.make_aware(_watched_until, UTC)
     if free_id is None:
         if slots >= settings.BRAZE_SYNC_CONCURRENCY:
             return None
@@ -308,11 +359,15 @@ def slot_take() -> int | None:
     return free_id if taken else None
 
 
-def slot_renew(slot_id: int | None) -> None:
+def slot_renew(slot_id: int | None, *, watching_until=None) -> None:
+    """Keep the slot; ``watching_until``: the task promises to look for new changes after that time."""
     if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=timezone.now() + SLOT_LEASE)
+        updates = {"busy_until": timezone.now() + SLOT_LEASE}
+        if watching_until is not None:
+            updates["watching_until"] = watching_until
+        FlushSlot.objects.filter(pk=slot_id).update(**updates)
 
 
 def slot_release(slot_id: int | None) -> None:
     if slot_id is not None:
-        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None)
+        FlushSlot.objects.filter(pk=slot_id).update(busy_until=None, watching_until=None)

@@ -9,6 +9,7 @@ resync and the workers never send one member at the same time, and goes through 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,7 +21,15 @@ from django.utils import timezone
 from loyaltysync.models import Member, Tier
 
 from . import building, delivery, payloads, queue, services
-from .models import Connection, ConnectionStatus, MemberSyncState, RemoteKind, ResyncRun, ResyncStatus
+from .models import (
+    Connection,
+    ConnectionStatus,
+    MemberSyncState,
+    RemoteKind,
+    ResyncRun,
+    ResyncStatus,
+    SendMode,
+)
 from .standard_fields import SUBSCRIPTION_GROUPS
 
 
@@ -159,11 +168,11 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
                 report.unsendable += 1
                 if len(report.errors) < 20:
                     report.errors.append(f"{row['member_id']}: {'; '.join(unsendable.values())}")
-            changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
-            if not changed and not force:
+            sent = building.attributes_to_send(values, before, force=force,
+                                               send_all=connection.send_mode == SendMode.ALL_MAPPED_FIELDS)
+            if not sent:
                 report.unchanged += 1
                 continue
-            sent = values if (force or connection.send_mode == "all_mapped_fields") else changed
             report.would_send += 1
             if len(report.member_ids) < MEMBER_IDS_SHOWN:
                 report.member_ids.append(row["member_id"])
@@ -200,51 +209,90 @@ def resync_last_interrupted() -> ResyncRun | None:
     return ResyncRun.objects.exclude(status=ResyncStatus.FINISHED).order_by("-created_at").first()
 
 
-def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:
-    """Send the run's members from its cursor on. Ctrl-C or a crash leaves the run resumable."""
+@dataclass
+class Sender:
+    """What every chunk of one resync is sent with (built once per process)."""
+
+    selection: Selection
+    force: bool
+    plan: building.MappingPlan
+    deliverer: delivery.Deliverer
+    chunk_size: int
+
+
+def resync_sender(run: ResyncRun) -> Sender:
+    """Check the connection and prepare the run's plan, client and deliverer."""
     connection = _require_connection()
     if connection.status == ConnectionStatus.NEEDS_ATTENTION:
         raise ResyncError(f"The connection needs attention: {connection.last_message} Fix it and run braze_check.")
     selection = Selection.from_json(run.options["selection"])
-    force = bool(run.options.get("force"))
     connection.batch_size = min(75, int(run.options.get("batch_size") or connection.batch_size))
     plan = _mapping_plan(connection, selection)
-    chunk_size = connection.batch_size * 8
     client = services.client_for(connection)
     deliverer = delivery.Deliverer(connection, client, trigger="resync",
-                                   partial=bool(selection.fields or selection.clear))
+                                   partial=bool(selection.fields or selection.clear), member_rows=not selection.all)
+    return Sender(selection=selection, force=bool(run.options.get("force")), plan=plan, deliverer=deliverer,
+                  chunk_size=connection.batch_size * 8)
+
+
+ChunkDone = Callable[[list[int], delivery.DeliveryReport], bool]
+
+
+def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: ChunkDone, max_stalls: int = 20) -> bool:
+    """Send the selected members with ``after < pk <= last`` in key order, a chunk at a time;
+    ``on_chunk(ids, report)`` records each chunk and returns whether to go on. Returns whether the
+    range was walked to its end."""
+    cursor = after
+    while True:
+        qs = sender.selection.queryset().filter(pk__gt=cursor)
+        if last is not None:
+            qs = qs.filter(pk__lte=last)
+        ids = list(qs.values_list("pk", flat=True)[:sender.chunk_size])
+        if not ids:
+            return True
+        token = uuid.uuid4()
+        queue.states_ensure(ids, claimed_by=token)
+        report = _deliver_chunk(sender.deliverer, ids, sender.plan, sender.force, max_stalls, token=token)
+        cursor = ids[-1]
+        if not on_chunk(ids, report):
+            return False
+
+
+def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:
+    """Send the run's members from its cursor on, in this process. Ctrl-C or a crash leaves the run resumable."""
+    sender = resync_sender(run)
     started = time.monotonic() - run.elapsed_seconds
     run.status = ResyncStatus.RUNNING
     run.save(update_fields=["status"])
+
+    def chunk_done(ids: list[int], report: delivery.DeliveryReport) -> bool:
+        run.cursor = ids[-1]
+        run.members_done += len(ids)
+        run.members_sent += report.members_sent
+        run.members_unchanged += report.members_unchanged
+        run.members_failed += report.members_failed
+        run.requests += report.requests
+        run.data_points += report.data_points
+        run.elapsed_seconds = time.monotonic() - started
+        run.save()
+        if progress:
+            progress(len(ids), run)
+        return True
+
     try:
-        while True:
-            ids = list(selection.queryset().filter(pk__gt=run.cursor).values_list("pk", flat=True)[:chunk_size])
-            if not ids:
-                break
-            queue.states_ensure(ids)
-            report = _deliver_chunk(deliverer, ids, plan, force, max_stalls)
-            run.cursor = ids[-1]
-            run.members_done += len(ids)
-            run.members_sent += report.members_sent
-            run.members_unchanged += report.members_unchanged
-            run.members_failed += report.members_failed
-            run.requests += report.requests
-            run.data_points += report.data_points
-            run.elapsed_seconds = time.monotonic() - started
-            run.save()
-            if progress:
-                progress(len(ids), run)
+        resync_walk(sender, after=run.cursor, last=None, on_chunk=chunk_done, max_stalls=max_stalls)
     except KeyboardInterrupt:
-        _stop(run, started, ResyncStatus.INTERRUPTED, "Interrupted; run again with --resume to go on.")
+        resync_stop(run, started, ResyncStatus.INTERRUPTED, "Interrupted; run again with --resume to go on.")
         raise
     except ResyncError as err:
-        _stop(run, started, ResyncStatus.INTERRUPTED, str(err))
+        resync_stop(run, started, ResyncStatus.INTERRUPTED, str(err))
         raise
-    _stop(run, started, ResyncStatus.FINISHED, "")
+    resync_stop(run, started, ResyncStatus.FINISHED, "")
     return run
 
 
-def _stop(run: ResyncRun, started: float, status: str, message: str) -> None:
+def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> None:
+    """Record how the run ended (finished, or interrupted with why) and its time."""
     run.status = status
     run.message = message
     run.elapsed_seconds = time.monotonic() - started
@@ -253,12 +301,15 @@ def _stop(run: ResyncRun, started: float, status: str, message: str) -> None:
 
 
 def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building.MappingPlan, force: bool,
-                   max_stalls: int) -> delivery.DeliveryReport:
+                   max_stalls: int, *, token: uuid.UUID | None = None) -> delivery.DeliveryReport:
+    """Claim and send the chunk's members; ``token`` holds the rows ``states_ensure`` just added."""
     total = delivery.DeliveryReport()
     remaining = list(ids)
     stalls = 0
+    held = token
     while remaining:
-        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True)
+        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held)
+        held = None
         if not claimed:
             # Workers hold these members right now; they will send them.
             stalls += 1

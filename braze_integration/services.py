@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -127,12 +128,16 @@ def flush_after_commit() -> None:
     on_commit_once(flush_request)
 
 
-def flush_request() -> bool:
+def flush_request(*, trust_promise: bool = True) -> bool:
     """Queue a flush task if a flush slot is free; returns whether one was queued.
 
     A busy slot means a task is queued or running and will see every change committed before it
     gives the slot back (it checks once more after releasing), so nothing waits for the periodic flush.
+    While a task has promised to look again later (``queue.slot_watched``) not even the slots are read,
+    unless ``trust_promise`` is off (a task asking for help, or keeping its own promise).
     """
+    if trust_promise and queue.slot_watched():
+        return False
     slot_id = queue.slot_take()
     if slot_id is None:
         return False
@@ -145,6 +150,25 @@ def flush_request() -> bool:
         queue.slot_release(slot_id)
         return False
     return True
+
+
+SYNC_HOLD_SECONDS = 5.0
+
+
+def member_sync_hold(*, member_ids: Iterable[int], seconds: float = SYNC_HOLD_SECONDS) -> None:
+    """Keep the members' next sync back (in the caller's transaction) while more for it is being
+    worked out, e.g. the workflows a checkout starts: their mapped values and the workflows'
+    attributes and events then go in one request, not two. ``member_sync_release`` ends the hold;
+    it ends by itself after ``seconds`` if nobody does (the periodic flush then sends them)."""
+    ids = sorted(set(member_ids))
+    if ids:
+        queue.hold(ids, until=timezone.now() + timedelta(seconds=seconds))
+
+
+def member_sync_release(*, member_ids: Iterable[int]) -> None:
+    """End a ``member_sync_hold``: the members go with the next flush (queued after commit)."""
+    if queue.unhold(sorted(set(member_ids))):
+        flush_after_commit()
 
 
 # --- the outbox (events, purchases, ad-hoc attributes) ----------------------------------------------
@@ -210,6 +234,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
     deadline = time.monotonic() + time_budget
     queue.recover_lost_requests()
     stopped = ""
+    promised = None  # this task promised to look for new changes after this time (see queue.slot_watched)
     try:
         while True:
             connection = connection_active()
@@ -232,7 +257,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 if queue.claimable_exists():
                     queue.slot_release(slot_id)
                     slot_id = None
-                    flush_request()
+                    flush_request(trust_promise=False)
                 break
             if erasure.deletions_due_exist():
                 # Erased members' profiles go first: nothing else about them may reach Braze after the erasure.
@@ -252,8 +277,10 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
             limit = connection.batch_size * CLAIM_REQUESTS
             token, ids = queue.claim(limit=limit)
             if not ids:
-                if slot_id is not None and _linger_for_work(slot_id, min(linger, deadline - time.monotonic())):
-                    continue
+                if slot_id is not None:
+                    found, promised = _linger_for_work(slot_id, min(linger, deadline - time.monotonic()), promised)
+                    if found:
+                        continue
                 # Give the slot back first, then look once more: a change committed before the
                 # release is seen now; one committed after it finds the slot free and queues a task.
                 queue.slot_release(slot_id)
@@ -272,8 +299,11 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                     continue
                 break
             if len(ids) == limit:
-                flush_request()  # more than a batch is waiting: let another worker help
-            queue.slot_renew(slot_id)
+                flush_request(trust_promise=False)  # more than a batch is waiting: let another worker help
+            if slot_id is not None and linger > 0:
+                # After this round the task either claims again or lingers ``linger`` seconds.
+                promised = timezone.now() + timedelta(seconds=linger)
+            queue.slot_renew(slot_id, watching_until=promised)
             try:
                 client = client_for(connection)
             except errors.BrazeConfigurationError as err:
@@ -291,21 +321,38 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 break
     finally:
         queue.slot_release(slot_id)
+    _promise_keep(promised)
     return FlushResult(report=report, stopped=stopped)
 
 
-def _linger_for_work(slot_id: int, seconds: float, *, interval: float = 0.02) -> bool:
-    """Wait up to ``seconds`` for a member to become claimable, keeping the slot; returns whether one did."""
+def _promise_keep(promised) -> None:
+    """Saves committed before ``promised`` queued no task, trusting this one to look after that time:
+    wait for it to pass, then look once more (and queue a task if anything is due)."""
+    if promised is None:
+        return
+    wait = (promised - timezone.now()).total_seconds()
+    if wait > 0:
+        time.sleep(wait + 0.01)
+    if queue.claimable_exists():
+        flush_request(trust_promise=False)
+
+
+def _linger_for_work(slot_id: int, seconds: float, promised, *, interval: float = 0.02):
+    """Wait up to ``seconds`` for a member to become claimable, keeping the slot and promising to look
+    until then; returns (whether one did, the promise)."""
     until = time.monotonic() + seconds
+    if seconds > 0:
+        promised = max(promised or timezone.now(), timezone.now() + timedelta(seconds=seconds))
+        queue.slot_renew(slot_id, watching_until=promised)
     renewed = time.monotonic()
     while time.monotonic() < until:
         time.sleep(interval)
         if queue.claimable_exists():
-            return True
+            return True, promised
         if time.monotonic() - renewed > 1.0:
             queue.slot_renew(slot_id)
             renewed = time.monotonic()
-    return False
+    return False, promised
 
 
 def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: str = "manual") -> FlushResult:
@@ -318,7 +365,7 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
     with transaction.atomic():
         # No flush task: a worker would race this call for the same members.
         member_sync_enqueue(member_ids=ids, schedule=False)
-        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
+        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None, held_until=None)
     token, claimed = queue.claim(limit=len(ids), member_ids=ids)
     if not claimed:
         return FlushResult(report=report, stopped="these members are being sent by a worker right now")

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django_q.conf import Conf
 
-from . import alerts, monitoring, pruning, resync, services
+from . import alerts, monitoring, pruning, resync, resync_parallel, services
 from .models import ResyncRun
 
 
@@ -45,3 +45,9 @@ def resync_run(run_id: int) -> str:
     run = resync.resync_execute(run=ResyncRun.objects.get(pk=run_id))
     return (f"resync #{run.pk}: {run.members_done}/{run.total} members, sent {run.members_sent}, "
             f"unchanged {run.members_unchanged}, failed {run.members_failed}, requests {run.requests}")
+
+
+def resync_part(part_id: int) -> str:
+    """One key range of a resync that runs on every worker."""
+    _worker_seen()
+    return resync_parallel.part_execute(part_id=part_id)

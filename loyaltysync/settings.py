@@ -253,6 +253,12 @@ BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)
 BRAZE_SYNC_CONCURRENCY = env.int("BRAZE_SYNC_CONCURRENCY", default=4)
 # A flush task that ran out of work waits this long for more before it ends (see services.sync_flush).
 BRAZE_FLUSH_LINGER_SECONDS = env.float("BRAZE_FLUSH_LINGER_SECONDS", default=2.0)
+# braze_resync splits the work into key ranges for the qcluster workers; when none takes one within
+# this many seconds, the command sends them itself (0: always in the command's own process).
+BRAZE_RESYNC_PICKUP_SECONDS = env.float("BRAZE_RESYNC_PICKUP_SECONDS", default=3.0)
+BRAZE_RESYNC_PART_MEMBERS = env.int("BRAZE_RESYNC_PART_MEMBERS", default=5000)
+# SQLite has one writer: workers sending parts side by side were slower than one process (bench/README.md).
+BRAZE_RESYNC_PARALLEL_ON_SQLITE = env.bool("BRAZE_RESYNC_PARALLEL_ON_SQLITE", default=False)
 
 # --- Operations: retention, alarms, alerts, metrics (README "Running it in production") -----------
 # Days to keep each log before `braze_prune` (daily) deletes it; 0 keeps it for ever. Rows still needed

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from django.test import override_settings
 
 from braze_integration.sandbox import SandboxConfig, SandboxServer
 
@@ -24,6 +25,15 @@ EVERY_TYPE_MAPPINGS = [
     ("last_purchase_items", "loyalty_last_items"),  # array of objects
     ("first_name", "loyalty_first_name"),  # string
 ]
+
+
+@pytest.fixture(autouse=True)
+def resync_in_process():
+    """No qcluster runs in most tests: `braze_resync` sends from its own process at once instead of
+    waiting for a worker to take its parts (tests of the parallel resync set a pickup time).
+    ``override_settings``, not the ``settings`` fixture: some tests name a parameter ``settings``."""
+    with override_settings(BRAZE_RESYNC_PICKUP_SECONDS=0):
+        yield
 
 
 class SandboxClient:

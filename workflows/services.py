@@ -38,6 +38,7 @@ from django.db.models import F, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from braze_integration import services as braze
 from braze_integration.payloads import format_time
 from loyaltysync.attributes import AttributeContext
 from loyaltysync.models import LoyaltyEvent, Member, Tier
@@ -128,6 +129,8 @@ def trigger_record_event(*, event: LoyaltyEvent) -> TriggerRecord | None:
         return None
     record = TriggerRecord.objects.create(key=f"event:{event.pk}", kind=TriggerKind.EVENT, member_id=event.member_id,
                                           event=event, occurred_at=event.occurred_at, depth=current_depth())
+    # The event's mapped values (points, purchase total) wait for the workflows' attributes and events.
+    braze.member_sync_hold(member_ids=[event.member_id])
     _process_after_commit()
     return record
 
@@ -166,6 +169,7 @@ def trigger_record_member_change(*, member: Member, update_fields: Iterable[str]
             return record
     record = TriggerRecord.objects.create(key=f"change:{uuid.uuid4().hex}", kind=TriggerKind.FIELD_CHANGE,
                                           member_id=member.pk, changes=changes, depth=current_depth())
+    braze.member_sync_hold(member_ids=[member.pk])
     pending[member.pk] = record.pk
     _process_after_commit()
     return record
@@ -357,9 +361,20 @@ def _process(record: TriggerRecord, plans: _Plans, report: ProcessReport, *, for
         TriggerRecord.objects.filter(pk=record.pk).update(
             status=TriggerStatus.FAILED if failed else TriggerStatus.PENDING, claim_token=None, claimed_until=None,
             processed_at=timezone.now() if failed else None, last_error=f"{type(err).__name__}: {err}"[:2000])
+        if failed:
+            _sync_release(record)
         return
     TriggerRecord.objects.filter(pk=record.pk).update(
         status=TriggerStatus.DONE, claim_token=None, claimed_until=None, processed_at=timezone.now(), last_error="")
+    _sync_release(record)
+
+
+def _sync_release(record: TriggerRecord) -> None:
+    """The member's held sync goes once no other record of it is still open."""
+    still_open = TriggerRecord.objects.filter(
+        member_id=record.member_id, status__in=[TriggerStatus.PENDING, TriggerStatus.PROCESSING]).exclude(pk=record.pk)
+    if not still_open.exists():
+        braze.member_sync_release(member_ids=[record.member_id])
 
 
 def _context(record: TriggerRecord) -> dict[str, Any]:

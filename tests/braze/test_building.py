@@ -101,3 +101,43 @@ def test_given_an_event_that_cannot_be_built_then_it_fails_alone(braze_connectio
     assert item.status == "failed"
     assert "not an ISO 8601 date" in item.last_error
     assert sandbox.user("m-1")["events"] == []
+
+
+def test_given_a_new_member_with_empty_fields_then_its_first_sync_sends_no_nulls(braze_connection):
+    from loyaltysync.models import Member
+
+    member = Member.objects.create(member_id="b-new", first_name="Ada")  # no tier, birthday or purchases
+    token, _ = queue.claim(limit=1, member_ids=[member.pk])
+
+    works, users = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+
+    [(array, obj, _)] = users[0].objects
+    assert array == "attributes"
+    assert None not in obj.values()
+    assert "loyalty_birthday" not in obj and "loyalty_tier" not in obj
+    assert obj["loyalty_first_name"] == "Ada" and obj["loyalty_points"] == 0
+    assert None not in works[0].sent_values.values()
+
+
+def test_given_a_value_braze_has_when_it_is_emptied_then_null_is_sent_to_remove_it(braze_connection):
+    member = make_member("b-emptied", birth_date=None)
+    MemberSyncState.objects.filter(pk=member.pk).update(
+        status=SyncStatus.PENDING, last_sent_values={"loyalty_birthday": "1990-05-17", "loyalty_points": 120})
+    token, _ = queue.claim(limit=1, member_ids=[member.pk])
+
+    _, users = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+
+    [(_, obj, _)] = users[0].objects
+    assert obj["loyalty_birthday"] is None  # Braze removes it
+    assert "loyalty_tier" not in obj  # never had a value: nothing to remove
+
+
+@pytest.mark.parametrize(("values", "last_sent", "send_all", "expected"), [
+    ({"a": 1, "b": None}, {}, True, {"a": 1}),
+    ({"a": None, "b": None}, {}, True, {}),
+    ({"a": 1, "b": None}, {"a": 1}, True, {}),
+    ({"a": 2, "b": None, "c": 3}, {"a": 1, "c": 3}, False, {"a": 2}),
+    ({"a": None, "b": None}, {"a": 1}, True, {"a": None}),
+], ids=["first-sync", "all-empty", "unchanged", "changed-only", "removal"])
+def test_attributes_to_send(values, last_sent, send_all, expected):
+    assert building.attributes_to_send(values, last_sent, send_all=send_all, force=False) == expected

@@ -119,3 +119,51 @@ def test_next_due_in_is_the_soonest_retry(members):
 
     assert not queue.claimable_exists()
     assert 25 < queue.next_due_in() <= 30
+
+
+@pytest.fixture
+def forget_promises(monkeypatch):
+    monkeypatch.setattr(queue, "_watched_until", None)
+
+
+def test_given_a_worker_promised_to_look_again_then_saves_ask_nothing_until_shortly_before_then(
+        settings, forget_promises, django_assert_num_queries):
+    from braze_integration import services
+
+    settings.BRAZE_SYNC_CONCURRENCY = 1
+    slot = FlushSlot.objects.create(busy_until=timezone.now() + timedelta(seconds=15),
+                                    watching_until=timezone.now() + timedelta(seconds=5))
+
+    assert services.flush_request() is False  # reads the slots once (all busy) and the promise with them
+    with django_assert_num_queries(0):
+        assert services.flush_request() is False
+
+    FlushSlot.objects.filter(pk=slot.pk).update(watching_until=timezone.now() + timedelta(milliseconds=100))
+    queue.slot_take()  # a later read sees the promise end soon: within the margin, saves ask again
+    with django_assert_num_queries(1):
+        assert services.flush_request() is False
+
+
+def test_given_a_released_slot_then_its_promise_is_gone(settings, forget_promises):
+    settings.BRAZE_SYNC_CONCURRENCY = 1
+    slot_id = queue.slot_take()
+    queue.slot_renew(slot_id, watching_until=timezone.now() + timedelta(seconds=5))
+    queue.slot_release(slot_id)
+
+    assert queue.slot_take() == slot_id
+    assert not queue.slot_watched()
+
+
+def test_given_a_held_member_then_it_is_claimed_only_after_the_hold_is_released_or_over(members):
+    queue.mark_pending([members[0].pk, members[1].pk])
+    queue.hold([members[0].pk], until=timezone.now() + timedelta(seconds=60))
+    queue.hold([members[1].pk], until=timezone.now() - timedelta(seconds=1))  # a hold nobody released, over
+    queue.hold([members[2].pk], until=timezone.now() + timedelta(seconds=60))  # no state yet: no change to send
+
+    _, ids = queue.claim(limit=10)
+    assert ids == [members[1].pk]
+    assert MemberSyncState.objects.get(pk=members[2].pk).status == SyncStatus.SYNCED
+
+    queue.unhold([members[0].pk])
+    _, ids = queue.claim(limit=10)
+    assert ids == [members[0].pk]

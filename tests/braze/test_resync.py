@@ -154,3 +154,25 @@ def test_an_interrupt_during_a_request_releases_the_claims_so_resume_works_at_on
     output = run("--resume")
     assert "done: 300 members" in output
     assert sandbox.stats()["users"] == 300
+
+
+def test_given_a_full_resync_then_one_row_per_request_and_the_member_page_still_names_its_request(members, sandbox):
+    from braze_integration.admin_member import braze_requests
+    from braze_integration.models import SyncRequest, SyncRequestMember
+
+    run("--all")
+
+    requests = list(SyncRequest.objects.filter(trigger="resync"))
+    assert len(requests) == 4 and not SyncRequestMember.objects.exists()  # nothing per member was refused
+    member = members[7]
+    last = MemberSyncState.objects.get(pk=member.pk).last_request_id
+    assert last in {r.pk for r in requests}
+    assert f"#{last}" in braze_requests(member)
+
+
+def test_given_a_resync_of_chosen_members_then_each_keeps_its_request_row(members, sandbox):
+    from braze_integration.models import SyncRequestMember
+
+    run("--member", "r-0001", "r-0002")
+
+    assert set(SyncRequestMember.objects.values_list("member__member_id", flat=True)) == {"r-0001", "r-0002"}

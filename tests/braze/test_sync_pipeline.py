@@ -104,3 +104,23 @@ def test_given_200_members_saved_in_one_transaction_then_they_go_in_requests_of_
     assert max(sizes) <= 75
     assert sum(sizes) == 200
     assert len(sizes) == 3
+
+
+def test_given_a_save_that_trusted_a_workers_promise_then_the_worker_sends_it_after_the_promise(
+        braze_connection, sandbox, monkeypatch):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from braze_integration import queue, services
+
+    member = make_member()
+    promised = timezone.now() + dt.timedelta(milliseconds=300)
+    monkeypatch.setattr(queue, "_watched_until", promised)  # as a save read it from a lingering worker's slot
+    member.first_name = "Grace"
+    member.save()  # queues no task: the worker promised to look again
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Ada"
+
+    services._promise_keep(promised)  # the worker, leaving, keeps its promise
+
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Grace"

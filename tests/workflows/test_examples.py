@@ -192,3 +192,16 @@ def test_process_again_in_the_admin_logs_runs_and_sends_nothing_twice(post_event
         assert page.status_code == 200, url
     listing = admin_client.get("/admin/workflows/workflowrun/").content.decode()
     assert "event loyalty_program_joined (already queued)" in listing
+
+
+def test_a_checkouts_mapped_attributes_and_its_workflows_attributes_go_to_braze_in_one_request(post_event, sandbox):
+    post_event("M-1", "opt_in", first_name="Ada")
+    requests_before = sandbox.stats()["requests"]
+
+    post_event("M-1", "checkout", transaction_id="T-1", total=59.95, currency="EUR", items=ITEMS)
+
+    assert sandbox.stats()["requests"] - requests_before == 1
+    attributes = sandbox.user("M-1")["attributes"]
+    assert attributes["loyalty_purchase_total"] == 59.95  # mapped
+    assert attributes["last_purchase_amount"] == 59.95  # the "Last purchase" workflow's
+    assert [run.outcome for run in runs_of("Last purchase")] == [RunOutcome.SENT]

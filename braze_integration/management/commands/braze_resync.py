@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 from tqdm import tqdm
 
-from braze_integration import resync
+from braze_integration import resync, resync_parallel
 
 
 def _parse_since(text: str):
@@ -49,6 +50,12 @@ class Command(BaseCommand):
             "--batch-size", type=int, help="objects per request (1-75; default the connection's)"
         )
         parser.add_argument("--resume", action="store_true", help="go on with the last interrupted resync")
+        parser.add_argument(
+            "--in-process",
+            action="store_true",
+            help="send from this process only (by default the members are split into key ranges that every "
+            "qcluster worker sends; with no worker running this process sends them)",
+        )
 
     def handle(self, *args, **options):
         batch_size = options["batch_size"]
@@ -78,7 +85,7 @@ class Command(BaseCommand):
                 if options["dry_run"]:
                     return self._dry_run(selection, options["force"], batch_size)
                 run = resync.resync_start(selection=selection, force=options["force"], batch_size=batch_size)
-            self._execute(run)
+            self._execute(run, in_process=options["in_process"])
         except resync.ResyncError as err:
             raise CommandError(str(err)) from None
 
@@ -97,7 +104,7 @@ class Command(BaseCommand):
         if report.sample:
             self.stdout.write("Sample payload:\n" + json.dumps(report.sample, indent=2, ensure_ascii=False))
 
-    def _execute(self, run):
+    def _execute(self, run, *, in_process: bool):
         bar = tqdm(
             total=run.total,
             initial=run.members_done,
@@ -111,8 +118,14 @@ class Command(BaseCommand):
             bar.update(done)
             bar.set_postfix(sent=current.members_sent, failed=current.members_failed, refresh=False)
 
+        # A run started in one process goes on in one process (its cursor is the run's own).
+        parallel = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0 and (
+            run.parts.exists() or (run.members_done == 0 and resync_parallel.workers_running()))
         try:
-            run = resync.resync_execute(run=run, progress=progress)
+            if parallel:
+                run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
+            else:
+                run = resync.resync_execute(run=run, progress=progress)
         except KeyboardInterrupt:
             bar.close()
             self.stderr.write(
