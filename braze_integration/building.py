@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loyaltysync.models import Member
+from loyaltysync.sql_lists import one_param
 
 from . import payloads, standard_fields
 from .fields import FieldContext, LoyaltyField, loyalty_fields
@@ -194,10 +195,10 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         for pk, version, attempts, last_sent in MemberSyncState.objects.filter(claim_token=token)
         .values_list("pk", "version", "attempts", "last_sent_values")
     }
-    rows = Member.objects.filter(pk__in=list(states)).values(*plan.columns)
+    rows = Member.objects.filter(pk__in=one_param(states)).values(*plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
     outbox_left: set[int] = set()
-    for item in OutboxItem.objects.filter(member_id__in=list(states), status=OutboxStatus.PENDING).order_by("id"):
+    for item in OutboxItem.objects.filter(member_id__in=one_param(states), status=OutboxStatus.PENDING).order_by("id"):
         bucket = outbox.setdefault(item.member_id, [])
         if len(bucket) < MAX_OUTBOX_PER_MEMBER:
             bucket.append(item)

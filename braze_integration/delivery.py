@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -150,6 +150,8 @@ class Deliverer:
         # Without member rows (a full resync) a request keeps one row of its own, and a member only
         # one when Braze refused something of it; its state still points at the request that carried it.
         self.member_rows = member_rows
+        # When this claim's members were last checked against every erasure (see ``erasure.tombstoned``).
+        self._tombstones_checked: datetime | None = None
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
@@ -158,6 +160,7 @@ class Deliverer:
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
         # A member erased since its row was read sends nothing (its state and outbox rows are gone with it).
+        self._tombstones_checked = timezone.now() - erasure.TOMBSTONE_MARGIN
         erased = erasure.tombstoned(w.external_id for w in works)
         if erased:
             users = [u for u in users if by_pk[u.key].external_id not in erased]
@@ -259,7 +262,8 @@ class Deliverer:
         with transaction.atomic():
             stop = self._record(token, request, plan, answer, outcome, report)
             # A member erased while this request was on its way may have been recreated by it: delete it again.
-            erasure.deletions_repeat(erasure.tombstoned({w.external_id for w in works_of(plan)}))
+            erasure.deletions_repeat(erasure.tombstoned({w.external_id for w in works_of(plan)},
+                                                        since=self._tombstones_checked))
         if stop is not None and not stopping:
             raise stop
 

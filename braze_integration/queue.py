@@ -24,6 +24,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from loyaltysync.models import Member
+from loyaltysync.sql_lists import one_param
 
 from .models import (
     FlushSlot,
@@ -138,7 +139,7 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
             free |= Q(claim_token=mine)
         qs = MemberSyncState.objects.filter(free)
         if member_ids is not None:
-            qs = qs.filter(pk__in=list(member_ids))
+            qs = qs.filter(pk__in=one_param(member_ids))
         else:
             qs = qs.order_by("dirty_since")
         rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
@@ -146,7 +147,7 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         # A token still on a free row belongs to a worker that stopped while holding it.
         _recover_lost({old for _, old in rows if old is not None and old != mine})
         if ids:
-            MemberSyncState.objects.filter(pk__in=ids).update(
+            MemberSyncState.objects.filter(pk__in=one_param(ids)).update(
                 claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
     return token, ids
 
@@ -234,8 +235,12 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
     if db_connection.vendor == "postgresql":
         source, sent_id, sent_value = "jsonb_each(%s::jsonb) AS sent", "sent.key::bigint", "NULLIF(sent.value, 'null')"
+        claimed = f"{table}.claim_token = %s"
     else:  # SQLite's json_each gives JSON null as NULL
         source, sent_id, sent_value = "json_each(%s) AS sent", "CAST(sent.key AS INTEGER)", "sent.value"
+        # The unary + keeps SQLite off the claim_token index: it would walk the whole claim (600 rows)
+        # and scan the JSON once per row; this way it walks the JSON and finds each row by key.
+        claimed = f"+{table}.claim_token = %s"
     assignments = [f"last_sent_values = COALESCE({sent_value}, {table}.last_sent_values)", "attempts = 0",
                    "next_attempt_at = NULL", "last_error = ''", "last_error_kind = ''", "claim_token = NULL",
                    "claimed_until = NULL"]
@@ -251,7 +256,7 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {', '.join(assignments)} FROM {source} "
-            f"WHERE {table}.member_id = {sent_id} AND {table}.claim_token = %s",
+            f"WHERE {table}.member_id = {sent_id} AND {claimed}",
             [*params, sent, token_param])
         return cursor.rowcount
 

@@ -13,6 +13,7 @@ Policy (the README's "Members' data and consent" says the same):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -29,11 +30,16 @@ from .validation import _source_check, member_id_problem
 
 
 def _hash_key() -> bytes:
-    configured = getattr(settings, "LOYALTY_ERASURE_HASH_KEY", "")
+    return _hash_key_of(getattr(settings, "LOYALTY_ERASURE_HASH_KEY", ""), settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _hash_key_of(configured: str, secret_key: str) -> bytes:
+    """Derived once per setting (the sync hashes every member it sends)."""
     if configured:
         return configured.encode()
     # Derived, so development needs no setting; production sets its own key and never changes it.
-    return hmac.new(settings.SECRET_KEY.encode(), b"loyaltysync.erasure", hashlib.sha256).digest()
+    return hmac.new(secret_key.encode(), b"loyaltysync.erasure", hashlib.sha256).digest()
 
 
 def member_id_hash(member_id: str) -> str:

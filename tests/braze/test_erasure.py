@@ -153,3 +153,24 @@ def test_a_request_on_its_way_when_the_member_is_erased_is_undone_by_a_second_de
     assert sandbox.user("m-1") is None
     assert BrazeDeletion.objects.get().times_sent == 2
     assert endpoint_calls(sandbox, DELETE) == 2
+
+
+def test_the_check_after_an_answer_reads_only_erasures_since_the_full_check(braze_connection):
+    """After a full check of a claim (``since``: its time less the margin), the check after each answer
+    reads erasures from then on only: one that is older was seen by the full check already."""
+    from datetime import timedelta
+
+    from braze_integration import erasure
+    from loyaltysync.models import ErasureRecord
+
+    make_member("m-1")
+    make_member("m-2")
+    erase("m-1")
+    erase("m-2")
+    ErasureRecord.objects.filter(member_hash=loyalty.member_id_hash("m-2")).update(
+        erased_at=timezone.now() - erasure.TOMBSTONE_MARGIN - timedelta(minutes=1))
+    since = timezone.now() - erasure.TOMBSTONE_MARGIN
+
+    assert erasure.tombstoned(["m-1", "m-2", "m-3"]) == {"m-1", "m-2"}
+    assert erasure.tombstoned(["m-1", "m-2", "m-3"], since=since) == {"m-1"}
+    assert erasure.tombstoned(["m-2", "m-3"], since=since) == set()
