@@ -24,7 +24,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from loyaltysync.models import Member
-from loyaltysync.sql_lists import one_param
+from loyaltysync.sql_lists import one_param, one_param_table
 
 from .models import (
     FlushSlot,
@@ -75,19 +75,19 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
 
     With ``claimed_by`` the new rows are born claimed by that token (``claim`` with it takes them):
     a flush worker must not pick up a resync's members between the insert and the resync's claim."""
+    ids, params = one_param_table(member_ids)
     if claimed_by is None:
-        values = ", ".join(["(%s, 'pending', 1, 0, 0, 0, '', '', NULL, NULL)"] * len(member_ids))
-        params: list[Any] = list(member_ids)
+        claimed, claim_params = "0, NULL, NULL", []
     else:
         token = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(claimed_by, db_connection)
         until = db_connection.ops.adapt_datetimefield_value(timezone.now() + claim_lease())
-        values = ", ".join(["(%s, 'pending', 1, 0, 1, 0, '', '', %s, %s)"] * len(member_ids))
-        params = [p for member_id in member_ids for p in (member_id, token, until)]
+        claimed, claim_params = "1, %s, %s", [token, until]
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
-            "claimed_version, attempts, last_error, last_error_kind, claim_token, claimed_until) "
-            f"VALUES {values} ON CONFLICT (member_id) DO NOTHING", params)
+            "attempts, last_error, last_error_kind, claimed_version, claim_token, claimed_until) "
+            f"SELECT ids.value, 'pending', 1, 0, 0, '', '', {claimed} FROM {ids} WHERE true "
+            "ON CONFLICT (member_id) DO NOTHING", [*claim_params, *params])
 
 
 def hold(member_ids: list[int], *, until) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from typing import Any
+
 from django.db import connection
 from django.db.models.expressions import RawSQL
 
@@ -21,3 +23,13 @@ def one_param(values: Iterable[int] | Iterable[str], *, sql_type: str = "bigint"
     if connection.vendor == "postgresql":
         return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [listed])
     return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(listed)])
+
+
+def one_param_table(values: Iterable[int] | Iterable[str], *, sql_type: str = "bigint") -> tuple[str, list[Any]]:
+    """``values`` as a table with one column, ``ids.value``, for ``INSERT ... SELECT ... FROM`` it:
+    the SQL of the FROM clause and its one parameter. (On SQLite, an ``INSERT ... SELECT`` followed by
+    ``ON CONFLICT`` needs a ``WHERE`` clause in the SELECT; ``WHERE true`` will do.)"""
+    listed = list(values)
+    if connection.vendor == "postgresql":
+        return f"unnest(%s::{sql_type}[]) AS ids(value)", [listed]
+    return "json_each(%s) AS ids", [json.dumps(listed)]
