@@ -7,7 +7,9 @@ sends nothing; the pure request shapes are in ``payloads``.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,23 +120,24 @@ class MappingPlan:
     def converted_value(self, loyalty_field: LoyaltyField, spec: payloads.AttributeSpec, row: dict[str, Any]) -> Any:
         """One mapped field's value as Braze takes it (a standard attribute in Braze's format), or
         ``NOT_SENT``; raises ``PayloadError`` when Braze cannot take it."""
-        value = payloads.convert_value(spec.braze_type, loyalty_field.extract(row, self.context), where=spec.remote_field)
-        standard = STANDARD_FIELDS.get(spec.remote_field)
-        if standard is not None and value is not None:
-            value = standard.value(value, spec.remote_field)
-        return value
+        return _value_reader(loyalty_field, spec, self.context)(row)
+
+    @functools.cached_property
+    def _readers(self) -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
+        return [(spec.remote_field, _value_reader(loyalty_field, spec, self.context))
+                for loyalty_field, spec in self.specs]
 
     def _converted(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
         out: dict[str, Any] = {}
         unsendable: dict[str, payloads.PayloadError] = {}
-        for loyalty_field, spec in self.specs:
+        for remote_field, read in self._readers:
             try:
-                value = self.converted_value(loyalty_field, spec, row)
+                value = read(row)
             except payloads.PayloadError as err:
-                unsendable[spec.remote_field] = err
+                unsendable[remote_field] = err
                 continue
             if value is not NOT_SENT:
-                out[spec.remote_field] = value
+                out[remote_field] = value
         groups = []
         for loyalty_field, group_id in self.groups:
             try:
@@ -148,6 +151,24 @@ class MappingPlan:
         if groups:
             out[SUBSCRIPTION_GROUPS] = groups
         return out, unsendable
+
+
+def _value_reader(loyalty_field: LoyaltyField, spec: payloads.AttributeSpec, context: FieldContext
+                  ) -> Callable[[dict[str, Any]], Any]:
+    """A mapped field's value from a member row, converted for Braze (see ``MappingPlan.converted_value``):
+    the type's converter and the standard attribute's format looked up once per plan, not per value."""
+    extract, where = loyalty_field.extract, spec.remote_field
+    convert = payloads.converter_for(spec.braze_type)
+    standard = STANDARD_FIELDS.get(where)
+
+    def read(row: dict[str, Any]) -> Any:
+        value = extract(row, context)
+        if value is None:
+            return None
+        value = convert(value, where, payloads.MAX_ARRAY)
+        return value if standard is None or value is None else standard.value(value, where)
+
+    return read
 
 
 def unsendable_note(unsendable: dict[str, str]) -> str:

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -246,60 +246,81 @@ def _check_size(value: Any, where: str) -> None:
         raise PayloadError(where, f"is {size // 1024} KB; Braze takes at most 100 KB")
 
 
+def _to_boolean(value: Any, where: str, max_array: int) -> bool:
+    try:
+        return fieldtypes.to_boolean(value)
+    except fieldtypes.TypeProblem:
+        raise PayloadError(where, f"expected true or false, got {_preview(value)}") from None
+
+
+def _to_array(value: Any, where: str, max_array: int) -> list:
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise PayloadError(where, f"expected an array, got {type(value).__name__}")
+    items = list(value)
+    if len(items) > max_array:
+        raise PayloadError(where, f"has {len(items)} elements; the limit is {max_array}")
+    out = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict | list | tuple) or item is None:
+            raise PayloadError(f"{where}[{index}]", "arrays hold strings and numbers only")
+        if isinstance(item, Decimal | float):
+            out.append(_number(item, f"{where}[{index}]", integer=False))
+        elif isinstance(item, bool | int):
+            out.append(item)
+        else:
+            out.append(_string(item, f"{where}[{index}]"))
+    return out
+
+
+def _to_object(value: Any, where: str, max_array: int) -> dict:
+    if not isinstance(value, dict):
+        raise PayloadError(where, f"expected an object, got {type(value).__name__}")
+    if set(value) in _OPERATION_KEYS:
+        raise PayloadError(
+            where, f"an object with only the keys {sorted(value)} would be read by Braze as an update "
+            "operation, not stored; add another key"
+        )
+    return _nested(value, where)
+
+
+def _to_array_of_objects(value: Any, where: str, max_array: int) -> list:
+    if not isinstance(value, list | tuple):
+        raise PayloadError(where, f"expected an array of objects, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise PayloadError(f"{where}[{index}]", "expected an object")
+    return _nested(list(value), where)
+
+
+Converter = Callable[[Any, str, int], Any]
+
+# Each Braze type's conversion of a value that is not None: (value, where, max_array) -> what Braze takes.
+CONVERTERS: dict[str, Converter] = {
+    BrazeType.INTEGER: lambda value, where, max_array: _number(value, where, integer=True),
+    BrazeType.FLOAT: lambda value, where, max_array: _number(value, where, integer=False),
+    BrazeType.STRING: lambda value, where, max_array: _string(value, where),
+    BrazeType.BOOLEAN: _to_boolean,
+    BrazeType.DATE: lambda value, where, max_array: _parse_time(value, where),
+    BrazeType.ARRAY: _to_array,
+    BrazeType.OBJECT: _to_object,
+    BrazeType.ARRAY_OF_OBJECTS: _to_array_of_objects,
+}
+
+
+def converter_for(braze_type: BrazeType | str) -> Converter:
+    """The conversion of ``braze_type`` (for code that converts many values of one type)."""
+    try:
+        return CONVERTERS[braze_type]  # StrEnum members hash as their strings: plain strings find them too
+    except KeyError:
+        raise ValueError(f"Unknown Braze type {braze_type!r}") from None
+
+
 def convert_value(braze_type: BrazeType | str, value: Any, *, where: str = "value", max_array: int = MAX_ARRAY) -> Any:
     """Convert one loyalty value to what Braze takes for ``braze_type``. ``None`` stays ``None``
     (Braze removes the attribute)."""
     if value is None:
         return None
-    match braze_type:  # StrEnum members equal their strings, so plain strings match too
-        case BrazeType.INTEGER:
-            return _number(value, where, integer=True)
-        case BrazeType.FLOAT:
-            return _number(value, where, integer=False)
-        case BrazeType.STRING:
-            return _string(value, where)
-        case BrazeType.BOOLEAN:
-            try:
-                return fieldtypes.to_boolean(value)
-            except fieldtypes.TypeProblem:
-                raise PayloadError(where, f"expected true or false, got {_preview(value)}") from None
-        case BrazeType.DATE:
-            return _parse_time(value, where)
-        case BrazeType.ARRAY:
-            if not isinstance(value, list | tuple | set | frozenset):
-                raise PayloadError(where, f"expected an array, got {type(value).__name__}")
-            items = list(value)
-            if len(items) > max_array:
-                raise PayloadError(where, f"has {len(items)} elements; the limit is {max_array}")
-            out = []
-            for index, item in enumerate(items):
-                if isinstance(item, dict | list | tuple) or item is None:
-                    raise PayloadError(f"{where}[{index}]", "arrays hold strings and numbers only")
-                if isinstance(item, Decimal | float):
-                    out.append(_number(item, f"{where}[{index}]", integer=False))
-                elif isinstance(item, bool | int):
-                    out.append(item)
-                else:
-                    out.append(_string(item, f"{where}[{index}]"))
-            return out
-        case BrazeType.OBJECT:
-            if not isinstance(value, dict):
-                raise PayloadError(where, f"expected an object, got {type(value).__name__}")
-            if set(value) in _OPERATION_KEYS:
-                raise PayloadError(
-                    where, f"an object with only the keys {sorted(value)} would be read by Braze as an update "
-                    "operation, not stored; add another key"
-                )
-            return _nested(value, where)
-        case BrazeType.ARRAY_OF_OBJECTS:
-            if not isinstance(value, list | tuple):
-                raise PayloadError(where, f"expected an array of objects, got {type(value).__name__}")
-            for index, item in enumerate(value):
-                if not isinstance(item, dict):
-                    raise PayloadError(f"{where}[{index}]", "expected an object")
-            return _nested(list(value), where)
-        case _:
-            raise ValueError(f"Unknown Braze type {braze_type!r}")
+    return converter_for(braze_type)(value, where, max_array)
 
 
 @dataclass(frozen=True)
