@@ -113,9 +113,39 @@ def event_record(
             member = Member(member_id=member_id)
         context = _Context(member=member, occurred_at=occurred_at, source=source, action=action)
         event = handler(context, data)
-        _member_save(member)
+        try:
+            _member_save(member)
+        except InvalidEventData:
+            raise
+        except InvalidData as error:  # a member check (see ``member_checks``), in the member's terms
+            raise _in_event_terms(error, data) from None
         _announce(context.events)
     return member, event
+
+
+# Member attributes a checkout derives from its data, and where in the data they come from.
+_CHECKOUT_SOURCES = {
+    "last_purchase": "data",
+    "last_purchase_items": "data.items",
+    "last_purchase_products": "data.items",
+    "last_purchase_amount": "data.total",
+    "last_purchase_currency": "data.currency",
+}
+
+
+def _in_event_terms(error: InvalidData, data: dict[str, Any]) -> InvalidEventData:
+    """A member check's problems named by the event data they came from: ``email`` as ``data.email``,
+    ``last_purchase_items`` as ``data.items``; what the engine keeps (points, tiers) keeps its name."""
+    errors: dict[str, list[str]] = {}
+    codes: dict[str, list[str]] = {}
+    for path, problems in error.field_errors.items():
+        if path.split(".", 1)[0] in data:
+            where = f"data.{path}"
+        else:
+            where = _CHECKOUT_SOURCES.get(path, path)
+        errors.setdefault(where, []).extend(problems)
+        codes.setdefault(where, []).extend(error.field_codes.get(path, []))
+    return InvalidEventData(errors, codes=codes)
 
 
 BUILT_IN_ACTIONS = ("opt_in", "opt_out", "profile", "checkout", "refund", "partial_refund", "point_add",

@@ -54,8 +54,9 @@ def test_a_checkout_whose_items_braze_could_never_take_is_refused_with_400_namin
         "transaction_id": "t-big", "total": 500, "currency": "EUR", "items": BIG_CHECKOUT_ITEMS}}, format="json")
 
     assert response.status_code == 400, response.content
-    problems = response.json()["error"]["fields"]["last_purchase_items"]
-    assert "loyalty_last_items" in problems[0] and "Braze takes at most 100 KB" in problems[0]
+    fields = response.json()["error"]["fields"]
+    assert list(fields) == ["data.items"]  # the checkout's own data, where the integrator can fix it
+    assert "loyalty_last_items" in fields["data.items"][0] and "Braze takes at most 100 KB" in fields["data.items"][0]
     assert not Member.objects.get().last_purchase  # nothing was recorded
     # Points changes still reach Braze: the member is not stuck.
     loyalty.event_record(member_id="m-1", action="point_add", data={"points": 30}, source="api")
@@ -73,6 +74,19 @@ def test_a_patch_of_a_custom_object_braze_would_read_as_an_operation_is_refused_
     [problem] = response.json()["error"]["fields"]["custom_fields.preferences"]
     assert "loyalty_preferences" in problem
     assert Member.objects.get().custom_fields == {}
+
+
+def test_a_profile_event_braze_could_never_take_names_the_events_data(api, preferences):
+    enrol()
+
+    response = api.post("/api/v1/events", {"customer": "m-1", "action": "profile", "data": {
+        "last_name": "Lovelace", "custom_fields": {"preferences": {"inc": 5}}}}, format="json")
+
+    assert response.status_code == 400, response.content
+    [problem] = response.json()["error"]["fields"]["data.custom_fields.preferences"]
+    assert "loyalty_preferences" in problem and "update operation" in problem
+    member = Member.objects.get()
+    assert (member.last_name, member.custom_fields) == ("", {})  # nothing of the event was recorded
 
 
 def test_a_custom_object_braze_takes_is_accepted_and_synced(api, preferences, sandbox, q_sync):
