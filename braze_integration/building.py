@@ -21,6 +21,8 @@ from .fields import FieldContext, LoyaltyField, loyalty_fields
 from .models import Connection, MemberSyncState, OutboxItem, OutboxKind, OutboxStatus, SendMode
 from .standard_fields import NOT_SENT, STANDARD_FIELDS, SUBSCRIPTION_GROUPS
 
+# What Braze is told of a consent that was given and is cleared since (no consent on record is no consent).
+WITHDRAWN = "unsubscribed"
 MAX_OUTBOX_PER_MEMBER = 40  # the rest waits for the next round; keeps one member within one request
 
 
@@ -113,7 +115,7 @@ class MappingPlan:
         back the member's other attributes. Standard attributes are in Braze's format, subscription
         groups carry their states, a consent never given is left out (Braze keeps what it has), and a
         plan that clears adds null for each cleared attribute ``last_sent`` holds."""
-        out, unsendable = self._converted(row)
+        out, unsendable = self._converted(row, last_sent or {})
         nulls = {name: None for name in sorted(self.clear) if name in (last_sent or {})}
         return {**nulls, **out}, {name: f"{err.field}: {err.problem}" for name, err in unsendable.items()}
 
@@ -127,7 +129,11 @@ class MappingPlan:
         return [(spec.remote_field, _value_reader(loyalty_field, spec, self.context))
                 for loyalty_field, spec in self.specs]
 
-    def _converted(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
+    def _converted(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None
+                   ) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
+        """The converted values and the unsendable ones. A consent cleared after Braze was sent a state
+        for it goes as ``unsubscribed`` (``last_sent`` tells): Braze would otherwise keep the old one."""
+        last_sent = last_sent or {}
         out: dict[str, Any] = {}
         unsendable: dict[str, payloads.PayloadError] = {}
         for remote_field, read in self._readers:
@@ -136,9 +142,13 @@ class MappingPlan:
             except payloads.PayloadError as err:
                 unsendable[remote_field] = err
                 continue
+            if value is NOT_SENT and last_sent.get(remote_field) is not None:
+                value = WITHDRAWN
             if value is not NOT_SENT:
                 out[remote_field] = value
         groups = []
+        sent_groups = {group.get("subscription_group_id") for group in last_sent.get(SUBSCRIPTION_GROUPS) or []
+                       if isinstance(group, dict)}
         for loyalty_field, group_id in self.groups:
             try:
                 state = standard_fields.subscription_group_state(loyalty_field.extract(row, self.context),
@@ -146,6 +156,8 @@ class MappingPlan:
             except payloads.PayloadError as err:
                 unsendable[f"{SUBSCRIPTION_GROUPS}[{group_id}]"] = err
                 continue
+            if state is NOT_SENT and group_id in sent_groups:
+                state = WITHDRAWN
             if state is not NOT_SENT:
                 groups.append({"subscription_group_id": group_id, "subscription_state": state})
         if groups:

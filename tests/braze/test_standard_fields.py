@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from django.core.exceptions import ValidationError
 
-from braze_integration import services, standard_fields
+from braze_integration import building, services, standard_fields
 from braze_integration.fields import loyalty_fields
 from braze_integration.models import FieldMapping, MemberSyncState, RemoteKind, SyncRequest, SyncStatus
 from braze_integration.payloads import PayloadError
@@ -189,3 +189,29 @@ def test_given_consent_never_given_then_nothing_is_sent_for_it_and_a_withdrawal_
     attributes = sandbox.user("m-1")["attributes"]
     assert attributes["email_subscribe"] == "subscribed"
     assert attributes["subscription_groups"] == {SMS_GROUP: "unsubscribed", PROMO_GROUP: "subscribed"}
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_given_a_consent_cleared_after_it_was_sent_then_braze_is_told_unsubscribed(standard_connection, sandbox):
+    member = Member.objects.create(member_id="m-1", email="ada@example.com", consent_email="opted_in",
+                                   consent_sms="subscribed")
+    attributes = sandbox.user("m-1")["attributes"]
+    assert attributes["email_subscribe"] == "opted_in"
+    assert attributes["subscription_groups"] == {SMS_GROUP: "subscribed", PROMO_GROUP: "subscribed"}
+
+    member.consent_email = ""
+    member.consent_sms = ""
+    member.save()
+
+    attributes = sandbox.user("m-1")["attributes"]
+    # Braze would keep opted in / subscribed: a consent no longer on record is withdrawn there.
+    assert attributes["email_subscribe"] == "unsubscribed" and attributes["push_subscribe"] == "unsubscribed"
+    assert attributes["subscription_groups"] == {SMS_GROUP: "unsubscribed", PROMO_GROUP: "unsubscribed"}
+
+    # What Braze holds now is the withdrawal: the next change does not send it again.
+    state = MemberSyncState.objects.get()
+    assert state.status == SyncStatus.SYNCED and state.last_sent_values["email_subscribe"] == "unsubscribed"
+    plan = building.MappingPlan.load(standard_connection)
+    values, _ = plan.sendable_values(Member.objects.filter(pk=member.pk).values(*plan.columns).get(),
+                                     state.last_sent_values)
+    assert building.attributes_to_send(values, state.last_sent_values, send_all=False, force=False) == {}
