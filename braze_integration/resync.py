@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -31,6 +32,10 @@ from .models import (
     SendMode,
 )
 from .standard_fields import SUBSCRIPTION_GROUPS
+
+
+# How much longer than a claim lease a resync waits for members other processes hold.
+CLAIM_WAIT_MARGIN = 10.0
 
 
 class ResyncError(Exception):
@@ -307,16 +312,21 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building
     remaining = list(ids)
     stalls = 0
     held = token
+    held_by_others_since: float | None = None
     while remaining:
         token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held)
         held = None
         if not claimed:
-            # Workers hold these members right now; they will send them.
-            stalls += 1
-            if stalls > max_stalls:
-                raise ResyncError("Members stayed claimed by workers for too long; try again later.")
+            # Workers hold these members right now: they send them and let go, or, when the worker was
+            # killed, its claim runs out after a lease. Wait that long, not longer.
+            now = time.monotonic()
+            held_by_others_since = held_by_others_since or now
+            if now - held_by_others_since > queue.claim_lease().total_seconds() + CLAIM_WAIT_MARGIN:
+                raise ResyncError("Members stayed claimed by workers for longer than a claim lease "
+                                  f"({settings.BRAZE_CLAIM_LEASE_SECONDS} s); try again later.")
             time.sleep(0.5)
             continue
+        held_by_others_since = None
         round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force)
         total.merge(round_.report)
         stop = round_.stop

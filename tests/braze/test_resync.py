@@ -179,3 +179,23 @@ def test_given_a_resync_of_chosen_members_then_each_keeps_its_request_row(member
     run("--member", "r-0001", "r-0002")
 
     assert set(SyncRequestMember.objects.values_list("member__member_id", flat=True)) == {"r-0001", "r-0002"}
+
+
+def test_given_members_claimed_by_a_killed_worker_when_resyncing_then_it_waits_out_their_lease_and_sends_them(
+        members, sandbox, settings):
+    """A worker SIGKILLed mid-send leaves its claim until the lease runs out; a resync walking into those
+    members waits that long (not a fixed number of tries) and then sends them."""
+    from braze_integration import queue
+
+    settings.BRAZE_CLAIM_LEASE_SECONDS = 3
+    MemberSyncState.objects.all().delete()
+    queue.states_ensure(list(Member.objects.order_by("pk").values_list("pk", flat=True)[:10]))
+    _dead_token, claimed = queue.claim(limit=10)  # the killed worker's claim: nobody releases it
+    assert len(claimed) == 10
+    run = resync.resync_start(selection=resync.Selection(all=True))
+
+    resync.resync_execute(run=run, max_stalls=1)  # failed tries do not count while the members are held
+
+    run.refresh_from_db()
+    assert run.status == ResyncStatus.FINISHED and run.members_sent == Member.objects.count()
+    assert sandbox.stats()["users"] == Member.objects.count()
