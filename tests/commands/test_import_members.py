@@ -105,3 +105,13 @@ def test_a_rejected_row_makes_the_command_exit_non_zero_and_the_good_rows_stay(t
     assert "The 1 good row(s) were kept" in result.stderr
     assert f"{path}:3: consent_email: must be one of: opted_in, subscribed, unsubscribed" in result.stderr
     assert Member.objects.filter(member_id="ok-1", consent_email="opted_in").exists()
+
+
+def test_a_json_member_id_that_is_a_number_is_reported_as_not_text(tmp_path, db):
+    path = tmp_path / "members.jsonl"
+    path.write_text(json.dumps({"member_id": 123}) + "\n")
+
+    out, err = run(path)
+
+    assert f"{path}:1: member_id: must be a string (text), not a number." in err
+    assert "is missing or empty" not in err
