@@ -186,3 +186,14 @@ def test_a_utf8_bom_is_still_read_as_the_start_of_the_header(tmp_path, db):
     run(path, rejects=False)
 
     assert Member.objects.get(member_id="bom-1").first_name == "Zoé"
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused_before_anything_is_imported(tmp_path, db):
+    path = tmp_path / "members.csv"
+    path.write_text("member_id,first_name,member_id\nd-1,Ada,d-2\n")
+
+    with pytest.raises(CommandError) as failure:
+        call_command("import_members", str(path), stdout=StringIO(), stderr=StringIO())
+
+    assert "the CSV header names member_id more than once" in str(failure.value)
+    assert not Member.objects.exists()

@@ -5,7 +5,7 @@ admin), each in its own savepoint: a bad row is reported with its line number an
 the good ones. Saved members are synced like any other change. The command exits non-zero when any row was
 rejected (after keeping the good ones, and saying so), so scripts notice.
 
-CSV: a header row; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
+CSV: a header row, each column named once; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
 and custom fields as `custom.<key>` columns. An
 empty cell leaves the value as it is. JSON lines: one object a line with the same keys, custom
 fields either as `custom.<key>` keys or in a `custom_fields` object.
@@ -105,6 +105,11 @@ def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Ite
         raise CommandError(f"{path}: the header (line 1) {problems[min(problems)]} and import it again.")
     if not header or "member_id" not in header:
         raise CommandError(f"{path}: the CSV header must have a member_id column.")
+    # With a column named twice, one of the two values would be dropped without a word.
+    duplicated = sorted({name for name in header if name.strip() and header.count(name) > 1})
+    if duplicated:
+        raise CommandError(f"{path}: the CSV header names {', '.join(duplicated)} more than once; "
+                           "each column must appear once. Nothing was imported.")
     last = reader.line_num
     for cells in reader:
         # A quoted cell may span lines: the record is lines last+1 .. reader.line_num.
