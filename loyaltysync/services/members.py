@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from ..attributes import BY_NAME, CUSTOM_FIELDS, CUSTOM_PREFIX, PROFILE_FIELDS
 from ..errors import InvalidData, LoyaltyError, MemberAlreadyExists
-from ..fieldtypes import TypeProblem, coerce
+from ..fieldtypes import TypeProblem, coerce, json_type
 from ..member_checks import member_checks_run
 from ..models import CustomField, EventSource, FieldType, Member, MemberStatus
 from ..transient import retry_transient
@@ -251,7 +251,10 @@ def _import_split(
     """(member id, profile values, custom values) of an import row."""
     row = dict(row)
     member_id = row.pop("member_id", None)
-    if not isinstance(member_id, str) or not member_id.strip():
+    if member_id is not None and not isinstance(member_id, str):
+        # JSON lines can hold a number here; saying "missing" would send people looking for the wrong problem.
+        raise LoyaltyError(f"must be a string (text), not {json_type(member_id)}.", field="member_id")
+    if not member_id or not member_id.strip():
         raise LoyaltyError("is missing or empty.", field="member_id")
     custom = row.pop(CUSTOM_FIELDS, None) or {}
     if not isinstance(custom, dict):

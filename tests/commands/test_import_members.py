@@ -105,3 +105,95 @@ def test_a_rejected_row_makes_the_command_exit_non_zero_and_the_good_rows_stay(t
     assert "The 1 good row(s) were kept" in result.stderr
     assert f"{path}:3: consent_email: must be one of: opted_in, subscribed, unsubscribed" in result.stderr
     assert Member.objects.filter(member_id="ok-1", consent_email="opted_in").exists()
+
+
+def test_a_json_member_id_that_is_a_number_is_reported_as_not_text(tmp_path, db):
+    path = tmp_path / "members.jsonl"
+    path.write_text(json.dumps({"member_id": 123}) + "\n")
+
+    out, err = run(path)
+
+    assert f"{path}:1: member_id: must be a string (text), not a number." in err
+    assert "is missing or empty" not in err
+
+
+def test_a_csv_line_that_is_not_utf8_is_rejected_alone_and_the_rows_around_it_are_kept(tmp_path, db):
+    """Given 700 good rows (more than a batch), a Latin-1 row and one more good row, when the file is imported,
+    then only the Latin-1 row is rejected, with its line and why, and the 701 others are members."""
+    path = tmp_path / "members.csv"
+    good = "".join(f"u8-{i},N{i}\n" for i in range(700))
+    path.write_bytes(b"member_id,first_name\n" + good.encode() + b"u8-bad,\xe9t\xe9\nu8-after,M\n")
+
+    out, err = run(path)
+
+    assert "701 created, 0 updated, 0 unchanged, 1 rejected" in out
+    assert f"{path}:702: is not UTF-8 text" in err
+    assert Member.objects.filter(member_id__startswith="u8-").count() == 701
+    assert Member.objects.filter(member_id="u8-after").exists()
+
+
+def test_a_json_line_that_is_not_utf8_is_rejected_alone(tmp_path, db):
+    path = tmp_path / "members.jsonl"
+    path.write_bytes(b'{"member_id": "j-1"}\n{"member_id": "j-bad", "first_name": "\xe9t\xe9"}\n{"member_id": "j-2"}\n')
+
+    out, err = run(path)
+
+    assert "2 created, 0 updated, 0 unchanged, 1 rejected" in out
+    assert f"{path}:2: is not UTF-8 text" in err
+    assert set(Member.objects.values_list("member_id", flat=True)) == {"j-1", "j-2"}
+
+
+def test_a_quoted_cell_over_two_lines_is_rejected_by_the_line_that_is_not_utf8(tmp_path, db):
+    path = tmp_path / "members.csv"
+    path.write_bytes(b'member_id,first_name\nq-1,"two\nlines \xe9"\nq-2,Ok\n')
+
+    out, err = run(path)
+
+    assert "1 created, 0 updated, 0 unchanged, 1 rejected" in out
+    assert f"{path}:3: is not UTF-8 text" in err
+    assert list(Member.objects.values_list("member_id", flat=True)) == ["q-2"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"member_id,first_name\xe9\nx-1,Ada\n", "the header (line 1) is not UTF-8 text (byte 0xe9"),
+    ("member_id,first_name\nx-1,Ada\n".encode("utf-16"), "the file is UTF-16 text, not UTF-8"),
+], ids=["latin-1 header", "utf-16"])
+def test_a_file_that_is_not_utf8_from_its_first_line_is_refused_with_a_clear_error(tmp_path, db, content, message):
+    path = tmp_path / "members.csv"
+    path.write_bytes(content)
+
+    with pytest.raises(CommandError) as failure:
+        call_command("import_members", str(path), stdout=StringIO(), stderr=StringIO())
+
+    assert message in str(failure.value)
+    assert not Member.objects.exists()
+
+
+def test_a_row_not_utf8_right_after_the_header_is_reported_not_a_traceback(tmp_path, db):
+    path = tmp_path / "members.csv"
+    path.write_bytes(b"member_id\n\xff\xfebad\n")
+
+    out, err = run(path)
+
+    assert "0 created, 0 updated, 0 unchanged, 1 rejected" in out
+    assert f"{path}:2: is not UTF-8 text (byte 0xff at byte 1 of the line)" in err
+
+
+def test_a_utf8_bom_is_still_read_as_the_start_of_the_header(tmp_path, db):
+    path = tmp_path / "members.csv"
+    path.write_bytes("\ufeffmember_id,first_name\nbom-1,Zoé\n".encode())
+
+    run(path, rejects=False)
+
+    assert Member.objects.get(member_id="bom-1").first_name == "Zoé"
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused_before_anything_is_imported(tmp_path, db):
+    path = tmp_path / "members.csv"
+    path.write_text("member_id,first_name,member_id\nd-1,Ada,d-2\n")
+
+    with pytest.raises(CommandError) as failure:
+        call_command("import_members", str(path), stdout=StringIO(), stderr=StringIO())
+
+    assert "the CSV header names member_id more than once" in str(failure.value)
+    assert not Member.objects.exists()

@@ -252,3 +252,12 @@ def test_member_import_row_refuses_bad_rows_naming_the_column(db, row, field):
         services.member_import_row(row=row, custom_types={"interests": "array"})
     assert caught.value.field == field
     assert not Member.objects.exists()
+
+
+@pytest.mark.parametrize("member_id", [123, 1.5, True, ["M-1"]])
+def test_member_import_row_says_a_member_id_that_is_not_text_must_be_a_string(db, member_id):
+    with pytest.raises(LoyaltyError) as caught:
+        services.member_import_row(row={"member_id": member_id}, custom_types={})
+    assert caught.value.field == "member_id"
+    assert "must be a string (text)" in caught.value.message
+    assert not Member.objects.exists()

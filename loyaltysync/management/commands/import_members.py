@@ -5,16 +5,20 @@ admin), each in its own savepoint: a bad row is reported with its line number an
 the good ones. Saved members are synced like any other change. The command exits non-zero when any row was
 rejected (after keeping the good ones, and saying so), so scripts notice.
 
-CSV: a header row; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
+CSV: a header row, each column named once; `member_id` plus the profile attributes' columns (``attributes.PROFILE_FIELDS``)
 and custom fields as `custom.<key>` columns. An
 empty cell leaves the value as it is. JSON lines: one object a line with the same keys, custom
 fields either as `custom.<key>` keys or in a `custom_fields` object.
+
+The file must be UTF-8 (a BOM is fine). Each line is checked on its own: a row with a line that is not UTF-8 is
+a bad row like any other; a header that is not UTF-8, or a UTF-16 file, is refused before anything is imported.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,31 +43,87 @@ class ImportReport:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
+# Bad bytes are read as lone surrogates (``surrogateescape``), so a line that is not UTF-8 costs only its own row;
+# valid UTF-8 never decodes to these code points.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf8_problem(line: str) -> str | None:
+    """Why a line read with ``surrogateescape`` is not UTF-8 text, or None when it is."""
+    if not _NOT_UTF8.search(line):
+        return None
+    raw = line.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line); save the file as UTF-8"
+    return "is not UTF-8 text; save the file as UTF-8"
+
+
+def _checked_lines(handle: Iterator[str], problems: dict[int, str]) -> Iterator[str]:
+    """The file's lines, noting in ``problems`` (by line number) each one that is not UTF-8."""
+    for number, line in enumerate(handle, start=1):
+        problem = _utf8_problem(line)
+        if problem:
+            problems[number] = problem
+        yield line
+
+
 def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) pairs; a row that cannot be read at all comes as its error message."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open("rb") as raw:
+        if raw.read(2) in _UTF16_BOMS:
+            raise CommandError(f"{path}: the file is UTF-16 text, not UTF-8; save it as UTF-8 and import it again.")
+    problems: dict[int, str] = {}
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        lines = _checked_lines(handle, problems)
         if fmt == "csv":
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "member_id" not in reader.fieldnames:
-                raise CommandError(f"{path}: the CSV header must have a member_id column.")
-            for row in reader:
-                if None in row:
-                    yield reader.line_num, "has more cells than the header"
-                    continue
-                yield reader.line_num, {k: v for k, v in row.items() if v not in ("", None)}
-        else:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield number, f"is not valid JSON ({err.msg} at column {err.colno})"
-                    continue
-                if not isinstance(row, dict):
-                    yield number, "must be a JSON object"
-                    continue
-                yield number, row
+            yield from _csv_rows(path, lines, problems)
+            return
+        for number, line in enumerate(lines, start=1):
+            if number in problems:
+                yield number, problems[number]
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, f"is not valid JSON ({err.msg} at column {err.colno})"
+                continue
+            if not isinstance(row, dict):
+                yield number, "must be a JSON object"
+                continue
+            yield number, row
+
+
+def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if problems:
+        raise CommandError(f"{path}: the header (line 1) {problems[min(problems)]} and import it again.")
+    if not header or "member_id" not in header:
+        raise CommandError(f"{path}: the CSV header must have a member_id column.")
+    # With a column named twice, one of the two values would be dropped without a word.
+    duplicated = sorted({name for name in header if name.strip() and header.count(name) > 1})
+    if duplicated:
+        raise CommandError(f"{path}: the CSV header names {', '.join(duplicated)} more than once; "
+                           "each column must appear once. Nothing was imported.")
+    last = reader.line_num
+    for cells in reader:
+        # A quoted cell may span lines: the record is lines last+1 .. reader.line_num.
+        bad = [number for number in range(last + 1, reader.line_num + 1) if number in problems]
+        last = reader.line_num
+        if bad:
+            yield bad[0], problems[bad[0]]
+            continue
+        if not cells:
+            continue
+        if len(cells) > len(header):
+            yield reader.line_num, "has more cells than the header"
+            continue
+        yield reader.line_num, {name: value for name, value in zip(header, cells, strict=False) if value != ""}
 
 
 def _describe(err: LoyaltyError) -> str:
