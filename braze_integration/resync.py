@@ -33,7 +33,6 @@ from .models import (
 )
 from .standard_fields import SUBSCRIPTION_GROUPS
 
-
 # How much longer than a claim lease a resync waits for members other processes hold.
 CLAIM_WAIT_MARGIN = 10.0
 
