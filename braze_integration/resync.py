@@ -68,7 +68,13 @@ class Selection:
         return qs.order_by("pk")
 
     def check_exists(self) -> None:
-        """Refuse a selection that names a tier or members that do not exist (a typo would resync nothing)."""
+        """Refuse a selection that contradicts itself, or names a tier or members that do not exist (a typo
+        would resync nothing)."""
+        if self.all and (self.member_ids or self.since or self.tier):
+            given = [name for name, value in (("--member", self.member_ids), ("--since", self.since),
+                                              ("--tier", self.tier)) if value]
+            raise ResyncError(f"--all selects every member and cannot be narrowed by {' or '.join(given)}; "
+                              "leave out --all to resync only those.")
         if self.tier and not Tier.objects.filter(name=self.tier).exists():
             known = ", ".join(Tier.objects.order_by("points_threshold").values_list("name", flat=True)) or "none"
             raise ResyncError(f"--tier: there is no tier named {self.tier!r} (tiers: {known}).")

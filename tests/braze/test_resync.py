@@ -199,3 +199,10 @@ def test_given_members_claimed_by_a_killed_worker_when_resyncing_then_it_waits_o
     run.refresh_from_db()
     assert run.status == ResyncStatus.FINISHED and run.members_sent == Member.objects.count()
     assert sandbox.stats()["users"] == Member.objects.count()
+
+
+def test_all_with_a_narrower_selection_is_refused_and_nothing_is_sent(members, sandbox):
+    with pytest.raises(CommandError, match=r"--all selects every member and cannot be narrowed by --member"):
+        run("--all", "--member", "r-0001")
+
+    assert not ResyncRun.objects.exists() and sandbox.stats()["users"] == 0
