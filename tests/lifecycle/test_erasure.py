@@ -164,3 +164,14 @@ def test_the_command_erases_ids_and_a_file_and_fails_on_unknown_ones(ada, tmp_pa
     with pytest.raises(CommandError, match="1 not found: nobody"):
         call_command("erase_members", "nobody", stdout=StringIO(), stderr=err)
     assert "nobody: No member" in err.getvalue()
+
+
+def test_the_command_names_a_directory_or_a_file_that_is_not_utf8_and_erases_nobody(ada, tmp_path):
+    with pytest.raises(CommandError, match=r"is a directory; give a file"):
+        call_command("erase_members", "--file", str(tmp_path), stdout=StringIO())
+    latin1 = tmp_path / "ids.txt"
+    latin1.write_bytes(b"M-1\nM-\xe9t\xe9\n")
+    with pytest.raises(CommandError, match=r"line 2 is not UTF-8 text.*Nobody was erased"):
+        call_command("erase_members", "--file", str(latin1), stdout=StringIO())
+
+    assert Member.objects.filter(member_id="M-1").exists()

@@ -27,9 +27,17 @@ class Command(BaseCommand):
     def handle(self, *args, member_ids: list[str], file: Path | None, by: str, **options):
         ids = list(member_ids)
         if file is not None:
+            if file.is_dir():
+                raise CommandError(f"--file {file}: is a directory; give a file with one member id a line.")
             if not file.is_file():
-                raise CommandError(f"{file}: no such file.")
-            ids += [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+                raise CommandError(f"--file {file}: no such file.")
+            try:
+                text = file.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as err:
+                line = file.read_bytes()[:err.start].count(b"\n") + 1
+                raise CommandError(f"--file {file}: line {line} is not UTF-8 text; save the file as UTF-8. "
+                                   "Nobody was erased.") from None
+            ids += [line.strip() for line in text.splitlines() if line.strip()]
         if not ids:
             raise CommandError("Name the members to erase: erase_members ID ... or --file FILE.")
         erased_by = by or f"{getpass.getuser()} (command)"
