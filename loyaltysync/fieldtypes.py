@@ -139,7 +139,7 @@ def coerce(field_type: str, value: Any) -> Any:
             if not isinstance(value, str):
                 raise ValidationError("Expected a string.")
             if len(value) > MAX_STRING_LENGTH:
-                raise ValidationError(f"At most {MAX_STRING_LENGTH} characters (got {len(value)}).")
+                raise ValidationError(f"At most {MAX_STRING_LENGTH} characters (got {len(value)}).", code="max_length")
             return value
         case FieldType.INTEGER:
             if isinstance(value, bool):
@@ -203,12 +203,12 @@ def coerce(field_type: str, value: Any) -> Any:
             if not isinstance(value, list):
                 raise ValidationError("Expected a list.")
             if len(value) > MAX_ARRAY_LENGTH:
-                raise ValidationError(f"At most {MAX_ARRAY_LENGTH} elements (got {len(value)}).")
+                raise ValidationError(f"At most {MAX_ARRAY_LENGTH} elements (got {len(value)}).", code="max_length")
             for index, item in enumerate(value):
                 if isinstance(item, bool) or not isinstance(item, str | int | float):
                     raise ValidationError(f"Element {index}: expected a string or a number.")
                 if isinstance(item, str) and len(item) > MAX_STRING_LENGTH:
-                    raise ValidationError(f"Element {index}: at most {MAX_STRING_LENGTH} characters.")
+                    raise ValidationError(f"Element {index}: at most {MAX_STRING_LENGTH} characters.", code="max_length")
             return value
         case FieldType.OBJECT:
             if not isinstance(value, dict):
@@ -223,7 +223,7 @@ def coerce(field_type: str, value: Any) -> Any:
                     raise ValidationError(f"Element {index}: expected an object.")
                 _check_object(item, f"[{index}]")
             if len(json.dumps(value)) > MAX_OBJECT_BYTES:
-                raise ValidationError("At most 100 KB.")
+                raise ValidationError("At most 100 KB.", code="max_length")
             return value
     raise ValidationError(f"Unknown field type {field_type!r}.")
 
@@ -237,4 +237,4 @@ def _check_object(value: dict, where: str) -> None:
         if isinstance(item, dict):
             _check_object(item, f"{where}.{key}")
     if not where and len(json.dumps(value, default=str)) > MAX_OBJECT_BYTES:
-        raise ValidationError("At most 100 KB.")
+        raise ValidationError("At most 100 KB.", code="max_length")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from .. import attributes, services
 from ..fieldtypes import FieldType
@@ -134,7 +135,8 @@ class MemberWriteSerializer(serializers.Serializer):
                 continue
             problem = services.member_field_problem(key)
             if problem:
-                refused[problem[0]] = problem[1]
+                known = key in attributes.BY_NAME or key in ("member_id", "id")
+                refused[problem[0]] = [ErrorDetail(problem[1], code="invalid" if known else "unknown_field")]
         if refused:
             raise serializers.ValidationError(refused)
         return attrs

@@ -64,7 +64,8 @@ def custom_fields_validate(*, values: Any) -> dict[str, Any]:
         try:
             converted = coerce(definition.type, value)
         except ValidationError as error:
-            errors.add(path, " ".join(error.messages))
+            for problem in error.error_list:
+                errors.add(path, " ".join(problem.messages), problem.code or "invalid")
             continue
         except (ValueError, TypeError, OverflowError):
             errors.add(path, f"is not a valid {definition.get_type_display().lower()} value.")

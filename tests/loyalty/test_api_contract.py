@@ -82,6 +82,18 @@ def test_member_field_errors_carry_drf_and_service_codes(api, enrol, custom_fiel
     assert codes_of(response) == {"custom_fields.nope": ["unknown_field"], "custom_fields.shoe_size": ["invalid"]}
 
 
+def test_unknown_member_fields_and_values_over_a_limit_carry_their_codes(api, enrol, custom_fields):
+    """Given a member, when an unknown member field, a computed one, or a custom value over Braze's length
+    is patched, then the codes are unknown_field, invalid and max_length."""
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", {"bogus": 1, "points_spendable": 5}, format="json")
+    assert codes_of(response) == {"bogus": ["unknown_field"], "points_spendable": ["invalid"]}
+    long_text = {key: "x" * 256 for key, field in custom_fields.items() if field.type == "string"}
+    assert long_text, "the custom_fields fixture has a string field"
+    response = api.patch("/api/v1/members/M-1/", {"custom_fields": long_text}, format="json")
+    assert codes_of(response) == {f"custom_fields.{key}": ["max_length"] for key in long_text}
+
+
 def test_conflicts_and_bulk_results_carry_codes_too(api, enrol):
     """Given a member, when it is created again and a bulk request spends too much, then the conflict's
     field and the refused event's field carry the error's own code."""
