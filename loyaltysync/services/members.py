@@ -70,7 +70,7 @@ def custom_fields_validate(*, values: Any) -> dict[str, Any]:
         except (ValueError, TypeError, OverflowError):
             errors.add(path, f"is not a valid {definition.get_type_display().lower()} value.")
             continue
-        if definition.type == FieldType.INTEGER and converted is not None and abs(converted) >= _INT64:
+        if definition.type == FieldType.INTEGER and converted is not None and not -_INT64 <= converted < _INT64:
             errors.add(path, "is out of range (integers must fit in 64 bits).")
             continue
         cleaned[key] = converted

@@ -72,7 +72,7 @@ def _check_json(value: Any, path: str, errors: _Errors, depth: int = 0) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
-        if abs(value) >= _INT64:
+        if not -_INT64 <= value < _INT64:
             errors.add(path, "is out of range (integers must fit in 64 bits).", "max_value")
     elif isinstance(value, float):
         if not math.isfinite(value):

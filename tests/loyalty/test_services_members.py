@@ -218,6 +218,17 @@ def test_unknown_custom_field_is_named(member, custom_fields):
     assert caught.value.errors == {"custom_fields.eye_colour": ["is not a defined custom field."]}
 
 
+@pytest.mark.parametrize(("value", "kept"), [(-2**63, True), (2**63 - 1, True), (-2**63 - 1, False), (2**63, False)])
+def test_a_custom_integer_is_kept_exactly_when_it_fits_in_64_bits(member, custom_fields, value, kept):
+    if kept:
+        updated = services.member_update(member=member, custom_fields={"shoe_size": value}, source="api")
+        assert updated.custom_fields["shoe_size"] == value
+    else:
+        with pytest.raises(InvalidData) as caught:
+            services.member_update(member=member, custom_fields={"shoe_size": value}, source="api")
+        assert caught.value.errors == {"custom_fields.shoe_size": ["is out of range (integers must fit in 64 bits)."]}
+
+
 # --- imports ---------------------------------------------------------------------------------------
 
 
