@@ -14,7 +14,8 @@ from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from loyaltysync.models import Member
+from loyaltysync.models import LoyaltyEvent, Member
+from loyaltysync.services import events as event_services
 from loyaltysync.services import members as member_services
 
 pytestmark = [
@@ -23,6 +24,7 @@ pytestmark = [
 ]
 
 THREADS = 6
+EVENTS = "/api/v1/events"
 MEMBERS = "/api/v1/members/"
 
 
@@ -60,6 +62,62 @@ def client_for(api_user):
         return client
 
     return make
+
+
+@pytest.fixture
+def inserts_meet(monkeypatch):
+    """Every opt_in of a new member waits, just before inserting it, until all the threads are there."""
+    meeting = threading.Barrier(THREADS)
+    insert = event_services._member_insert
+
+    def insert_when_all_looked(member):
+        meeting.wait(10)
+        insert(member)
+
+    monkeypatch.setattr(event_services, "_member_insert", insert_when_all_looked)
+    return meeting
+
+
+def _opt_in(customer: str, first_name: str = "O") -> dict:
+    return {"customer": customer, "action": "opt_in", "data": {"first_name": first_name}}
+
+
+@pytest.mark.parametrize("idempotency_keys", [False, True], ids=["plain", "idempotency-key"])
+def test_given_six_opt_ins_of_a_new_member_at_once_when_posted_then_each_is_recorded(
+    client_for, loyalty_settings, tiers, inserts_meet, idempotency_keys
+):
+    def post(index: int):
+        headers = {"HTTP_IDEMPOTENCY_KEY": f"race-{index}"} if idempotency_keys else {}
+        return client_for().post(EVENTS, _opt_in("race-1"), format="json", **headers)
+
+    responses = _race(post)
+
+    assert [getattr(r, "status_code", r) for r in responses] == [201] * THREADS, [
+        getattr(r, "content", r) for r in responses
+    ]
+    member = Member.objects.get(member_id="race-1")
+    assert member.first_name == "O" and member.status == "active"
+    assert LoyaltyEvent.objects.filter(member=member, action="opt_in").count() == THREADS
+    assert {r.json()["event"]["id"] for r in responses} == set(
+        LoyaltyEvent.objects.filter(member=member).values_list("id", flat=True)
+    )
+
+
+def test_given_six_bulk_requests_enrolling_one_new_member_at_once_then_every_event_is_recorded(
+    client_for, loyalty_settings, tiers, inserts_meet
+):
+    def post(index: int):
+        body = {"events": [_opt_in("race-2"), {"customer": "race-2", "action": "point_add", "data": {"points": 1}}]}
+        return client_for().post(f"{EVENTS}/bulk", body, format="json")
+
+    responses = _race(post)
+
+    assert all(getattr(r, "status_code", None) == 200 for r in responses), responses
+    statuses = [[result["status"] for result in r.json()["results"]] for r in responses]
+    assert statuses == [[201, 201]] * THREADS, [r.json() for r in responses]
+    member = Member.objects.get(member_id="race-2")
+    assert LoyaltyEvent.objects.filter(member=member, action="opt_in").count() == THREADS
+    assert member.points_spendable == THREADS
 
 
 def test_given_six_creations_of_one_member_at_once_then_one_is_created_and_the_others_are_409_member_exists(
