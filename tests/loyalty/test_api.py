@@ -162,6 +162,26 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
 
 
+def test_patch_that_sends_back_the_members_own_id_is_accepted(api, enrol):
+    """Given a member, when it is read, edited and patched back with its own member_id, then the change is
+    saved and the id is ignored."""
+    enrol("M-1")
+    body = {"member_id": api.get("/api/v1/members/M-1/").json()["member_id"], "last_name": "Hopper"}
+    response = api.patch("/api/v1/members/M-1/", body, format="json")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["member_id"], response.json()["last_name"]) == ("M-1", "Hopper")
+    assert Member.objects.get().member_id == "M-1"
+
+
+def test_patch_with_another_member_id_is_refused_and_changes_nothing(api, enrol):
+    """Given a member, when a patch sends a different member_id, then 400 names it and nothing changes."""
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", {"member_id": "M-2", "last_name": "Hopper"}, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"member_id": ["cannot be changed."]}
+    assert Member.objects.get().last_name == ""
+
+
 @pytest.mark.parametrize(
     "field", ["points_spendable", "points_earned", "tier", "purchase_total", "last_purchase"]
 )
