@@ -76,8 +76,8 @@ def event_record(
     """
     _source_check(source)
     errors = _Errors()
-    if member_id_problem(member_id):
-        errors.add("customer", "must be a member id: 1-255 characters without spaces or control characters.")
+    if problem := member_id_problem(member_id):
+        errors.add("customer", problem)
     if not isinstance(action, str) or not ACTION_PATTERN.match(action):
         errors.add(
             "action", "must be 1-64 lower-case letters, digits or underscores, starting with a letter."
