@@ -116,7 +116,8 @@ def profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:
 
 class MemberWriteSerializer(serializers.Serializer):
     """Profile attributes (from the registry) and custom field values. Unknown and computed fields are
-    refused by name, by the services' own check."""
+    refused by name, by the services' own check; the changed member's own ``member_id`` (context
+    ``member``) is accepted unchanged and ignored."""
 
     custom_fields = serializers.DictField(
         required=False,
@@ -130,9 +131,12 @@ class MemberWriteSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         refused = {}
+        member = self.context.get("member")  # the member being changed, if any
         for key in self.initial_data:
             if key in self.fields:
                 continue
+            if key == "member_id" and member is not None and self.initial_data[key] == member.member_id:
+                continue  # sent back unchanged (GET, edit, PATCH): nothing to change, so nothing to refuse
             problem = services.member_field_problem(key)
             if problem:
                 known = key in attributes.BY_NAME or key in ("member_id", "id")

@@ -179,7 +179,7 @@ class MemberDetailView(_ApiView):
     )
     def patch(self, request: Request, member_id: str) -> Response:
         member = selectors.member_get(member_id=member_id)
-        serializer = MemberWriteSerializer(data=request.data, partial=True)
+        serializer = MemberWriteSerializer(data=request.data, partial=True, context={"member": member})
         serializer.is_valid(raise_exception=True)
         profile = dict(serializer.validated_data)
         member = services.member_update(

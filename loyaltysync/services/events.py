@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..currencies import currency_problem
-from ..errors import InvalidData, InvalidEventData, MemberInactive, MemberNotFound
+from ..errors import InvalidData, InvalidEventData, MemberAlreadyExists, MemberInactive, MemberNotFound
 from ..models import CustomAction, EventSource, LedgerKind, LoyaltyEvent, Member, MemberStatus
 from ..transient import retry_transient
 from .erasure import erased_id_check
@@ -63,7 +64,8 @@ def event_record(
 ) -> tuple[Member, LoyaltyEvent]:
     """Record one loyalty event for a member and apply its effect; returns (member, event).
 
-    The member must exist (``MemberNotFound``) unless the action is ``opt_in``, which creates it.
+    The member must exist (``MemberNotFound``) unless the action is ``opt_in``, which creates it (an
+    ``opt_in`` that loses the race to create it is recorded for the member the other request created).
     ``data.effective_timestamp`` (ISO 8601, not in the future) back-dates the event, unless
     ``occurred_at`` is given. Actions with an effect: ``opt_in``, ``opt_out``, ``profile``,
     ``checkout``, ``refund``, ``partial_refund``, ``point_add``, ``point_spend`` (or ``point_sub``);
@@ -74,8 +76,8 @@ def event_record(
     """
     _source_check(source)
     errors = _Errors()
-    if member_id_problem(member_id):
-        errors.add("customer", "must be a member id: 1-255 characters without spaces or control characters.")
+    if problem := member_id_problem(member_id):
+        errors.add("customer", problem)
     if not isinstance(action, str) or not ACTION_PATTERN.match(action):
         errors.add(
             "action", "must be 1-64 lower-case letters, digits or underscores, starting with a letter."
@@ -102,6 +104,24 @@ def event_record(
     errors.raise_if_any(InvalidEventData)
 
     handler = _HANDLERS.get(action, _record_as_is)
+    try:
+        return _event_apply(member_id, action, handler, data, source, occurred_at)
+    except MemberAlreadyExists:
+        # Another request enrolled this id between our look-up and our insert (an opt_in, the only action
+        # that inserts). Our transaction (or savepoint) was rolled back whole; the member exists now, so
+        # running the recording once more takes the existing member's path, as if we had come second.
+        return _event_apply(member_id, action, handler, data, source, occurred_at)
+
+
+def _event_apply(
+    member_id: str,
+    action: str,
+    handler: Callable[[_Context, dict[str, Any]], LoyaltyEvent],
+    data: dict[str, Any],
+    source: str,
+    occurred_at: dt.datetime,
+) -> tuple[Member, LoyaltyEvent]:
+    """One try at recording the event: the member locked (or, for an opt_in, new), all in one transaction."""
     with transaction.atomic():
         # NO KEY: a plain FOR UPDATE also blocks the FOR KEY SHARE that other transactions' foreign-key
         # checks take on the member (a worker committing a row that references it): a deadlock.

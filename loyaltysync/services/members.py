@@ -146,9 +146,11 @@ def _profile_apply(
 
     touched = set(values) | ({"custom_fields"} if custom else set()) | ({"member_id"} if creating else set())
     try:
+        # Not validate_unique: a check before the insert races with other requests (answering 400 where the
+        # insert's unique index answers MemberAlreadyExists); the insert alone decides (``_member_insert``).
         member.full_clean(
             exclude=[f.name for f in Member._meta.fields if f.name not in touched],
-            validate_unique=creating,
+            validate_unique=False,
             validate_constraints=False,
         )
     except ValidationError as error:

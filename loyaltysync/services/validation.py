@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import unicodedata
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -210,6 +211,14 @@ def member_id_problem(member_id: Any) -> str | None:
     """Why ``member_id`` cannot be a member's id; ``None`` when it can. The API's serializers use it too."""
     if not isinstance(member_id, str) or not _MEMBER_ID.match(member_id) or _string_problem(member_id):
         return "must be 1-255 characters without spaces or control characters."
+    if not member_id.strip("."):
+        # HTTP clients collapse the dot segments of /members/./ and /members/../: such a member has no URL.
+        return "must not consist of dots only ('.' and '..' cannot be used in URLs)."
+    # Invisible characters (U+200B zero width space, U+202E right-to-left override...) make look-alike ids.
+    formatting = next((char for char in member_id if unicodedata.category(char) == "Cf"), None)
+    if formatting is not None:
+        name = unicodedata.name(formatting, "a formatting character")
+        return f"must not contain invisible formatting characters (found U+{ord(formatting):04X} {name})."
     return None
 
 

@@ -54,6 +54,17 @@ def test_erasure_deletes_the_member_its_events_ledger_and_history_and_keeps_anon
     assert Member.objects.filter(member_id="M-2").exists()
 
 
+@pytest.mark.parametrize("member_id", ["..", "M-\u200b1"])
+def test_a_member_whose_id_the_rule_refuses_now_can_still_be_erased(member_id):
+    """Given a member enrolled before ids of dots only or with formatting characters were refused, when it is
+    erased, then it is gone."""
+    Member.objects.create(member_id=member_id)
+
+    services.member_erase(member_id=member_id, erased_by="dpo", source="admin")
+
+    assert not Member.objects.filter(member_id=member_id).exists()
+
+
 def test_the_hash_is_keyed_one_way_and_stable(settings):
     settings.LOYALTY_ERASURE_HASH_KEY = "key-one"
     first = services.member_id_hash("M-1")

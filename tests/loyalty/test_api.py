@@ -149,6 +149,26 @@ def test_member_ids_with_a_slash_can_be_addressed(api, enrol):
     assert len(api.get("/api/v1/members/shop/42/events/").json()["results"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("member_id", "problem"),
+    [
+        ("..", "Must not consist of dots only ('.' and '..' cannot be used in URLs)."),
+        (".", "Must not consist of dots only ('.' and '..' cannot be used in URLs)."),
+        ("M-\u202e1", "Must not contain invisible formatting characters (found U+202E RIGHT-TO-LEFT OVERRIDE)."),
+        ("M-\u200b1", "Must not contain invisible formatting characters (found U+200B ZERO WIDTH SPACE)."),
+    ],
+)
+def test_member_ids_of_dots_only_or_with_formatting_characters_are_refused(api, enrol, member_id, problem):
+    """Given ids that URLs lose or that look like other ids, when a member is created or enrolled with one,
+    then 400 names the field and its problem, and no member is created."""
+    created = api.post("/api/v1/members/", {"member_id": member_id, "first_name": "R"}, format="json")
+    enrolled = api.post(EVENTS, {"customer": member_id, "action": "opt_in", "data": {}}, format="json")
+
+    assert created.status_code == 400 and error_of(created)["fields"] == {"member_id": [problem]}
+    assert enrolled.status_code == 400 and error_of(enrolled)["fields"] == {"customer": [problem]}
+    assert not Member.objects.exists()
+
+
 def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     """Given a member, when it is patched, then profile and custom fields are saved."""
     enrol("M-1")
@@ -160,6 +180,26 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     assert response.status_code == 200, response.json()
     assert response.json()["last_name"] == "Hopper"
     assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
+
+
+def test_patch_that_sends_back_the_members_own_id_is_accepted(api, enrol):
+    """Given a member, when it is read, edited and patched back with its own member_id, then the change is
+    saved and the id is ignored."""
+    enrol("M-1")
+    body = {"member_id": api.get("/api/v1/members/M-1/").json()["member_id"], "last_name": "Hopper"}
+    response = api.patch("/api/v1/members/M-1/", body, format="json")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["member_id"], response.json()["last_name"]) == ("M-1", "Hopper")
+    assert Member.objects.get().member_id == "M-1"
+
+
+def test_patch_with_another_member_id_is_refused_and_changes_nothing(api, enrol):
+    """Given a member, when a patch sends a different member_id, then 400 names it and nothing changes."""
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", {"member_id": "M-2", "last_name": "Hopper"}, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"member_id": ["cannot be changed."]}
+    assert Member.objects.get().last_name == ""
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,28 @@ def test_bad_member_ids_are_named_with_the_rule(member_id):
     assert services.member_id_problem(member_id) == "must be 1-255 characters without spaces or control characters."
 
 
-@pytest.mark.parametrize("member_id", ["M-1", "ü-ß", "x" * 255])
+@pytest.mark.parametrize("member_id", [".", "..", "....."])
+def test_member_ids_of_dots_only_are_refused(member_id):
+    assert services.member_id_problem(member_id) == (
+        "must not consist of dots only ('.' and '..' cannot be used in URLs)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("member_id", "found"),
+    [
+        ("abc\u202efdp.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("M-\u200b1", "U+200B ZERO WIDTH SPACE"),
+        ("\ufeffM-1", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+        ("M\u00ad1", "U+00AD SOFT HYPHEN"),
+    ],
+)
+def test_member_ids_with_invisible_formatting_characters_are_refused_naming_the_character(member_id, found):
+    assert services.member_id_problem(member_id) == (
+        f"must not contain invisible formatting characters (found {found})."
+    )
+
+
+@pytest.mark.parametrize("member_id", ["M-1", "ü-ß", "x" * 255, "a.b", ".a", "..a", "shop/42", "مرحبا-١"])
 def test_good_member_ids_pass(member_id):
     assert services.member_id_problem(member_id) is None
