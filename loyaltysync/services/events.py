@@ -46,6 +46,7 @@ from .validation import (
     _source_check,
     _string,
     member_id_problem,
+    path_key,
 )
 
 # Actions only the engine records; a client sending them would fake tier changes or balances.
@@ -91,6 +92,7 @@ def event_record(
         errors.add("data", f"must be an object, not {_json_type(data)}.")
     else:
         _check_json(data, "data", errors)
+        _near_misses_check(action, data, errors)
     errors.raise_if_any(InvalidEventData)
 
     data = dict(data)
@@ -166,6 +168,33 @@ def _in_event_terms(error: InvalidData, data: dict[str, Any]) -> InvalidEventDat
         errors.setdefault(where, []).extend(problems)
         codes.setdefault(where, []).extend(error.field_codes.get(path, []))
     return InvalidEventData(errors, codes=codes)
+
+
+# The keys of ``data`` each action with a fixed shape reads (profile actions read member fields, which are
+# checked by name). Other keys are kept with the event (and reach Braze's event properties), unless one is
+# so close to a known key that it is surely a typo: a ``points_burnt`` would otherwise burn nothing.
+ACTION_DATA_KEYS: dict[str, frozenset[str]] = {
+    "checkout": frozenset({"transaction_id", "total", "currency", "items", "points_burned", "effective_timestamp"}),
+    "refund": frozenset({"transaction_id", "amount", "effective_timestamp"}),
+    "partial_refund": frozenset({"transaction_id", "amount", "effective_timestamp"}),
+    "point_add": frozenset({"points", "reason", "effective_timestamp"}),
+    "point_spend": frozenset({"points", "reason", "effective_timestamp"}),
+    "point_sub": frozenset({"points", "reason", "effective_timestamp"}),
+    "opt_out": frozenset({"effective_timestamp"}),
+}
+NEAR_MISS = 0.8  # difflib's ratio from which an unknown key is taken for a misspelt known one
+
+
+def _near_misses_check(action: Any, data: dict[str, Any], errors: _Errors) -> None:
+    known = ACTION_DATA_KEYS.get(action)
+    if not known:
+        return
+    for key in data:
+        if not isinstance(key, str) or key in known:
+            continue
+        if close := difflib.get_close_matches(key, sorted(known), n=1, cutoff=NEAR_MISS):
+            errors.add(f"data.{path_key(key)}", f"is not a field of {action}; did you mean {close[0]}?",
+                       "unknown_field")
 
 
 BUILT_IN_ACTIONS = ("opt_in", "opt_out", "profile", "checkout", "refund", "partial_refund", "point_add",

@@ -94,6 +94,31 @@ def test_unknown_member_fields_and_values_over_a_limit_carry_their_codes(api, en
     assert codes_of(response) == {f"custom_fields.{key}": ["max_length"] for key in long_text}
 
 
+def test_a_misspelt_data_key_is_refused_with_the_key_it_meant_and_other_keys_are_kept(api, enrol):
+    """Given a checkout with points_burnt (meant: points_burned, which would burn nothing if ignored), then
+    400 names it with the key it meant; a key that resembles none (a store) is kept with the event."""
+    enrol("M-1")
+    response = api.post(EVENTS, {"customer": "M-1", "action": "checkout", "data": {
+        "transaction_id": "T-1", "total": 10, "currency": "EUR", "points_burnt": 5}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "data.points_burnt": ["is not a field of checkout; did you mean points_burned?"]}
+    assert codes_of(response) == {"data.points_burnt": ["unknown_field"]}
+
+    response = api.post(EVENTS, {"customer": "M-1", "action": "checkout", "data": {
+        "transaction_id": "T-1", "total": 10, "currency": "EUR", "store": "Berlin"}}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["event"]["data"]["store"] == "Berlin"
+
+
+def test_the_schema_documents_the_data_keys_the_services_read():
+    from loyaltysync.api.event_schemas import _DATA
+    from loyaltysync.services.events import ACTION_DATA_KEYS
+
+    for action, keys in ACTION_DATA_KEYS.items():
+        assert set(_DATA[action]().fields) == keys, action
+
+
 def test_conflicts_and_bulk_results_carry_codes_too(api, enrol):
     """Given a member, when it is created again and a bulk request spends too much, then the conflict's
     field and the refused event's field carry the error's own code."""
