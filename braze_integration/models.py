@@ -353,7 +353,21 @@ class ResyncStatus(models.TextChoices):
     INTERRUPTED = "interrupted", "Interrupted"
 
 
-class ResyncRun(models.Model):
+class ResyncCounters(models.Model):
+    """What a resync (or one part of it) has done so far."""
+
+    members_done = models.PositiveIntegerField(default=0)
+    members_sent = models.PositiveIntegerField(default=0)
+    members_unchanged = models.PositiveIntegerField(default=0)
+    members_failed = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    data_points = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ResyncRun(ResyncCounters):
     """One `braze_resync` (or admin resync): its selection, how far it got, and its totals.
 
     Members are walked in primary-key order and ``cursor`` is the last one done, so an interrupted
@@ -365,12 +379,6 @@ class ResyncRun(models.Model):
     options = models.JSONField(default=dict, help_text="The selection and flags it was started with.")
     cursor = models.BigIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    members_done = models.PositiveIntegerField(default=0)
-    members_sent = models.PositiveIntegerField(default=0)
-    members_unchanged = models.PositiveIntegerField(default=0)
-    members_failed = models.PositiveIntegerField(default=0)
-    requests = models.PositiveIntegerField(default=0)
-    data_points = models.PositiveBigIntegerField(default=0)
     elapsed_seconds = models.FloatField(default=0)
     message = models.TextField(blank=True)
 
@@ -381,7 +389,7 @@ class ResyncRun(models.Model):
         return f"Resync #{self.pk} ({self.status})"
 
 
-class ResyncPart(models.Model):
+class ResyncPart(ResyncCounters):
     """One key range of a resync that a worker task sends (members with ``after < pk <= last``).
 
     A part is leased to one task at a time (``lease_token``, ``leased_until``); ``cursor`` is the last
@@ -395,12 +403,6 @@ class ResyncPart(models.Model):
     finished = models.BooleanField(default=False)
     lease_token = models.UUIDField(null=True, blank=True)
     leased_until = models.DateTimeField(null=True, blank=True)
-    members_done = models.PositiveIntegerField(default=0)
-    members_sent = models.PositiveIntegerField(default=0)
-    members_unchanged = models.PositiveIntegerField(default=0)
-    members_failed = models.PositiveIntegerField(default=0)
-    requests = models.PositiveIntegerField(default=0)
-    data_points = models.PositiveBigIntegerField(default=0)
     message = models.TextField(blank=True, help_text="Why the part stopped, when it failed.")
     done_by = models.CharField(max_length=100, blank=True, help_text="The host and process that finished it.")
 

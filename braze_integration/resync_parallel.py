@@ -22,7 +22,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from . import delivery, monitoring, resync
-from .models import ResyncPart, ResyncRun, ResyncStatus
+from .models import ResyncCounters, ResyncPart, ResyncRun, ResyncStatus
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ WATCH_INTERVAL = 0.3
 # Workers note themselves at every task and the periodic one runs each minute: one seen this
 # recently is probably running.
 WORKER_SEEN_WITHIN = 150.0
-COUNTERS = ("members_done", "members_sent", "members_unchanged", "members_failed", "requests", "data_points")
+COUNTERS = tuple(f.name for f in ResyncCounters._meta.get_fields())
 
 
 def workers_running() -> bool:
