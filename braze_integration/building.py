@@ -315,6 +315,9 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
     return body
 
 
+_FLAT = (str, int, float, bool)
+
+
 def data_points_of(obj: dict[str, Any]) -> int:
     """Braze's billing unit: each attribute written, each key of a nested object; deletes (null), country,
     language and subscription states are free."""
@@ -322,7 +325,9 @@ def data_points_of(obj: dict[str, Any]) -> int:
     for key, value in obj.items():
         if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in standard_fields.UNBILLED or value is None:
             continue
-        if isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
+        if type(value) in _FLAT:
+            points += 1
+        elif isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
             points += _leaf_count(value)
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             points += sum(_leaf_count(v) or 1 for v in value)

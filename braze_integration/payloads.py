@@ -190,13 +190,36 @@ def _nested(value: Any, where: str) -> Any:
     return converted
 
 
+# Object keys already found valid: keys repeat across members (a program's objects share their shape),
+# so most are checked once. Bounded, so that arbitrary keys cannot grow it without limit.
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_MAX = 10_000
+
+
+def _nested_key_ok(key: Any) -> bool:
+    if key in _GOOD_KEYS:
+        return True
+    if not isinstance(key, str) or not _NESTED_KEY.match(key):
+        return False
+    if len(_GOOD_KEYS) < _GOOD_KEYS_MAX:
+        _GOOD_KEYS.add(key)
+    return True
+
+
 def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
+    kind = type(value)
+    if kind is str:  # the common leaves first: a string, an integer, a boolean
+        if len(value) > MAX_STRING:
+            raise _NestedProblem(f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
+        return value, 1
+    if kind is bool or (kind is int and -MAX_INTEGER <= value < MAX_INTEGER):
+        return value, 1
     if isinstance(value, dict | list | tuple) and depth >= MAX_NESTING:
         raise _NestedProblem(f"is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, dict):
         out, nodes = {}, 0
         for key, item in value.items():
-            if not isinstance(key, str) or not _NESTED_KEY.match(key):
+            if not _nested_key_ok(key):
                 raise _NestedProblem(f"object key {key!r} must be 1-255 characters without spaces, '.' or '$'")
             try:
                 out[key], count = _nested_walk(item, depth + 1)
@@ -261,9 +284,11 @@ def _to_array(value: Any, where: str, max_array: int) -> list:
         raise PayloadError(where, f"has {len(items)} elements; the limit is {max_array}")
     out = []
     for index, item in enumerate(items):
-        if isinstance(item, dict | list | tuple) or item is None:
+        if type(item) is str and len(item) <= MAX_STRING:  # the common case, checked without the general path
+            out.append(item)
+        elif isinstance(item, dict | list | tuple) or item is None:
             raise PayloadError(f"{where}[{index}]", "arrays hold strings and numbers only")
-        if isinstance(item, Decimal | float):
+        elif isinstance(item, Decimal | float):
             out.append(_number(item, f"{where}[{index}]", integer=False))
         elif isinstance(item, bool | int):
             out.append(item)

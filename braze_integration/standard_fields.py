@@ -26,7 +26,7 @@ from loyaltysync.fieldtypes import FieldType, parse_moment
 from loyaltysync.models import Consent, Gender
 
 from .fields import LoyaltyField
-from .payloads import BrazeType, PayloadError, convert_value
+from .payloads import MAX_STRING, BrazeType, PayloadError, convert_value
 
 SUBSCRIPTION_GROUPS = "subscription_groups"
 MAX_GROUP_ID = 255
@@ -51,6 +51,8 @@ def _blank_is_null(value: Any) -> Any:
 
 
 def _text(value: Any, where: str) -> str | None:
+    if type(value) is str and len(value) <= MAX_STRING:  # the common case, without the general conversion
+        return value.strip() or None
     value = _blank_is_null(value)
     return None if value is None else convert_value(BrazeType.STRING, value, where=where).strip()
 

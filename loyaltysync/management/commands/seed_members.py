@@ -12,6 +12,7 @@ import random
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
@@ -102,6 +103,11 @@ class Command(BaseCommand):
                     members_changed.send(sender=Member, member_ids=ids, fields=None)
                 created_total += len(ids)
                 progress.update(size)
+        if db_connection.vendor == "postgresql":
+            # After a bulk load the planner has no statistics until autovacuum comes by (up to a minute
+            # later) and scans where an index would do; PostgreSQL's docs advise ANALYZE after populating.
+            with db_connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {Member._meta.db_table}")
         self.stdout.write(f"Created {created_total} members with ids {prefix}1..{prefix}{count}.")
 
     @staticmethod
