@@ -59,7 +59,7 @@ def setup_django(kind: str, *, redis_url: str = "", fresh: bool = True) -> None:
                        "DJANGO_SETTINGS_MODULE": "loyaltysync.settings", **PRODUCTION_ENV})
     if fresh:
         if kind == "postgres":
-            name = url.rsplit("/", 1)[1]
+            name = url.rsplit("/", 1)[1].split("?")[0]
             admin = url.rsplit("/", 1)[0] + "/postgres"
             subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True,
                            stdout=subprocess.DEVNULL)

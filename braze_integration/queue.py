@@ -146,8 +146,10 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         ids = [pk for pk, _ in rows]
         # A token still on a free row belongs to a worker that stopped while holding it.
         _recover_lost({old for _, old in rows if old is not None and old != mine})
-        if ids:
-            MemberSyncState.objects.filter(pk__in=one_param(ids)).update(
+        # Rows ``states_ensure`` just added under ``mine`` are stamped already (a first sync's whole chunk).
+        stamp = [pk for pk, old in rows if mine is None or old != mine]
+        if stamp:
+            MemberSyncState.objects.filter(pk__in=one_param(stamp)).update(
                 claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
     return token, ids
 

@@ -138,3 +138,27 @@ def test_given_an_unexpected_error_mid_batch_then_the_members_are_given_back_at_
     state = MemberSyncState.objects.get(pk=member.pk)
     assert state.claim_token is None and state.claimed_until is None
     assert state.status == SyncStatus.PENDING
+
+
+def test_only_a_request_of_mapped_attributes_alone_commits_without_waiting_for_the_disk(braze_connection, sandbox):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from braze_integration.models import OutboxItem
+
+    plain, with_event = make_member("m-plain"), make_member("m-event")
+    OutboxItem.objects.create(member=with_event, kind="event", payload={"name": "x", "time": "2024-01-01T00:00:00Z"})
+    with CaptureQueriesContext(connection) as plain_queries:
+        deliverer_for(braze_connection).deliver(claim_everyone([plain]), force=True)
+    with CaptureQueriesContext(connection) as event_queries:
+        deliverer_for(braze_connection).deliver(claim_everyone([with_event]), force=True)
+
+    def lazy(queries):
+        return [q for q in queries.captured_queries if "synchronous_commit" in q["sql"]]
+
+    last = SyncRequest.objects.latest("pk")
+    assert (last.outcome, last.events_count) == ("success", 1)
+    assert OutboxItem.objects.get(member=with_event).status == "sent"
+    # PostgreSQL: SET LOCAL for the attributes-only request; SQLite's WAL mode needs nothing.
+    assert len(lazy(plain_queries)) == (1 if connection.vendor == "postgresql" else 0)
+    assert lazy(event_queries) == []
