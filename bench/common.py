@@ -151,6 +151,16 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+def _wait_for_cluster(timeout: float = 60.0) -> None:
+    """Until the cluster has run a task: its workers are up and polling (a fixed sleep was sometimes
+    too short, and the first measured run then included the cluster's start)."""
+    from django_q.tasks import async_task, result
+
+    task_id = async_task("time.time", q_options={"task_name": "bench-cluster-ready"})
+    if result(task_id, wait=int(timeout * 1000)) is None:
+        raise RuntimeError(f"the qcluster ran no task within {timeout:.0f} s (see var/bench-worker.log)")
+
+
 @contextmanager
 def worker_process(*, redis_url: str = "", workers: int = 2):
     """A `manage.py qcluster` on the benchmark database."""
@@ -158,7 +168,7 @@ def worker_process(*, redis_url: str = "", workers: int = 2):
     log = open(ROOT / "var" / "bench-worker.log", "a")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    time.sleep(2.0)  # let the cluster start its workers
+    _wait_for_cluster()
     try:
         yield process
     finally:

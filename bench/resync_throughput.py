@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import statistics
 import time
 
@@ -58,9 +59,21 @@ def fair_loop(url: str, count: int) -> float:
     return time.monotonic() - started
 
 
+def workers_idle(timeout: float = 30.0) -> None:
+    """Until no flush task holds a slot: each timed run starts from idle workers, as an operator's
+    resync usually does (not beside a flush still lingering after the last changes)."""
+    from django.utils import timezone
+
+    from braze_integration.models import FlushSlot
+
+    deadline = time.monotonic() + timeout
+    while FlushSlot.objects.filter(busy_until__gte=timezone.now()).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def full_resync(expected: int, workers: int) -> tuple[float, int, float]:
     """`manage.py braze_resync --all` as a user runs it, from no sync state (a first sync: every member
-    is sent): with ``workers`` qcluster workers taking its parts, or in the command's process (0).
+    is sent): its parts taken by the running qcluster's workers, or in the command's process (0).
     Returns (seconds, requests, peak RSS growth of the command's process in MB)."""
     from django.conf import settings
     from django.core.management import call_command
@@ -70,16 +83,15 @@ def full_resync(expected: int, workers: int) -> tuple[float, int, float]:
     settings.BRAZE_RESYNC_PARALLEL_ON_SQLITE = True  # measured on SQLite too, though not its default
     MemberSyncState.objects.all().delete()
     SyncRequest.objects.all().delete()
+    workers_idle()
     rss_before = peak_rss_mb()
-    with contextlib.ExitStack() as stack:
-        if workers:
-            stack.enter_context(worker_process(workers=workers))
-        started = time.monotonic()
-        call_command("braze_resync", "--all", *([] if workers else ["--in-process"]), stdout=io.StringIO(),
-                     stderr=io.StringIO())
-        seconds = time.monotonic() - started
+    started = time.monotonic()
+    call_command("braze_resync", "--all", *([] if workers else ["--in-process"]), stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    seconds = time.monotonic() - started
     run = ResyncRun.objects.order_by("-pk").first()
     assert run.members_sent == expected, (run.members_sent, expected, run.message)
+    assert workers == 0 or run.parts.exclude(done_by__contains=f":{os.getpid()}").exists(), "no worker took a part"
     return seconds, run.requests, peak_rss_mb() - rss_before
 
 
@@ -91,7 +103,8 @@ def main() -> None:
                         help="members the fair loop sends per round (its rate does not depend on the total)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
-                        help="qcluster workers taking the resync's parts (0: the command's own process)")
+                        help="0: the resync in the command's own process; N: its parts on the N workers of a "
+                             "qcluster that runs for the whole benchmark, as in production")
     args = parser.parse_args()
 
     setup_django(args.database)
@@ -109,7 +122,10 @@ def main() -> None:
     fair_rates: list[float] = []
     resync_rates: dict[int, list[float]] = {w: [] for w in args.workers}
     rows = []
-    with sandbox_process() as url:
+    cluster = max(args.workers)
+    if len([w for w in args.workers if w]) > 1:
+        parser.error("--workers: give 0 and at most one number of workers (one qcluster runs the whole benchmark)")
+    with sandbox_process() as url, (worker_process(workers=cluster) if cluster else contextlib.nullcontext()):
         create_connection(url, rate_limit=(3000, 3))
         for round_ in range(1, args.rounds + 1):
             fair_seconds = fair_loop(url, args.fair_members)
