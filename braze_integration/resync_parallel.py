@@ -37,7 +37,7 @@ COUNTERS = tuple(f.name for f in ResyncCounters._meta.get_fields())
 
 def workers_running() -> bool:
     """Whether a qcluster worker was seen lately (else the resync runs in the command's process at once).
-    On SQLite only if ``BRAZE_RESYNC_PARALLEL_ON_SQLITE``: its one writer makes parts side by side slower."""
+    On SQLite only if ``BRAZE_RESYNC_PARALLEL_ON_SQLITE`` (the default)."""
     if db_connection.vendor == "sqlite" and not settings.BRAZE_RESYNC_PARALLEL_ON_SQLITE:
         return False
     seen = monitoring.worker_last_seen()
