@@ -299,7 +299,8 @@ def request_members_write(request_id: int, rows: list[tuple[int, int, str]]) -> 
     database inserting them, and executemany is a round trip per row on PostgreSQL."""
     if not rows:
         return
-    rows = [row for row in rows if row[0] in _members_existing([member_id for member_id, _, _ in rows])]
+    existing = _members_existing([member_id for member_id, _, _ in rows])  # once, not once per row
+    rows = [row for row in rows if row[0] in existing]
     if not rows:
         return
     params = [value for member_id, count, error in rows for value in (request_id, member_id, count, error)]

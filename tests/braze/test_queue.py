@@ -167,3 +167,24 @@ def test_given_a_held_member_then_it_is_claimed_only_after_the_hold_is_released_
     queue.unhold([members[0].pk])
     _, ids = queue.claim(limit=10)
     assert ids == [members[0].pk]
+
+
+def test_the_members_of_a_request_are_logged_with_one_look_at_which_still_exist(members):
+    from django.db import connection as db_connection
+    from django.test.utils import CaptureQueriesContext
+
+    from braze_integration.models import SyncRequestMember
+
+    connection = Connection.objects.create(name="c", instance_url="https://rest.iad-01.braze.com")
+    request = SyncRequest.objects.create(connection=connection)
+    gone = members[2].pk
+    members[2].delete()
+
+    with CaptureQueriesContext(db_connection) as queries:
+        queue.request_members_write(request.pk, [(m.pk, 1, "") for m in members])
+
+    member_table = Member._meta.db_table
+    looks = [q for q in queries.captured_queries if q["sql"].startswith("SELECT") and member_table in q["sql"]]
+    assert len(looks) == 1  # one query for the whole request, not one per member
+    logged = set(SyncRequestMember.objects.filter(request=request).values_list("member_id", flat=True))
+    assert logged == {members[0].pk, members[1].pk} and gone not in logged
