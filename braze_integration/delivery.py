@@ -477,7 +477,8 @@ def _commit_without_flush() -> None:
     the database server a moment later may lose the record, never corrupt anything, and losing it only
     means sending the same values again when the claim's lease runs out. Events, outbox items and erasure
     work are always committed to disk before the transaction ends."""
-    if db_connection.vendor == "postgresql":
+    # Only in a transaction of our own: inside a caller's, SET LOCAL would reach the caller's other work too.
+    if db_connection.vendor == "postgresql" and len(db_connection.atomic_blocks) == 1:
         with db_connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 

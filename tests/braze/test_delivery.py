@@ -162,3 +162,16 @@ def test_only_a_request_of_mapped_attributes_alone_commits_without_waiting_for_t
     # PostgreSQL: SET LOCAL for the attributes-only request; SQLite's WAL mode needs nothing.
     assert len(lazy(plain_queries)) == (1 if connection.vendor == "postgresql" else 0)
     assert lazy(event_queries) == []
+
+
+def test_inside_a_callers_transaction_the_commit_still_waits_for_the_disk(braze_connection, sandbox):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    member = make_member("m-nested")
+    token = claim_everyone([member])
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        deliverer_for(braze_connection).deliver(token, force=True)
+
+    assert MemberSyncState.objects.get(pk=member.pk).status == SyncStatus.SYNCED
+    assert not [q for q in queries.captured_queries if "synchronous_commit" in q["sql"]]
