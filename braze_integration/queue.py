@@ -74,8 +74,14 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
     """Members never synced have no state row yet: add one (pending, never sent) so they can be claimed.
 
     With ``claimed_by`` the new rows are born claimed by that token (``claim`` with it takes them):
-    a flush worker must not pick up a resync's members between the insert and the resync's claim."""
+    a flush worker must not pick up a resync's members between the insert and the resync's claim.
+
+    Members erased meanwhile get no row: the member rows are joined (and on PostgreSQL locked FOR KEY
+    SHARE, as the row's foreign key would lock them, so an erasure still open is waited for and its
+    member then left out rather than failing the insert)."""
     ids, params = one_param_table(member_ids)
+    member_table = _q(Member._meta.db_table)
+    lock = " FOR KEY SHARE OF m" if db_connection.vendor == "postgresql" else ""
     if claimed_by is None:
         claimed, claim_params = "0, NULL, NULL", []
     else:
@@ -86,8 +92,8 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
         cursor.execute(
             f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
             "attempts, last_error, last_error_kind, claimed_version, claim_token, claimed_until) "
-            f"SELECT ids.value, 'pending', 1, 0, 0, '', '', {claimed} FROM {ids} WHERE true "
-            "ON CONFLICT (member_id) DO NOTHING", [*claim_params, *params])
+            f"SELECT m.id, 'pending', 1, 0, 0, '', '', {claimed} FROM {ids} JOIN {member_table} m ON m.id = ids.value "
+            f"WHERE true{lock} ON CONFLICT (member_id) DO NOTHING", [*claim_params, *params])
 
 
 def hold(member_ids: list[int], *, until) -> None:

@@ -297,6 +297,9 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
     except ResyncError as err:
         resync_stop(run, started, ResyncStatus.INTERRUPTED, str(err))
         raise
+    except Exception as err:  # the database, say: the run is interrupted, not left "running"
+        resync_stop(run, started, ResyncStatus.INTERRUPTED, f"Stopped by an error: {err}. Run again with --resume.")
+        raise
     resync_stop(run, started, ResyncStatus.FINISHED, "")
     return run
 
@@ -322,6 +325,10 @@ def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building
         token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held)
         held = None
         if not claimed:
+            # A member erased since the chunk was read has no state row left to claim: it is done.
+            remaining = list(Member.objects.filter(pk__in=remaining).values_list("pk", flat=True))
+            if not remaining:
+                break
             # Workers hold these members right now: they send them and let go, or, when the worker was
             # killed, its claim runs out after a lease. Wait that long, not longer.
             now = time.monotonic()

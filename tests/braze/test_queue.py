@@ -188,3 +188,37 @@ def test_the_members_of_a_request_are_logged_with_one_look_at_which_still_exist(
     assert len(looks) == 1  # one query for the whole request, not one per member
     logged = set(SyncRequestMember.objects.filter(request=request).values_list("member_id", flat=True))
     assert logged == {members[0].pk, members[1].pk} and gone not in logged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_state_rows_wait_for_an_erasure_still_open_and_then_leave_its_member_out():
+    import threading
+    import time
+    import uuid
+
+    from django.db import connection as db_connection
+    from django.db import connections, transaction
+
+    from loyaltysync.services import member_erase
+
+    if db_connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: an erasure cannot be open while the insert runs")
+    erased, kept = Member.objects.create(member_id="q-erased"), Member.objects.create(member_id="q-kept")
+    opened = threading.Event()
+
+    def erase_slowly():
+        try:
+            with transaction.atomic():
+                member_erase(member_id=erased.member_id, erased_by="test", source="admin")
+                opened.set()
+                time.sleep(1.0)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=erase_slowly)
+    thread.start()
+    assert opened.wait(10)
+    queue.states_ensure([erased.pk, kept.pk], claimed_by=uuid.uuid4())  # waits for the erasure's commit
+    thread.join(10)
+
+    assert set(MemberSyncState.objects.values_list("pk", flat=True)) == {kept.pk}

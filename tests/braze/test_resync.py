@@ -206,3 +206,31 @@ def test_all_with_a_narrower_selection_is_refused_and_nothing_is_sent(members, s
         run("--all", "--member", "r-0001")
 
     assert not ResyncRun.objects.exists() and sandbox.stats()["users"] == 0
+
+
+@pytest.mark.parametrize("how", [["--in-process"], []])
+def test_a_member_erased_after_the_resync_read_its_chunk_is_left_out_and_the_rest_is_sent(
+        members, sandbox, monkeypatch, how, settings):
+    """The erasure commits between the resync's read of the chunk's keys and its new state rows
+    (on PostgreSQL the state insert used to wait for it and then fail on the member's foreign key)."""
+    from braze_integration import queue
+    from loyaltysync.services import member_erase
+
+    settings.BRAZE_RESYNC_PICKUP_SECONDS = 0  # no worker runs here: the command sends the parts itself
+    victim = members[5]
+    real = queue.states_ensure
+
+    def erase_first(member_ids, **kwargs):
+        if victim.pk in member_ids and Member.objects.filter(pk=victim.pk).exists():
+            member_erase(member_id=victim.member_id, erased_by="test", source="admin")
+        return real(member_ids, **kwargs)
+
+    monkeypatch.setattr(queue, "states_ensure", erase_first)
+    output = run("--all", *how)
+
+    finished = ResyncRun.objects.latest("pk")
+    assert finished.status == ResyncStatus.FINISHED, finished.message
+    assert "sent 299" in output
+    assert sandbox.user(victim.member_id) is None
+    assert sandbox.user(members[6].member_id) is not None
+    assert MemberSyncState.objects.filter(status="synced").count() == 299
