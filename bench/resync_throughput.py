@@ -75,12 +75,10 @@ def full_resync(expected: int, workers: int) -> tuple[float, int, float]:
     """`manage.py braze_resync --all` as a user runs it, from no sync state (a first sync: every member
     is sent): its parts taken by the running qcluster's workers, or in the command's process (0).
     Returns (seconds, requests, peak RSS growth of the command's process in MB)."""
-    from django.conf import settings
     from django.core.management import call_command
 
     from braze_integration.models import MemberSyncState, ResyncRun, SyncRequest
 
-    settings.BRAZE_RESYNC_PARALLEL_ON_SQLITE = True  # measured on SQLite too, though not its default
     MemberSyncState.objects.all().delete()
     SyncRequest.objects.all().delete()
     workers_idle()

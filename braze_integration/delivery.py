@@ -266,7 +266,7 @@ class Deliverer:
             repeated = erasure.deletions_repeat(erasure.tombstoned({w.external_id for w in works_of(plan)},
                                                                    since=self._tombstones_checked))
             if outcome.action == Action.SENT and not repeated and not any(w.outbox for w in works_of(plan)):
-                _commit_without_flush()
+                _commit_without_waiting_for_disk()
         if stop is not None and not stopping:
             raise stop
 
@@ -470,7 +470,7 @@ class Deliverer:
                                                          sent_at=sent_at)
 
 
-def _commit_without_flush() -> None:
+def _commit_without_waiting_for_disk() -> None:
     """Let this transaction commit without waiting for its WAL to reach the disk (PostgreSQL's
     ``synchronous_commit`` off, for this transaction only; SQLite in WAL mode with ``synchronous=NORMAL``
     does so already). Only for the record of a request that carried mapped attributes alone: a crash of

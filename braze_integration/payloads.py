@@ -207,11 +207,11 @@ def _nested_key_ok(key: Any) -> bool:
 
 
 def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
-    kind = type(value)
-    if kind is str:  # the common leaves first: a string, an integer, a boolean
+    if isinstance(value, str):  # the common leaves first: a string, a boolean, an integer in range
         if len(value) > MAX_STRING:
             raise _NestedProblem(f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
         return value, 1
+    kind = type(value)
     if kind is bool or (kind is int and -MAX_INTEGER <= value < MAX_INTEGER):
         return value, 1
     if isinstance(value, dict | list | tuple) and depth >= MAX_NESTING:
@@ -239,10 +239,6 @@ def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:
             items.append(converted)
             nodes += count + 1
         return items, nodes
-    if isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise _NestedProblem(f"is {len(value)} characters long; Braze keeps at most {MAX_STRING}")
-        return value, 1
     if isinstance(value, dt.datetime | dt.date):
         return {"$time": format_time(value if isinstance(value, dt.datetime) else _midnight(value))}, 1
     if isinstance(value, Decimal | float):
