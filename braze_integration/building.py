@@ -315,7 +315,8 @@ def member_body_preview(connection: Connection, member: Member) -> dict[str, Any
     return body
 
 
-_FLAT = (str, int, float, bool)
+_FLAT = frozenset({str, int, float, bool})
+_FREE_KEYS = payloads.RESERVED_ATTRIBUTE_KEYS | standard_fields.UNBILLED
 
 
 def data_points_of(obj: dict[str, Any]) -> int:
@@ -323,18 +324,39 @@ def data_points_of(obj: dict[str, Any]) -> int:
     language and subscription states are free."""
     points = 0
     for key, value in obj.items():
-        if key in payloads.RESERVED_ATTRIBUTE_KEYS or key in standard_fields.UNBILLED or value is None:
+        if value is None or key in _FREE_KEYS:
             continue
         if type(value) in _FLAT:
             points += 1
-        elif isinstance(value, dict) and not any(k.startswith("$") for k in value) and value:
-            points += _leaf_count(value)
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            points += sum(_leaf_count(v) or 1 for v in value)
+        elif isinstance(value, dict):
+            points += _leaf_count(value) if value and not _has_operator(value) else 1
+        elif isinstance(value, list) and value and _all_objects(value):
+            for item in value:
+                points += _leaf_count(item) or 1
         else:
             points += 1
     return points
 
 
+def _has_operator(value: dict) -> bool:
+    for key in value:
+        if key.startswith("$"):
+            return True
+    return False
+
+
+def _all_objects(values: list) -> bool:
+    for value in values:
+        if not isinstance(value, dict):
+            return False
+    return True
+
+
 def _leaf_count(value: dict) -> int:
-    return sum(_leaf_count(v) if isinstance(v, dict) and v and "$time" not in v else 1 for v in value.values())
+    count = 0
+    for item in value.values():
+        if isinstance(item, dict) and item and "$time" not in item:
+            count += _leaf_count(item)
+        else:
+            count += 1
+    return count

@@ -153,6 +153,8 @@ class Deliverer:
         self.member_rows = member_rows
         # When this claim's members were last checked against every erasure (see ``erasure.tombstoned``).
         self._tombstones_checked: datetime | None = None
+        # The requests of this claim put on the wire (their members are checked against erasures afterwards).
+        self._posted: list[payloads.RequestPlan] = []
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
@@ -175,8 +177,26 @@ class Deliverer:
         requests = payloads.plan_requests(
             sending, max_objects=self.connection.batch_size,
             per_array_limit=self.connection.batch_size if self.connection.per_array_limit else None)
-        self._send_all(token, requests, report)
+        self._posted = []
+        try:
+            self._send_all(token, requests, report)
+        except SyncStopped:
+            self._erased_while_sending()
+            raise
+        self._erased_while_sending()
         return report
+
+    def _erased_while_sending(self) -> None:
+        """A member erased while a request carrying it was on its way may have been recreated by it:
+        delete its profile again. One read for the whole claim, after its last answer: an erasure that
+        commits later queues its deletion after that answer anyway, so Braze gets the deletion last."""
+        sent = self._posted
+        self._posted = []
+        erased = erasure.tombstoned({w.external_id for plan in sent for w in works_of(plan)},
+                                    since=self._tombstones_checked)
+        if erased:
+            with transaction.atomic():
+                erasure.deletions_repeat(erased)
 
     def _send_all(self, token: uuid.UUID, requests: list[payloads.RequestPlan], report: DeliveryReport) -> None:
         """Send the requests in order, the next one on the wire while this thread records the last
@@ -229,6 +249,7 @@ class Deliverer:
             # requests are safe to repeat, so their row is written together with the answer.
             request.save()
         report.requests += 1
+        self._posted.append(plan)
         return _Prepared(plan=plan, request=request, data=data)
 
     def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
@@ -262,10 +283,7 @@ class Deliverer:
         # "sending", which the next claim of these members reads as lost (and counts).
         with transaction.atomic():
             stop = self._record(token, request, plan, answer, outcome, report)
-            # A member erased while this request was on its way may have been recreated by it: delete it again.
-            repeated = erasure.deletions_repeat(erasure.tombstoned({w.external_id for w in works_of(plan)},
-                                                                   since=self._tombstones_checked))
-            if outcome.action == Action.SENT and not repeated and not any(w.outbox for w in works_of(plan)):
+            if outcome.action == Action.SENT and not any(w.outbox for w in works_of(plan)):
                 _commit_without_waiting_for_disk()
         if stop is not None and not stopping:
             raise stop
