@@ -67,6 +67,19 @@ def retry_after_seconds(headers: dict[str, str], *, now: float | None = None, de
     return default
 
 
+def keepalive_session(base_url: str) -> requests.Session:
+    """A session for one endpoint, the environment's proxy and CA settings (``HTTPS_PROXY``, ``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``...) read once, here. A session that trusts the environment reads them again on
+    every call, proxy bypass list included: about a third of its CPU per request. It also reads
+    ``~/.netrc``, whose credentials must never replace the API key."""
+    session = requests.Session()
+    environment = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(environment["proxies"])
+    session.verify = environment["verify"]
+    session.trust_env = False
+    return session
+
+
 class BrazeClient:
     """Posts to one Braze REST endpoint with one API key."""
 
@@ -78,7 +91,7 @@ class BrazeClient:
         # string in every frame of requests); masked in reprs of this object's attributes.
         self._api_key = secret_register(api_key)
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or keepalive_session(self.base_url)
         self.session.headers.update({"User-Agent": USER_AGENT})
 
     def __repr__(self) -> str:  # never show the key

@@ -26,7 +26,7 @@ from loyaltysync.schedules import schedule_ensure
 from loyaltysync.ttl_cache import TTLCache
 
 from . import building, delivery, erasure, errors, monitoring, pruning, queue
-from .client import BrazeClient
+from .client import BrazeClient, keepalive_session
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
     Connection,
@@ -200,15 +200,13 @@ _sessions: dict[str, Any] = {}
 
 def client_for(connection: Connection) -> BrazeClient:
     """A client for the connection, reusing one keep-alive session per endpoint in this process."""
-    import requests
-
     try:
         base_url = endpoint_normalize(connection.instance_url, resolve=False)
     except EndpointRefused as err:
         raise errors.BrazeConfigurationError(str(err)) from None
     session = _sessions.get(base_url)
     if session is None:
-        session = _sessions[base_url] = requests.Session()
+        session = _sessions[base_url] = keepalive_session(base_url)
     return BrazeClient(base_url, connection.api_key or "", timeout=settings.BRAZE_HTTP_TIMEOUT, session=session)
 
 

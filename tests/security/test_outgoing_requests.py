@@ -420,3 +420,31 @@ def test_every_client_the_sync_builds_has_the_configured_timeout(settings):
     assert time.monotonic() - started < 2
     assert not result.ok and "unreachable" in result.message
     assert services.client_for(connection).timeout == 0.4
+
+
+def test_the_session_takes_the_proxy_and_ca_settings_of_the_environment_once(monkeypatch, tmp_path):
+    from braze_integration.client import keepalive_session
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    session = keepalive_session(EU)
+
+    assert session.proxies.get("https") == "http://proxy.internal:3128"
+    assert session.verify == str(bundle)
+    # Read once: the session no longer looks at the environment (nor at ~/.netrc) on each call.
+    assert session.trust_env is False
+
+
+def test_a_host_the_no_proxy_list_names_goes_direct(monkeypatch):
+    from braze_integration.client import keepalive_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "braze.eu")
+
+    assert "https" not in keepalive_session(EU).proxies
+    assert keepalive_session("https://rest.iad-01.braze.com").proxies.get("https") == "http://proxy.internal:3128"
