@@ -26,7 +26,7 @@ from loyaltysync.schedules import schedule_ensure
 from loyaltysync.ttl_cache import TTLCache
 
 from . import building, delivery, erasure, errors, monitoring, pruning, queue
-from .client import BrazeClient, keepalive_session
+from .client import BrazeClient, connection_pool
 from .endpoints import EndpointRefused, endpoint_normalize
 from .models import (
     Connection,
@@ -195,19 +195,19 @@ def outbox_enqueue(*, member_id: int, kind: str, payload: dict[str, Any], dedupe
 
 # --- the worker side --------------------------------------------------------------------------------
 
-_sessions: dict[str, Any] = {}
+_pools: dict[str, Any] = {}
 
 
 def client_for(connection: Connection) -> BrazeClient:
-    """A client for the connection, reusing one keep-alive session per endpoint in this process."""
+    """A client for the connection, reusing one keep-alive connection pool per endpoint in this process."""
     try:
         base_url = endpoint_normalize(connection.instance_url, resolve=False)
     except EndpointRefused as err:
         raise errors.BrazeConfigurationError(str(err)) from None
-    session = _sessions.get(base_url)
-    if session is None:
-        session = _sessions[base_url] = keepalive_session(base_url)
-    return BrazeClient(base_url, connection.api_key or "", timeout=settings.BRAZE_HTTP_TIMEOUT, session=session)
+    pool = _pools.get(base_url)
+    if pool is None:
+        pool = _pools[base_url] = connection_pool(base_url)
+    return BrazeClient(base_url, connection.api_key or "", timeout=settings.BRAZE_HTTP_TIMEOUT, pool=pool)
 
 
 @dataclass

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import time
 
 import pytest
-import requests
-from requests.adapters import BaseAdapter
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from braze_integration import errors
 from braze_integration.client import BrazeClient
@@ -18,32 +19,22 @@ from braze_integration.errors import Action
 OBJECT_ERROR = {"type": "'loyalty_points' must be a number", "input_array": "attributes", "index": 0}
 
 
-class FakeBraze(BaseAdapter):
-    """A transport adapter that answers every request with one canned response, or raises."""
+class FakeBraze:
+    """A connection pool that answers every request with one canned response, or raises what urllib3 raises."""
 
     def __init__(self, status: int = 201, body: dict | None = None, headers: dict | None = None,
                  raises: Exception | None = None):
-        super().__init__()
         self.status, self.body, self.headers, self.raises = status, body or {}, headers or {}, raises
 
-    def send(self, request, **kwargs):
+    def request(self, method, url, **kwargs):
         if self.raises is not None:
             raise self.raises
-        response = requests.Response()
-        response.status_code = self.status
-        response.headers.update(self.headers)
-        response._content = json.dumps(self.body).encode()
-        response.request, response.url = request, request.url
-        return response
-
-    def close(self):
-        pass
+        return urllib3.HTTPResponse(body=json.dumps(self.body).encode(), headers=self.headers, status=self.status,
+                                    reason=http.client.responses.get(self.status, ""), preload_content=True)
 
 
-def answer_of(adapter: FakeBraze) -> object:
-    session = requests.Session()
-    session.mount("https://", adapter)
-    client = BrazeClient("https://rest.fra-01.braze.eu", "key-0123456789", session=session)
+def answer_of(pool: FakeBraze) -> object:
+    client = BrazeClient("https://rest.fra-01.braze.eu", "key-0123456789", pool=pool)
     try:
         return client.post_bytes(b'{"attributes": []}')
     except errors.BrazeError as err:
@@ -70,14 +61,14 @@ CASES = {
             Action.WAIT, "rate_limited", "rate_limited", False),
     "500": (FakeBraze(500, {"message": "Internal Server Error"}), Action.RETRY, "server_error", "server_error", False),
     "503": (FakeBraze(503, {"message": "Service Unavailable"}), Action.RETRY, "server_error", "server_error", False),
-    "connect timeout": (FakeBraze(raises=requests.ConnectTimeout("connect timed out")),
+    "connect timeout": (FakeBraze(raises=ConnectTimeoutError("connect timed out")),
                         Action.RETRY, "transport", "transport", False),
-    "read timeout": (FakeBraze(raises=requests.ReadTimeout("read timed out")),
+    "read timeout": (FakeBraze(raises=ReadTimeoutError(None, "/users/track", "read timed out")),
                      Action.RETRY, "transport", "transport", True),
-    "connection refused": (FakeBraze(raises=requests.ConnectionError("[Errno 111] Connection refused")),
+    "connection refused": (FakeBraze(raises=NewConnectionError(None, "[Errno 111] Connection refused")),
                            Action.RETRY, "transport", "transport", False),
     "lost answer (connection dropped after sending)": (
-        FakeBraze(raises=requests.ConnectionError("Connection aborted: RemoteDisconnected")),
+        FakeBraze(raises=ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed"))),
         Action.RETRY, "transport", "transport", True),
 }
 

@@ -422,29 +422,45 @@ def test_every_client_the_sync_builds_has_the_configured_timeout(settings):
     assert services.client_for(connection).timeout == 0.4
 
 
-def test_the_session_takes_the_proxy_and_ca_settings_of_the_environment_once(monkeypatch, tmp_path):
-    from braze_integration.client import keepalive_session
+def test_the_connection_pool_takes_the_proxy_and_ca_settings_of_the_environment(monkeypatch, tmp_path):
+    import urllib3
+
+    from braze_integration.client import connection_pool
 
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
-    session = keepalive_session(EU)
+    pool = connection_pool(EU)
 
-    assert session.proxies.get("https") == "http://proxy.internal:3128"
-    assert session.verify == str(bundle)
-    # Read once: the session no longer looks at the environment (nor at ~/.netrc) on each call.
-    assert session.trust_env is False
+    assert isinstance(pool, urllib3.ProxyManager) and pool.proxy.host == "proxy.internal" and pool.proxy.port == 3128
+    assert pool.connection_pool_kw["ca_certs"] == str(bundle)
 
 
-def test_a_host_the_no_proxy_list_names_goes_direct(monkeypatch):
-    from braze_integration.client import keepalive_session
+def test_a_host_the_no_proxy_list_names_goes_direct_and_checks_certificates_with_certifi(monkeypatch):
+    import certifi
+    import urllib3
 
+    from braze_integration.client import connection_pool
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "braze.eu")
 
-    assert "https" not in keepalive_session(EU).proxies
-    assert keepalive_session("https://rest.iad-01.braze.com").proxies.get("https") == "http://proxy.internal:3128"
+    direct = connection_pool(EU)
+    assert not isinstance(direct, urllib3.ProxyManager)
+    assert direct.connection_pool_kw["ca_certs"] == certifi.where()
+    assert isinstance(connection_pool("https://rest.iad-01.braze.com"), urllib3.ProxyManager)
+
+
+def test_the_client_never_retries_nor_follows_redirects_itself():
+    """What the client asks of every call, besides the endpoint tests above: a failed call is the
+    engine's to retry (it knows whether Braze may have had it), never the HTTP library's."""
+    from braze_integration.client import connection_pool
+
+    pool = connection_pool(EU)
+    assert pool.connection_pool_kw["retries"].total is False and pool.connection_pool_kw["retries"].redirect == 0

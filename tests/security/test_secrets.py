@@ -13,7 +13,7 @@ import logging
 import traceback
 
 import pytest
-import requests
+import urllib3
 from django.contrib import admin
 from django.core import mail
 from django.core.management import call_command
@@ -86,15 +86,20 @@ def all_log_output(settings):
         logging.getLogger(name).setLevel(level)
 
 
-def explode_inside_requests(monkeypatch):
-    def send(self, request, **kwargs):
+def explode_inside_the_http_library(monkeypatch):
+    """urllib3's connection pool raises with the request's headers (the Authorization header) among its locals."""
+    urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
+
+    def exploding_urlopen(self, method, url, body=None, headers=None, *args, **kwargs):
+        authorization = (headers or {}).get("Authorization")  # noqa: F841 (a local in every report of the frame)
         raise Exploding("the transport broke")
 
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    assert urlopen is not None
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "urlopen", exploding_urlopen)
 
 
 def sync_through_everything(connection, sandbox, settings, monkeypatch) -> list[BaseException]:
-    """Successes, a 503, a timeout, an exception inside requests, and a 401, as a worker would meet them."""
+    """Successes, a 503, a timeout, an exception inside the HTTP library, and a 401, as a worker would meet them."""
     logger = logging.getLogger("braze_integration.worker")
     raised: list[BaseException] = []
     members = [Member.objects.create(member_id=f"m-{i}", first_name="Ada") for i in range(3)]
@@ -120,7 +125,7 @@ def sync_through_everything(connection, sandbox, settings, monkeypatch) -> list[
     sandbox.set_keys([KEY])
     Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.CONNECTED)
     with monkeypatch.context() as patch:
-        explode_inside_requests(patch)
+        explode_inside_the_http_library(patch)
         sync()
         try:
             services.connection_verify(connection=connection)
@@ -249,7 +254,7 @@ def test_the_error_mail_of_connect_failing_inside_the_http_library_does_not_hold
     client.force_login(admin_user)
 
     with monkeypatch.context() as patch:
-        explode_inside_requests(patch)
+        explode_inside_the_http_library(patch)
         response = client.post(reverse("admin:braze_integration_connection_connect", args=[keyed.pk]))
 
     assert response.status_code == 500
