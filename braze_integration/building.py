@@ -169,16 +169,19 @@ def _value_reader(loyalty_field: LoyaltyField, spec: payloads.AttributeSpec, con
                   ) -> Callable[[dict[str, Any]], Any]:
     """A mapped field's value from a member row, converted for Braze (see ``MappingPlan.converted_value``):
     the type's converter and the standard attribute's format looked up once per plan, not per value."""
-    extract, where = loyalty_field.extract, spec.remote_field
+    extract, where, max_array = loyalty_field.extract, spec.remote_field, payloads.MAX_ARRAY
     convert = payloads.converter_for(spec.braze_type)
+    as_is = payloads.TAKEN_AS_IS.get(spec.braze_type)
     standard = STANDARD_FIELDS.get(where)
+    formats = standard.convert if standard is not None else None
 
     def read(row: dict[str, Any]) -> Any:
         value = extract(row, context)
         if value is None:
             return None
-        value = convert(value, where, payloads.MAX_ARRAY)
-        return value if standard is None or value is None else standard.value(value, where)
+        if as_is is None or not as_is(value):
+            value = convert(value, where, max_array)
+        return value if formats is None or value is None else formats(value, where)
 
     return read
 

@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from loyaltysync.models import ErasureRecord
-from loyaltysync.services import member_id_hash
+from loyaltysync.services import member_id_hash, member_id_hashes
 from loyaltysync.sql_lists import one_param
 
 from . import errors, queue, ratelimit
@@ -59,8 +59,8 @@ def tombstoned(external_ids: Iterable[str], *, since: datetime | None = None) ->
         return set()
     if since is not None:
         recent = set(ErasureRecord.objects.filter(erased_at__gte=since).values_list("member_hash", flat=True))
-        return {external_id for external_id in ids if member_id_hash(external_id) in recent} if recent else set()
-    by_hash = {member_id_hash(external_id): external_id for external_id in ids}
+        return {external_id for external_id, hashed in member_id_hashes(ids).items() if hashed in recent} if recent else set()
+    by_hash = {hashed: external_id for external_id, hashed in member_id_hashes(ids).items()}
     erased = ErasureRecord.objects.filter(member_hash__in=one_param(by_hash, sql_type="text")).values_list("member_hash", flat=True)
     return {by_hash[member_hash] for member_hash in erased}
 

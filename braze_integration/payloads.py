@@ -328,6 +328,16 @@ CONVERTERS: dict[str, Converter] = {
 }
 
 
+# Per Braze type, a check that a value is already what Braze takes, exactly as its converter would
+# return it (the common case, checked without the converter's general path).
+TAKEN_AS_IS: dict[str, Callable[[Any], bool]] = {
+    BrazeType.STRING: lambda value: type(value) is str and len(value) <= MAX_STRING,
+    BrazeType.INTEGER: lambda value: type(value) is int and -MAX_INTEGER <= value < MAX_INTEGER,
+    BrazeType.FLOAT: lambda value: type(value) is float and math.isfinite(value),
+    BrazeType.BOOLEAN: lambda value: type(value) is bool,
+}
+
+
 def converter_for(braze_type: BrazeType | str) -> Converter:
     """The conversion of ``braze_type`` (for code that converts many values of one type)."""
     try:

@@ -19,7 +19,7 @@ Field paths in errors: profile and custom fields are named as in a member's body
 
 from ..attributes import COMPUTED_FIELDS, PROFILE_FIELDS
 from ..errors import LoyaltyError
-from .erasure import member_erase, member_id_erased, member_id_hash
+from .erasure import member_erase, member_id_erased, member_id_hash, member_id_hashes
 from .events import BUILT_IN_ACTIONS, ENGINE_ACTIONS, event_record
 from .jobs import SCHEDULES, points_expire_due, points_release_pending, schedules_ensure
 from .ledger import member_points_refresh
@@ -50,6 +50,7 @@ __all__ = [
     "member_field_problem",
     "member_id_erased",
     "member_id_hash",
+    "member_id_hashes",
     "member_id_problem",
     "member_import_row",
     "member_points_refresh",

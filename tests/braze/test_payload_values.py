@@ -1,7 +1,9 @@
-"""The converters' fast paths for common values (plain strings, integers, known object keys) decide
-exactly as the general path does."""
+"""The converters' fast paths for common values (plain strings, integers, known object keys, values
+taken as they are) decide exactly as the general path does."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from braze_integration import payloads
 from braze_integration.payloads import BrazeType, PayloadError, convert_value
@@ -42,3 +44,26 @@ def test_array_elements_take_the_same_checks_on_the_fast_path():
         convert_value(BrazeType.ARRAY, ["a", "x" * 256], where="tags")
     with pytest.raises(PayloadError, match=r"tags\[0\]: arrays hold strings and numbers only"):
         convert_value(BrazeType.ARRAY, [None], where="tags")
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=300),
+                    st.decimals(allow_nan=False, allow_infinity=False, places=2))
+
+
+@given(braze_type=st.sampled_from(sorted(payloads.TAKEN_AS_IS)), value=SCALARS)
+def test_a_value_taken_as_is_is_exactly_what_its_converter_returns(braze_type, value):
+    """The fast check in front of a type's converter never lets through what the converter would change
+    or refuse."""
+    if not payloads.TAKEN_AS_IS[braze_type](value):
+        return
+    converted = convert_value(braze_type, value)
+    assert type(converted) is type(value) and converted == value
+
+
+@pytest.mark.parametrize(("braze_type", "value"), [
+    (BrazeType.STRING, "x" * 256), (BrazeType.INTEGER, 2**63), (BrazeType.INTEGER, True),
+    (BrazeType.FLOAT, float("inf")), (BrazeType.FLOAT, 3), (BrazeType.BOOLEAN, "true"),
+])
+def test_values_at_or_past_a_limit_go_through_the_converter(braze_type, value):
+    assert not payloads.TAKEN_AS_IS[braze_type](value)

@@ -73,6 +73,18 @@ def test_the_hash_is_keyed_one_way_and_stable(settings):
     assert services.member_id_hash("M-1") != first  # without the key, the id cannot be tried against it
 
 
+def test_many_ids_hash_as_each_does_alone(settings):
+    import hashlib
+    import hmac
+
+    settings.LOYALTY_ERASURE_HASH_KEY = "key-one"
+    ids = ["M-1", "M-2", "é-\U0001f600"]
+
+    assert services.member_id_hashes(ids) == {member_id: services.member_id_hash(member_id) for member_id in ids}
+    # HMAC-SHA256 with the configured key, in hex: records written before stay findable.
+    assert services.member_id_hash("M-1") == hmac.new(b"key-one", b"M-1", hashlib.sha256).hexdigest()
+
+
 def test_an_erased_id_cannot_be_enrolled_again(api, ada):
     services.member_erase(member_id="M-1", erased_by="dpo", source="api")
 
