@@ -44,11 +44,22 @@ class MemberWork:
     unsendable: dict[str, str] = field(default_factory=dict)
     error: str = ""
     cleared: frozenset[str] = frozenset()  # attributes removed from Braze: forgotten once it accepted
+    # JSON written once, when the attributes object carries the mapped values alone: its text in the
+    # request (``object_json``) and, for a member Braze was never sent anything, the last-sent values
+    # to store (``values_json``, the same text without the external id).
+    object_json: str | None = None
+    values_json: str | None = None
 
     def last_sent_after(self) -> dict[str, Any]:
         """The values Braze holds once it accepted this request."""
         merged = {**self.last_sent, **self.sent_values}
         return {name: value for name, value in merged.items() if name not in self.cleared}
+
+    def last_sent_after_json(self) -> dict[str, Any] | str:
+        """``last_sent_after()``, as JSON text when it was written already (see ``values_json``)."""
+        if self.values_json is not None and not self.last_sent and not self.cleared:
+            return self.values_json
+        return self.last_sent_after()
 
     @property
     def group_key(self) -> int:
@@ -269,6 +280,9 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         if attributes and not work.error.startswith("Cannot send external_id"):
             objects.append(("attributes", payloads.attributes_object(work.external_id, attributes,
                                                                      merge_objects=merge_objects), work))
+            if not any(item.kind == OutboxKind.ATTRIBUTES for item in work.outbox):  # the mapped values alone
+                work.values_json = payloads.encode_text(work.sent_values)
+                work.object_json = payloads.attributes_object_json(work.external_id, work.values_json)
         for item in work.outbox:
             if item.kind == OutboxKind.ATTRIBUTES:
                 continue

@@ -230,7 +230,7 @@ class Deliverer:
 
     def _prepare(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
                  ahead: int = 1) -> _Prepared:
-        data = payloads.encode(plan.body())
+        data = payloads.encode_plan(plan, _object_json)
         outbox_ids = [o.item.pk for owners in plan.owners.values() for o in owners if isinstance(o, OutboxOwner)]
         try:
             ratelimit.acquire(self.connection, ahead=ahead)
@@ -449,7 +449,7 @@ class Deliverer:
         report.settled.update(w.pk for w in works)
         done = queue.finish_synced(
             token, member_ids=[w.pk for w in works],
-            sent_values={w.pk: w.last_sent_after() for w in works
+            sent_values={w.pk: w.last_sent_after_json() for w in works
                          if w.sent_values or not w.last_sent or w.cleared & w.last_sent.keys()},
             request_id=request.pk if request is not None else None, partial=self.partial)
         if count:
@@ -499,6 +499,11 @@ def _commit_without_waiting_for_disk() -> None:
     if db_connection.vendor == "postgresql" and len(db_connection.atomic_blocks) == 1:
         with db_connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _object_json(owner) -> str | None:
+    """The JSON of a member's attributes object, when ``build`` wrote it already."""
+    return owner.object_json if isinstance(owner, MemberWork) else None
 
 
 def _fails_again(plan: payloads.RequestPlan, outcome: Outcome) -> bool:

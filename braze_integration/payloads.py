@@ -542,6 +542,32 @@ def _group_key(owner: Any) -> Any:
     return getattr(owner, "group_key", owner)
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_text(value: Any) -> str:
+    """JSON as sent: compact, not ASCII-escaped, no NaN or infinity."""
+    return _ENCODER.encode(value)
+
+
 def encode(body: Mapping[str, Any]) -> bytes:
     """JSON bytes as sent: compact, UTF-8."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return encode_text(body).encode()
+
+
+def attributes_object_json(external_id: str, values_json: str) -> str:
+    """``encode_text(attributes_object(external_id, values))`` from ``values_json = encode_text(values)``."""
+    head = '{"external_id":' + encode_text(external_id)
+    return head + "}" if values_json == "{}" else head + "," + values_json[1:]
+
+
+def encode_plan(plan: RequestPlan, written: Callable[[Any], str | None]) -> bytes:
+    """``encode(plan.body())``, taking the JSON of an object whose owner has it already
+    (``written(owner)``, else ``None``) instead of writing it again."""
+    arrays = []
+    for name, objs in (("attributes", plan.attributes), ("events", plan.events), ("purchases", plan.purchases)):
+        if objs:
+            texts = [written(owner) or encode_text(obj) for obj, owner in zip(objs, plan.owners[name], strict=True)]
+            arrays.append(f'"{name}":[{",".join(texts)}]')
+    return ("{" + ",".join(arrays) + "}").encode()

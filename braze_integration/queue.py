@@ -225,7 +225,7 @@ def recover_lost_requests(*, older_than: timedelta | None = None) -> int:
 
 # --- finishing a claim -----------------------------------------------------------------------------
 
-def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[int, dict[str, Any]],
+def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[int, dict[str, Any] | str],
                   request_id: int | None, partial: bool) -> int:
     """Braze has these members' values: synced, unless the member changed again meanwhile (or the
     send was ``partial``: some mapped fields only). ``sent_values`` are the last-sent values to store
@@ -239,8 +239,14 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     table = _q(MemberSyncState._meta.db_table)
     token_param = MemberSyncState._meta.get_field("claim_token").get_db_prep_value(token, db_connection)
     # One JSON object {member id: values to store, or null to keep}: one parameter however many
-    # members (arrays of JSON texts cost psycopg a regex escape per character).
-    sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
+    # members (arrays of JSON texts cost psycopg a regex escape per character). Values given as
+    # text are JSON written already (the request's), put in as they are.
+    if any(type(value) is str for value in sent_values.values()):
+        sent = "{" + ",".join(
+            f'"{pk}":' + (value if type(value := sent_values.get(pk)) is str else json.dumps(value, separators=(",", ":")))
+            for pk in member_ids) + "}"
+    else:
+        sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
     if db_connection.vendor == "postgresql":
         source, sent_id, sent_value = "jsonb_each(%s::jsonb) AS sent", "sent.key::bigint", "NULLIF(sent.value, 'null')"
         claimed = f"{table}.claim_token = %s"

@@ -141,3 +141,44 @@ def test_given_a_value_braze_has_when_it_is_emptied_then_null_is_sent_to_remove_
 ], ids=["first-sync", "all-empty", "unchanged", "changed-only", "removal"])
 def test_attributes_to_send(values, last_sent, send_all, expected):
     assert building.attributes_to_send(values, last_sent, send_all=send_all, force=False) == expected
+
+
+def test_json_written_once_in_build_is_the_json_the_request_and_the_stored_values_would_have(braze_connection):
+    """A member's attributes object is written to JSON once, in ``build``; the request takes that text and
+    the stored last-sent values take it too. Both must be what encoding the objects afresh gives."""
+    import json
+
+    from braze_integration import delivery, payloads
+
+    plain = make_member("b-plain", first_name="Zoë 🦊 \"quoted\"")
+    with_adhoc = make_member("b-adhoc")
+    services.outbox_enqueue(member_id=with_adhoc.pk, kind="attributes",
+                            payload={"attributes": {"loyalty_points": 999, "last_store": "Köln"}})
+    with_event = make_member("b-event")
+    services.outbox_enqueue(member_id=with_event.pk, kind="event", payload={"name": "welcome", "time": "2024-01-01"})
+    token, _ = queue.claim(limit=3, member_ids=[plain.pk, with_adhoc.pk, with_event.pk])
+
+    works, users = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+    [plan] = payloads.plan_requests(users)
+
+    assert payloads.encode_plan(plan, delivery._object_json) == payloads.encode(plan.body())
+    by_id = {w.external_id: w for w in works}
+    # Ad-hoc attributes ride on the object: it is written afresh, and their values (999 points) are sent.
+    assert by_id["b-adhoc"].object_json is None
+    sent = {obj["external_id"]: obj for obj in json.loads(payloads.encode_plan(plan, delivery._object_json))["attributes"]}
+    assert sent["b-adhoc"]["loyalty_points"] == 999 and sent["b-adhoc"]["last_store"] == "Köln"
+    for external_id in ("b-plain", "b-event"):
+        work = by_id[external_id]
+        assert work.object_json is not None
+        assert json.loads(work.last_sent_after_json()) == work.last_sent_after() == work.sent_values
+
+
+def test_a_member_braze_was_sent_values_before_stores_the_merge_not_the_request_alone(braze_connection):
+    member = make_member("b-again")
+    MemberSyncState.objects.filter(pk=member.pk).update(
+        status=SyncStatus.PENDING, last_sent_values={"loyalty_points": 1, "old_attribute": "kept"})
+    token, _ = queue.claim(limit=1, member_ids=[member.pk])
+
+    [work], _ = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
+
+    assert work.last_sent_after_json() == {**{"old_attribute": "kept"}, **work.sent_values}
