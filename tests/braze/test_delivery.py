@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from braze_integration import delivery, queue, services
+from braze_integration import delivery, errors, queue, services
 from braze_integration.models import Connection, ConnectionStatus, MemberSyncState, SyncRequest, SyncStatus
 
 from .members import make_member
@@ -180,3 +180,29 @@ def test_inside_a_callers_transaction_the_commit_still_waits_for_the_disk(braze_
 
     assert MemberSyncState.objects.get(pk=member.pk).status == SyncStatus.SYNCED
     assert not [q for q in queries.captured_queries if "synchronous_commit" in q["sql"]]
+
+
+def test_when_a_claims_third_request_is_rate_limited_the_two_before_stay_recorded(braze_connection, sandbox,
+                                                                                   monkeypatch):
+    """Nothing Braze accepted is left unrecorded when sending stops; the rest is given back."""
+    braze_connection.batch_size = 2
+    members = [make_member(f"m-stop-{i}") for i in range(5)]
+    token = claim_everyone(members)
+    before = SyncRequest.objects.order_by("pk").last()
+    post, calls = delivery._post, []
+
+    def third_is_rate_limited(client, data):
+        calls.append(1)
+        if len(calls) == 3:
+            return errors.BrazeRateLimited("Rate limit exceeded", retry_after=30, status=429, body={}, duration_ms=1)
+        return post(client, data)
+
+    monkeypatch.setattr(delivery, "_post", third_is_rate_limited)
+
+    with pytest.raises(delivery.SyncStopped):
+        deliverer_for(braze_connection).deliver(token, force=True)
+
+    states = {s.member.member_id: s for s in MemberSyncState.objects.select_related("member")}
+    assert sorted(k for k, s in states.items() if s.status == SyncStatus.SYNCED) == [f"m-stop-{i}" for i in range(4)]
+    assert states["m-stop-4"].status == SyncStatus.PENDING and states["m-stop-4"].claim_token is None
+    assert SyncRequest.objects.filter(outcome="success", pk__gt=before.pk if before else 0).count() == 2
