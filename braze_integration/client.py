@@ -45,7 +45,8 @@ def connection_pool(base_url: str) -> urllib3.PoolManager:
     ``HTTP_PROXY`` and ``NO_PROXY`` (as ``requests`` reads them), and the CA bundle from
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's."""
     parts = urlsplit(base_url)
-    options: dict[str, Any] = {"num_pools": 2, "maxsize": 1, "retries": False,
+    # Up to 10 kept-alive connections, as requests keeps: the threads of a web process share the pool.
+    options: dict[str, Any] = {"num_pools": 2, "maxsize": 10, "retries": False,
                                "ca_certs": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
                                or certifi.where()}
     proxy = urllib.request.getproxies_environment().get(parts.scheme)

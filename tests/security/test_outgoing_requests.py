@@ -464,3 +464,28 @@ def test_the_client_never_retries_nor_follows_redirects_itself():
 
     pool = connection_pool(EU)
     assert pool.connection_pool_kw["retries"].total is False and pool.connection_pool_kw["retries"].redirect == 0
+
+
+class SlowTarget(Target):
+    def do_POST(self):  # noqa: N802
+        time.sleep(0.2)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        super().do_POST()
+
+
+def test_threads_posting_at_once_through_one_client_each_get_their_answer_and_keep_their_connection(caplog):
+    """A web process's threads pressing Connect at once share the process's client: each gets its answer,
+    and no connection is thrown away for want of room in the pool."""
+    with http_server(SlowTarget) as server:
+        client = BrazeClient(f"http://127.0.0.1:{server.server_port}", "secret-key-0123456789", timeout=5)
+        answers = []
+        with caplog.at_level("WARNING", logger="urllib3"):
+            threads = [threading.Thread(target=lambda: answers.append(client.track({"attributes": []})))
+                       for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    assert [answer.status for answer in answers] == [201] * 4
+    assert "Connection pool is full" not in caplog.text
