@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
+import ssl
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
+import requests.utils
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
     NewConnectionError,
     ProtocolError,
+    ProxyError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from . import errors
@@ -40,19 +44,30 @@ DELETE_PATH = "/users/delete"
 MAX_DELETE_IDS = 50  # Braze's limit of external_ids per /users/delete request
 
 
+# What is kept of an answer's body: Braze's answers are a few KB; a larger one is cut (and the connection closed).
+MAX_ANSWER_BYTES = 1_000_000
+
+
 def connection_pool(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive connections to one endpoint. The environment is read once, here: ``HTTPS_PROXY`` /
-    ``HTTP_PROXY`` and ``NO_PROXY`` (as ``requests`` reads them), and the CA bundle from
-    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's."""
-    parts = urlsplit(base_url)
+    """Keep-alive connections to one endpoint. The environment is read once, here, by the rules of
+    ``requests``: the proxy from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` unless ``NO_PROXY``
+    names the host (CIDR ranges too), and the CA bundle (a file or a directory) from
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's. Raises ``BrazeConfigurationError``
+    for a proxy that is not an http(s):// one."""
     # Up to 10 kept-alive connections, as requests keeps: the threads of a web process share the pool.
-    options: dict[str, Any] = {"num_pools": 2, "maxsize": 10, "retries": False,
-                               "ca_certs": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                               or certifi.where()}
-    proxy = urllib.request.getproxies_environment().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
+    options: dict[str, Any] = {"num_pools": 2, "maxsize": 10, "retries": False}
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+    proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url))
+    if not proxy:
+        return urllib3.PoolManager(**options)
+    proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+    scheme = urlsplit(proxy).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise errors.BrazeConfigurationError(
+            f"The proxy for Braze ({scheme}://, from the environment's proxy settings) is not supported: "
+            "use an http:// or https:// proxy, or name Braze's host in NO_PROXY.")
+    return urllib3.ProxyManager(proxy, **options)
 
 
 @dataclass
@@ -71,31 +86,41 @@ def _rate_limit_headers(response: urllib3.BaseHTTPResponse) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
 
 
+# A wait longer than this is read as this long: a header promising hours (or infinity) must not park sending.
+MAX_RETRY_AFTER = 3600.0
+
+
 def retry_after_seconds(headers: dict[str, str], *, now: float | None = None, default: float = 1.0) -> float:
-    """How long to wait after a 429, from any of the headers Braze documents.
+    """How long to wait after a 429, from any of the headers Braze documents (at most ``MAX_RETRY_AFTER``).
 
     ``X-RateLimit-Reset`` is documented both as UTC epoch seconds and as seconds left: a value
     larger than a year of seconds is read as a timestamp. ``Retry-After`` may be seconds or an HTTP date.
+    A header that is none of these is passed over.
     """
     now = time.time() if now is None else now
     lowered = {k.lower(): v for k, v in headers.items()}
     for name in ("x-ratelimit-retry-after", "retry-after"):
-        value = lowered.get(name)
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(value) if value else None
-                if parsed is not None:
-                    return max(0.0, parsed.timestamp() - now)
-    reset = lowered.get("x-ratelimit-reset")
-    if reset:
+        seconds = _seconds_or_date(lowered.get(name) or "", now)
+        if seconds is not None:
+            return min(MAX_RETRY_AFTER, max(0.0, seconds))
+    try:
+        reset = float(lowered.get("x-ratelimit-reset") or "")
+    except ValueError:
+        return default
+    if not math.isfinite(reset):
+        return default
+    return min(MAX_RETRY_AFTER, max(0.0, reset - now if reset > 365 * 24 * 3600 else reset))
+
+
+def _seconds_or_date(value: str, now: float) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            number = float(reset)
-        except ValueError:
-            return default
-        return max(0.0, number - now) if number > 365 * 24 * 3600 else max(0.0, number)
-    return default
+            return email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) else None
 
 
 class BrazeClient:
@@ -130,7 +155,24 @@ class BrazeClient:
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}",
                          "User-Agent": USER_AGENT},
                 timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout), retries=False, redirect=False,
+                preload_content=False,
             )
+            answer = _read_answer(response)
+        except (ValueError, UnicodeError):  # a header HTTP cannot carry; the error's text would quote the key
+            raise errors.BrazeTransportError(
+                "Request failed: the API key holds a character an HTTP header cannot carry (a line break, say); "
+                "enter it again", maybe_delivered=False) from None
+        except SSLError as err:
+            # A certificate refused in the handshake sent nothing; a TLS failure later may have followed the request.
+            verify = isinstance(err.__context__, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(err)
+            raise errors.BrazeTransportError(f"Request failed: {'untrusted certificate' if verify else 'TLS error'}",
+                                             maybe_delivered=not verify, duration_ms=_ms(started)) from err
+        except ProxyError as err:
+            # Not reaching the proxy sent nothing; a connection through it that broke may have carried the request.
+            unreached = (isinstance(err.original_error, NewConnectionError | ConnectTimeoutError)
+                         or "Tunnel connection failed" in str(err.original_error))  # CONNECT refused
+            raise errors.BrazeTransportError("Could not reach the proxy" if unreached else "Connection through the proxy lost",
+                                             maybe_delivered=not unreached, duration_ms=_ms(started)) from err
         except NewConnectionError as err:  # refused, or the name did not resolve: nothing was sent
             raise errors.BrazeTransportError("Connection refused", maybe_delivered=False,
                                              duration_ms=_ms(started)) from err
@@ -143,16 +185,17 @@ class BrazeClient:
         except ProtocolError as err:  # reset or dropped after the request may have gone out
             raise errors.BrazeTransportError("Connection lost before an answer", maybe_delivered=True,
                                              duration_ms=_ms(started)) from err
-        except HTTPError as err:  # TLS, proxy ...
-            raise errors.BrazeTransportError(f"Request failed: {err.__class__.__name__}", maybe_delivered=False) from err
-        return self._handle(response, _ms(started))
+        except HTTPError as err:  # an answer that came and could not be read (decoding, headers): it was sent
+            raise errors.BrazeTransportError(f"Request failed: {err.__class__.__name__}", maybe_delivered=True,
+                                             duration_ms=_ms(started)) from err
+        return self._handle(response, answer, _ms(started))
 
-    def _handle(self, response: urllib3.BaseHTTPResponse, duration_ms: int) -> TrackResult:
+    def _handle(self, response: urllib3.BaseHTTPResponse, answer: bytes, duration_ms: int) -> TrackResult:
         status = response.status
-        text = response.data.decode("utf-8", "replace")
+        text = answer.decode("utf-8", "replace")
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = {"message": text[:500]}
         if not isinstance(body, dict):
             body = {"message": str(body)[:500]}
@@ -160,18 +203,38 @@ class BrazeClient:
         kwargs = {"status": status, "body": body, "duration_ms": duration_ms}
         if 200 <= status < 300:
             return TrackResult(status=status, message=message, body=body, duration_ms=duration_ms,
-                               errors=list(body.get("errors") or []), rate_limit=_rate_limit_headers(response))
+                               errors=_object_errors(body), rate_limit=_rate_limit_headers(response))
         if status == 429:
             raise errors.BrazeRateLimited(message or "Rate limited", retry_after=retry_after_seconds(dict(response.headers)), **kwargs)
         if status in (401, 403, 404):
             raise errors.BrazeAuthError(message or f"HTTP {status}", **kwargs)
         if status in (400, 413):
-            raise errors.BrazeRequestRejected(message or f"HTTP {status}", errors=list(body.get("errors") or []), **kwargs)
+            raise errors.BrazeRequestRejected(message or f"HTTP {status}", errors=_object_errors(body), **kwargs)
         if 300 <= status < 400:
             raise errors.BrazeAuthError(f"Braze answered with a redirect ({status}); check the instance URL", **kwargs)
         if status >= 500:
             raise errors.BrazeServerError(message or f"HTTP {status}", **kwargs)
         raise errors.BrazeClientBug(message or f"HTTP {status}", **kwargs)
+
+
+def _read_answer(response: urllib3.BaseHTTPResponse) -> bytes:
+    """The answer's body, at most ``MAX_ANSWER_BYTES`` of it: a longer one is cut and its connection
+    closed rather than read on."""
+    try:
+        answer = response.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+        if len(answer) > MAX_ANSWER_BYTES:
+            response.close()
+            return answer[:MAX_ANSWER_BYTES]
+        response.drain_conn()
+        return answer
+    finally:
+        response.release_conn()
+
+
+def _object_errors(body: dict[str, Any]) -> list:
+    """Braze's per-object errors (a list; anything else in their place is no per-object error)."""
+    found = body.get("errors")
+    return list(found) if isinstance(found, list) else []
 
 
 def _ms(started: float) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import io
 import json
 import time
 
@@ -29,8 +30,9 @@ class FakeBraze:
     def request(self, method, url, **kwargs):
         if self.raises is not None:
             raise self.raises
-        return urllib3.HTTPResponse(body=json.dumps(self.body).encode(), headers=self.headers, status=self.status,
-                                    reason=http.client.responses.get(self.status, ""), preload_content=True)
+        return urllib3.HTTPResponse(body=io.BytesIO(json.dumps(self.body).encode()), headers=self.headers,
+                                    status=self.status, reason=http.client.responses.get(self.status, ""),
+                                    preload_content=False)
 
 
 def answer_of(pool: FakeBraze) -> object:

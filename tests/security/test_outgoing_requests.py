@@ -11,6 +11,7 @@ import http.server
 import socket
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 import pytest
@@ -489,3 +490,220 @@ def test_threads_posting_at_once_through_one_client_each_get_their_answer_and_ke
 
     assert [answer.status for answer in answers] == [201] * 4
     assert "Connection pool is full" not in caplog.text
+
+
+# --- the transport's edges (found by attacking the urllib3 client) ---------------------------------
+
+
+def raw_server(handle):
+    """A socket server on 127.0.0.1 whose connections ``handle(conn)`` serves, each in a thread."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    def serve_one(conn):
+        try:
+            handle(conn)
+        except OSError:  # the client gave up on it (a refused certificate, say)
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def read_request(conn) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def post(url: str, key: str = "secret-key-0123456789"):
+    try:
+        return BrazeClient(url, key, timeout=2).post_bytes(b'{"attributes":[]}')
+    except errors.BrazeError as err:
+        return err
+
+
+def test_a_tls_failure_after_the_request_went_out_may_have_been_delivered_an_untrusted_certificate_not(
+        tls_files, monkeypatch):
+    import ssl
+
+    cert_file, key_file = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+
+    def garbage_after_the_request(conn):
+        raw = conn.dup()
+        tls = context.wrap_socket(conn, server_side=True)
+        read_request(tls)
+        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\0" * 32)  # a record that is not TLS's
+        time.sleep(0.2)
+
+    server = raw_server(garbage_after_the_request)
+    url = f"https://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+        broken = post(url)
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        untrusted = post(url)  # certifi's roots do not know this certificate
+    finally:
+        server.close()
+
+    assert isinstance(broken, errors.BrazeTransportError) and broken.maybe_delivered
+    assert isinstance(untrusted, errors.BrazeTransportError) and not untrusted.maybe_delivered
+    assert "untrusted certificate" in untrusted.message
+
+
+def test_through_a_proxy_a_lost_connection_may_have_carried_the_request_an_unreachable_proxy_did_not(monkeypatch):
+    def drops_after_reading(conn):
+        read_request(conn)
+
+    proxy = raw_server(drops_after_reading)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: refused
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        lost = post("http://127.0.0.1:9")
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        unreached = post("http://127.0.0.1:9")
+    finally:
+        proxy.close()
+        closed.close()
+
+    assert isinstance(lost, errors.BrazeTransportError) and lost.maybe_delivered
+    assert isinstance(unreached, errors.BrazeTransportError) and not unreached.maybe_delivered
+
+
+@pytest.mark.parametrize(("environment", "proxied"), [
+    ({"ALL_PROXY": "http://proxy.internal:3128"}, True),
+    ({"HTTPS_PROXY": "proxy.internal:3128"}, True),  # no scheme: http:// as requests reads it
+    ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "52.0.0.0/8,braze.eu"}, False),
+])
+def test_proxy_settings_are_read_by_the_rules_of_requests(monkeypatch, environment, proxied):
+    import urllib3
+
+    from braze_integration.client import connection_pool
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert isinstance(connection_pool(EU), urllib3.ProxyManager) == proxied
+
+
+def test_a_socks_proxy_is_a_configuration_error_that_says_what_to_do(monkeypatch):
+    from braze_integration.client import connection_pool
+
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.internal:1080")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    with pytest.raises(errors.BrazeConfigurationError, match=r"socks5://.*use an http:// or https:// proxy"):
+        connection_pool(EU)
+
+
+def test_a_ca_directory_is_used_as_a_directory(monkeypatch, tmp_path):
+    from braze_integration.client import connection_pool
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))
+
+    pool = connection_pool(EU)
+    assert pool.connection_pool_kw["ca_cert_dir"] == str(tmp_path) and "ca_certs" not in pool.connection_pool_kw
+
+
+@pytest.mark.parametrize("key", ["secret-key\n-0123456789", "secret-key\r\nX-Evil: 1", "secret-kéy-01234€56789"])
+def test_a_key_no_http_header_can_carry_is_a_transport_error_that_does_not_quote_it(key):
+    with http_server(Target) as server:
+        answer = post(f"http://127.0.0.1:{server.server_port}", key)
+
+    assert isinstance(answer, errors.BrazeTransportError) and not answer.maybe_delivered
+    text = "".join(traceback.format_exception(answer))
+    assert key not in text and "line break" in answer.message
+
+
+def answering(status: int, headers: dict, body: bytes):
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Answer
+
+
+@pytest.mark.parametrize(("headers", "wait"), [
+    ({"Retry-After": "soon"}, 1.0), ({"Retry-After": "inf"}, 1.0), ({"X-RateLimit-Reset": "nan"}, 1.0),
+    ({"Retry-After": "86400"}, 3600.0),  # at most an hour
+])
+def test_a_429_with_a_retry_header_that_makes_no_sense_waits_a_sensible_time(headers, wait):
+    with http_server(answering(429, headers, b'{"message": "slow down"}')) as server:
+        answer = post(f"http://127.0.0.1:{server.server_port}")
+
+    assert isinstance(answer, errors.BrazeRateLimited) and answer.retry_after == wait
+
+
+def test_an_answer_of_odd_shape_or_size_is_read_without_failing():
+    with http_server(answering(201, {}, b'{"message": "success", "errors": 5}')) as server:
+        odd = post(f"http://127.0.0.1:{server.server_port}")
+    huge = b'{"message": "' + b"x" * 3_000_000 + b'"}'
+    with http_server(answering(500, {}, huge)) as server:
+        large = post(f"http://127.0.0.1:{server.server_port}")
+
+    assert odd.status == 201 and odd.errors == []
+    assert isinstance(large, errors.BrazeServerError) and len(large.message) <= 2_000
