@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from loyaltysync.models import Member, Tier
 
-from . import building, delivery, payloads, queue, services
+from . import building, delivery, errors, payloads, queue, services
 from .models import (
     Connection,
     ConnectionStatus,
@@ -238,7 +238,10 @@ def resync_sender(run: ResyncRun) -> Sender:
     selection = Selection.from_json(run.options["selection"])
     connection.batch_size = min(75, int(run.options.get("batch_size") or connection.batch_size))
     plan = _mapping_plan(connection, selection)
-    client = services.client_for(connection)
+    try:
+        client = services.client_for(connection)
+    except errors.BrazeConfigurationError as err:  # an endpoint or proxy that cannot be used
+        raise ResyncError(str(err)) from None
     deliverer = delivery.Deliverer(connection, client, trigger="resync",
                                    partial=bool(selection.fields or selection.clear), member_rows=not selection.all)
     return Sender(selection=selection, force=bool(run.options.get("force")), plan=plan, deliverer=deliverer,

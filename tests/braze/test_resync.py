@@ -234,3 +234,18 @@ def test_a_member_erased_after_the_resync_read_its_chunk_is_left_out_and_the_res
     assert sandbox.user(victim.member_id) is None
     assert sandbox.user(members[6].member_id) is not None
     assert MemberSyncState.objects.filter(status="synced").count() == 299
+
+
+def test_a_proxy_setting_the_client_cannot_use_stops_the_resync_with_a_message_saying_so(members, sandbox,
+                                                                                         monkeypatch):
+    from braze_integration import services
+
+    monkeypatch.setattr(services, "_pools", {})  # the environment is read when a process first talks to Braze
+    with monkeypatch.context() as environment:  # (the test's own sandbox client reads it too)
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            environment.delenv(name, raising=False)
+        environment.setenv("HTTP_PROXY", "socks5://proxy.internal:1080")
+
+        with pytest.raises(CommandError, match=r"socks5://.*use an http:// or https:// proxy"):
+            run("--all")
+    assert sandbox.stats()["requests"] == 0
