@@ -180,10 +180,8 @@ class Deliverer:
         self._posted = []
         try:
             self._send_all(token, requests, report)
-        except SyncStopped:
+        finally:  # also when sending stopped or was interrupted: what went out went out
             self._erased_while_sending()
-            raise
-        self._erased_while_sending()
         return report
 
     def _erased_while_sending(self) -> None:

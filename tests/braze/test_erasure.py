@@ -174,3 +174,32 @@ def test_the_check_after_an_answer_reads_only_erasures_since_the_full_check(braz
     assert erasure.tombstoned(["m-1", "m-2", "m-3"]) == {"m-1", "m-2"}
     assert erasure.tombstoned(["m-1", "m-2", "m-3"], since=since) == {"m-1"}
     assert erasure.tombstoned(["m-2", "m-3"], since=since) == set()
+
+
+def test_a_member_erased_while_its_request_was_on_its_way_is_deleted_again_even_when_sending_is_interrupted(
+        braze_connection, sandbox, monkeypatch):
+    from braze_integration import erasure
+
+    make_member("m-1")
+    make_member("m-2")
+    post = delivery._post
+    calls = []
+
+    def erase_then_interrupt(client, data):
+        calls.append(1)
+        answer = post(client, data)  # the profile is (re)created in Braze
+        if b'"m-1"' in data:
+            erase("m-1")
+            connection = Connection.objects.get()
+            erasure.deletions_deliver(connection, services.client_for(connection), backoff=delivery.backoff_seconds)
+            assert BrazeDeletion.objects.get().status == DeletionStatus.DELETED  # overtaken by the deletion
+            raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) right after Braze took the request
+        return answer
+
+    monkeypatch.setattr(delivery, "_post", erase_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        services.member_sync_now(member_ids=list(Member.objects.values_list("pk", flat=True)), force=True)
+
+    # Then the profile the request recreated is queued for deletion again
+    deletion = BrazeDeletion.objects.get()
+    assert deletion.external_id == "m-1" and deletion.status == DeletionStatus.PENDING
