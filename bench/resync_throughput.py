@@ -29,14 +29,34 @@ from common import (
 )
 
 
-def fair_loop(url: str, count: int) -> float:
-    """The afternoon loop over the first ``count`` members; returns its seconds. Nothing is recorded."""
+def fair_loop(url: str, count: int, *, client: str = "requests") -> float:
+    """The afternoon loop over the first ``count`` members; returns its seconds. Nothing is recorded.
+
+    ``client``: ``requests`` (a kept-alive ``requests.Session``, the loop the aims are measured
+    against) or ``urllib3`` (the same loop over urllib3's pool, the transport the engine uses)."""
+    import json
+
     import requests
+    import urllib3
 
     from loyaltysync.models import Member, MemberStatus
 
-    session = requests.Session()
-    session.headers.update({"Authorization": f"Bearer {SANDBOX_KEY}"})
+    headers = {"Authorization": f"Bearer {SANDBOX_KEY}", "Content-Type": "application/json"}
+    if client == "requests":
+        session = requests.Session()
+        session.headers.update(headers)
+
+        def post(body: dict) -> None:
+            session.post(f"{url}/users/track", json=body, timeout=10).raise_for_status()
+    else:
+        pool = urllib3.PoolManager(retries=False)
+
+        def post(body: dict) -> None:
+            response = pool.request("POST", f"{url}/users/track", body=json.dumps(body).encode(), headers=headers,
+                                    timeout=10)
+            if response.status >= 400:
+                raise RuntimeError(f"the sandbox answered {response.status}")
+
     started = time.monotonic()
     members = Member.objects.select_related("tier").order_by("pk")[:count]
     for member in members.iterator(chunk_size=2000):
@@ -54,8 +74,7 @@ def fair_loop(url: str, count: int) -> float:
             "loyalty_preferences": custom.get("preferences"),
             "loyalty_children": custom.get("children"),
         }
-        response = session.post(f"{url}/users/track", json={"attributes": [attributes]}, timeout=10)
-        response.raise_for_status()
+        post({"attributes": [attributes]})
     return time.monotonic() - started
 
 
@@ -118,6 +137,7 @@ def main() -> None:
     seed_seconds = time.monotonic() - t
 
     fair_rates: list[float] = []
+    fair_urllib3_rates: list[float] = []
     resync_rates: dict[int, list[float]] = {w: [] for w in args.workers}
     rows = []
     cluster = max(args.workers)
@@ -130,6 +150,10 @@ def main() -> None:
             fair_rates.append(args.fair_members / fair_seconds)
             rows.append([str(round_), "fair loop (1 member a request)", f"{args.fair_members:,}",
                          f"{args.fair_members:,}", f"{fair_seconds:.1f}", f"{fair_rates[-1]:,.0f}", ""])
+            fair_seconds = fair_loop(url, args.fair_members, client="urllib3")
+            fair_urllib3_rates.append(args.fair_members / fair_seconds)
+            rows.append([str(round_), "fair loop over urllib3", f"{args.fair_members:,}",
+                         f"{args.fair_members:,}", f"{fair_seconds:.1f}", f"{fair_urllib3_rates[-1]:,.0f}", ""])
             for workers in args.workers:
                 seconds, requests, rss_growth = full_resync(args.members, workers)
                 resync_rates[workers].append(args.members / seconds)
@@ -141,13 +165,16 @@ def main() -> None:
     print(table(rows, ["round", "run", "members", "requests", "seconds", "members/s", "peak RSS +MB"]))
     for workers, rates in resync_rates.items():
         ratios = [r / f for r, f in zip(rates, fair_rates, strict=True)]
+        ratios_urllib3 = [r / f for r, f in zip(rates, fair_urllib3_rates, strict=True)]
         label = f"{workers} workers" if workers else "in-process"
         print(f"braze_resync --all ({label}) / fair loop: {', '.join(f'{r:.1f}x' for r in ratios)} "
-              f"(median {statistics.median(ratios):.1f}x)")
+              f"(median {statistics.median(ratios):.1f}x); / the loop over urllib3: "
+              f"{', '.join(f'{r:.1f}x' for r in ratios_urllib3)} (median {statistics.median(ratios_urllib3):.1f}x)")
         print("SUMMARY " + json.dumps({
             "bench": "resync", "database": args.database, "members": args.members, "workers": workers,
             "fair": statistics.median(fair_rates), "resync": statistics.median(rates),
-            "ratio": statistics.median(ratios)}))
+            "ratio": statistics.median(ratios), "fair_urllib3": statistics.median(fair_urllib3_rates),
+            "ratio_urllib3": statistics.median(ratios_urllib3)}))
 
 
 if __name__ == "__main__":

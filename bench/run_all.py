@@ -72,6 +72,8 @@ def summary_table(summaries: list[dict]) -> str:
             how = f"{s['workers']} workers" if s.get("workers") else "in-process"
             rows.append([where, f"full resync of {s['members']:,} ({how})", f"fair loop {s['fair']:,.0f}/s",
                          f"braze_resync --all {s['resync']:,.0f}/s", f"{s['ratio']:.1f}x"])
+            rows.append([where, "  the same / the loop over urllib3", f"loop over urllib3 {s['fair_urllib3']:,.0f}/s", "",
+                         f"{s['ratio_urllib3']:.1f}x"])
         elif s["bench"] == "save":
             for kind in ("save()", "API PATCH"):
                 rows.append([where, f"{kind} sync on / off ({s['broker']} broker)", "", "",
