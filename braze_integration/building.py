@@ -44,10 +44,9 @@ class MemberWork:
     unsendable: dict[str, str] = field(default_factory=dict)
     error: str = ""
     cleared: frozenset[str] = frozenset()  # attributes removed from Braze: forgotten once it accepted
-    # JSON written once, when the attributes object carries the mapped values alone: its text in the
-    # request (``object_json``) and, for a member Braze was never sent anything, the last-sent values
-    # to store (``values_json``, the same text without the external id).
-    object_json: str | None = None
+    # The JSON of ``sent_values``, written once when the attributes object carries them alone: the
+    # request's object is made of it, and for a member Braze was never sent anything it is also the
+    # last-sent values to store.
     values_json: str | None = None
 
     def last_sent_after(self) -> dict[str, Any]:
@@ -282,7 +281,6 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
                                                                      merge_objects=merge_objects), work))
             if not any(item.kind == OutboxKind.ATTRIBUTES for item in work.outbox):  # the mapped values alone
                 work.values_json = payloads.encode_text(work.sent_values)
-                work.object_json = payloads.attributes_object_json(work.external_id, work.values_json)
         for item in work.outbox:
             if item.kind == OutboxKind.ATTRIBUTES:
                 continue

@@ -19,10 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from loyaltysync.on_commit import commit_without_waiting_for_disk
 
 from . import building, erasure, errors, monitoring, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
@@ -281,8 +282,10 @@ class Deliverer:
         # "sending", which the next claim of these members reads as lost (and counts).
         with transaction.atomic():
             stop = self._record(token, request, plan, answer, outcome, report)
+            # A lost record of mapped attributes alone only means sending the same values again after the
+            # claim's lease; events, outbox items and erasure work always wait for the disk.
             if outcome.action == Action.SENT and not any(w.outbox for w in works_of(plan)):
-                _commit_without_waiting_for_disk()
+                commit_without_waiting_for_disk()
         if stop is not None and not stopping:
             raise stop
 
@@ -486,22 +489,11 @@ class Deliverer:
                                                          sent_at=sent_at)
 
 
-def _commit_without_waiting_for_disk() -> None:
-    """Let this transaction commit without waiting for its WAL to reach the disk (PostgreSQL's
-    ``synchronous_commit`` off, for this transaction only; SQLite in WAL mode with ``synchronous=NORMAL``
-    does so already). Only for the record of a request that carried mapped attributes alone: a crash of
-    the database server a moment later may lose the record, never corrupt anything, and losing it only
-    means sending the same values again when the claim's lease runs out. Events, outbox items and erasure
-    work are always committed to disk before the transaction ends."""
-    # Only in a transaction of our own: inside a caller's, SET LOCAL would reach the caller's other work too.
-    if db_connection.vendor == "postgresql" and len(db_connection.atomic_blocks) == 1:
-        with db_connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
 def _object_json(owner) -> str | None:
-    """The JSON of a member's attributes object, when ``build`` wrote it already."""
-    return owner.object_json if isinstance(owner, MemberWork) else None
+    """The JSON of a member's attributes object, from its values' JSON when ``build`` wrote it."""
+    if isinstance(owner, MemberWork) and owner.values_json is not None:
+        return payloads.attributes_object_json(owner.external_id, owner.values_json)
+    return None
 
 
 def _fails_again(plan: payloads.RequestPlan, outcome: Outcome) -> bool:

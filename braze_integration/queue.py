@@ -10,7 +10,6 @@ trip per row or too much Python on the save path; it lives here and nowhere else
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from django.utils import timezone
 from loyaltysync.models import Member
 from loyaltysync.sql_lists import one_param, one_param_table
 
+from . import payloads
 from .models import (
     FlushSlot,
     MemberSyncState,
@@ -241,12 +241,9 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     # One JSON object {member id: values to store, or null to keep}: one parameter however many
     # members (arrays of JSON texts cost psycopg a regex escape per character). Values given as
     # text are JSON written already (the request's), put in as they are.
-    if any(type(value) is str for value in sent_values.values()):
-        sent = "{" + ",".join(
-            f'"{pk}":' + (value if type(value := sent_values.get(pk)) is str else json.dumps(value, separators=(",", ":")))
-            for pk in member_ids) + "}"
-    else:
-        sent = json.dumps({str(pk): sent_values.get(pk) for pk in member_ids}, separators=(",", ":"))
+    sent = "{" + ",".join(
+        f'"{pk}":' + (value if type(value := sent_values.get(pk)) is str else payloads.encode_text(value))
+        for pk in member_ids) + "}"
     if db_connection.vendor == "postgresql":
         source, sent_id, sent_value = "jsonb_each(%s::jsonb) AS sent", "sent.key::bigint", "NULLIF(sent.value, 'null')"
         claimed = f"{table}.claim_token = %s"

@@ -13,14 +13,14 @@ than one each. What is not used by the end of the slice is lost, never carried i
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from functools import cache
 
 from django.conf import settings
 from django.db import connection as db_connection
-from django.db import transaction
+
+from loyaltysync.on_commit import committed_without_waiting_for_disk
 
 from .models import Connection, RateLimitWindow
 
@@ -107,10 +107,7 @@ def _count_up(connection_id: int, slice_start: int, count: int, allowed: int) ->
     what a crash of the database server can lose is a count of the slice then current, a few
     seconds' budget that Braze's own limit and its 429 still guard."""
     table = db_connection.ops.quote_name(RateLimitWindow._meta.db_table)
-    lazy = db_connection.vendor == "postgresql" and not db_connection.in_atomic_block
-    with transaction.atomic() if lazy else contextlib.nullcontext(), db_connection.cursor() as cursor:
-        if lazy:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    with committed_without_waiting_for_disk(), db_connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (connection_id, window_start, count) VALUES (%s, %s, %s) "
             f"ON CONFLICT (connection_id, window_start) DO UPDATE SET count = {table}.count + EXCLUDED.count "

@@ -45,15 +45,18 @@ def _hash_key_of(configured: str, secret_key: str) -> bytes:
 
 def member_id_hash(member_id: str) -> str:
     """The keyed one-way hash an erasure keeps of a member id (hex HMAC-SHA256)."""
-    # hmac.digest: OpenSSL's one-shot HMAC, the same value as hmac.new(...).hexdigest() without its objects.
-    return hmac.digest(_hash_key(), member_id.encode("utf-8", "surrogatepass"), "sha256").hex()
+    return _keyed_hash(_hash_key(), member_id)
 
 
 def member_id_hashes(member_ids: Iterable[str]) -> dict[str, str]:
-    """``member_id_hash`` of many ids (the sync checks every member it sends): id -> hash."""
+    """``member_id_hash`` of many ids, the key read once (the sync checks every member it sends): id -> hash."""
     key = _hash_key()
-    return {member_id: hmac.digest(key, member_id.encode("utf-8", "surrogatepass"), "sha256").hex()
-            for member_id in member_ids}
+    return {member_id: _keyed_hash(key, member_id) for member_id in member_ids}
+
+
+def _keyed_hash(key: bytes, member_id: str) -> str:
+    # hmac.digest: OpenSSL's one-shot HMAC, the same value as hmac.new(...).hexdigest() without its objects.
+    return hmac.digest(key, member_id.encode("utf-8", "surrogatepass"), "sha256").hex()
 
 
 def member_id_erased(member_id: str) -> bool:

@@ -164,12 +164,12 @@ def test_json_written_once_in_build_is_the_json_the_request_and_the_stored_value
     assert payloads.encode_plan(plan, delivery._object_json) == payloads.encode(plan.body())
     by_id = {w.external_id: w for w in works}
     # Ad-hoc attributes ride on the object: it is written afresh, and their values (999 points) are sent.
-    assert by_id["b-adhoc"].object_json is None
+    assert by_id["b-adhoc"].values_json is None and delivery._object_json(by_id["b-adhoc"]) is None
     sent = {obj["external_id"]: obj for obj in json.loads(payloads.encode_plan(plan, delivery._object_json))["attributes"]}
     assert sent["b-adhoc"]["loyalty_points"] == 999 and sent["b-adhoc"]["last_store"] == "Köln"
     for external_id in ("b-plain", "b-event"):
         work = by_id[external_id]
-        assert work.object_json is not None
+        assert work.values_json is not None
         assert json.loads(work.last_sent_after_json()) == work.last_sent_after() == work.sent_values
 
 
