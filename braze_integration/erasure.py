@@ -74,7 +74,7 @@ def deletions_repeat(external_ids: Iterable[str]) -> int:
     if ids:
         from .services import flush_after_commit  # services imports this module
 
-        flush_after_commit()
+        flush_after_commit(erasure=True)
         logger.warning("%d erased member(s) were in a request already on its way; their deletion is sent again.",
                        len(ids))
     return len(ids)

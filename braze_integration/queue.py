@@ -351,10 +351,14 @@ def slot_watched() -> bool:
     return _watched_until is not None and timezone.now() + WATCH_MARGIN < _watched_until
 
 
-def slot_take() -> int | None:
+def slot_take(*, unless_watched: bool = False) -> int | None:
     """Take a free flush slot. The common case on the save path is "all busy" (a worker is
     flushing or lingering): that costs one round trip, written in SQL to keep the ORM's query
-    building off the save path, and it reads the workers' promise to look again (``slot_watched``)."""
+    building off the save path, and it reads the workers' promise to look again (``slot_watched``).
+
+    ``unless_watched``: take none while a worker's promise covers now, even if a slot is free. A
+    change committed before this call is seen by that worker's next look; a second task would only
+    split the same trickle of saves into twice as many rounds."""
     global _watched_until
     now = timezone.now()
     table = _q(FlushSlot._meta.db_table)
@@ -368,12 +372,22 @@ def slot_take() -> int | None:
     _watched_until = FlushSlot._meta.get_field("watching_until").to_python(watching) if watching else None
     if _watched_until is not None and timezone.is_naive(_watched_until):
         _watched_until = timezone.make_aware(_watched_until, UTC)
+    if unless_watched and slot_watched():
+        return None
     if free_id is None:
         if slots >= settings.BRAZE_SYNC_CONCURRENCY:
             return None
         return FlushSlot.objects.create(busy_until=now + SLOT_LEASE).pk
     taken = FlushSlot.objects.filter(pk=free_id).filter(_slot_free(now)).update(busy_until=now + SLOT_LEASE)
     return free_id if taken else None
+
+
+def slot_watched_by_another(slot_id: int) -> bool:
+    """Whether a task holding a slot of lower number promised to look for changes beyond now: one
+    lingering task sees every change, so the others stop lingering (the lower number stays, so
+    two of them never both give way)."""
+    now = timezone.now()
+    return FlushSlot.objects.filter(pk__lt=slot_id, busy_until__gte=now, watching_until__gt=now + WATCH_MARGIN).exists()
 
 
 def slot_renew(slot_id: int | None, *, watching_until=None) -> None:
@@ -388,3 +402,10 @@ def slot_renew(slot_id: int | None, *, watching_until=None) -> None:
 def slot_release(slot_id: int | None) -> None:
     if slot_id is not None:
         FlushSlot.objects.filter(pk=slot_id).update(busy_until=None, watching_until=None)
+        slot_promise_forget()  # the promise this process read may have been this slot's
+
+
+def slot_promise_forget() -> None:
+    """Trust no promise read before: the next save reads the slots again."""
+    global _watched_until
+    _watched_until = None

@@ -35,7 +35,7 @@ def member_erased_delete_profile(sender, member: Member, member_hash: str, **kwa
     """Record the Braze profile's deletion in the erasure's transaction (only where Braze was ever connected)."""
     if Connection.objects.exists():
         erasure.deletion_record(external_id=member.member_id, member_hash=member_hash)
-        services.flush_after_commit()
+        services.flush_after_commit(erasure=True)
 
 
 @receiver([post_save, post_delete], sender=FieldMapping, dispatch_uid="braze_mapping_changed")

@@ -123,9 +123,16 @@ def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> 
     return len(ids)
 
 
-def flush_after_commit() -> None:
-    """Schedule one flush when the current transaction commits (once per transaction)."""
-    on_commit_once(flush_request)
+def flush_after_commit(*, erasure: bool = False) -> None:
+    """Schedule one flush when the current transaction commits (once per transaction).
+
+    ``erasure``: a profile's deletion is waiting. A lingering worker's promise (``queue.slot_watched``)
+    is about member changes only: its looks do not see deletions, so an erasure queues a task anyway."""
+    on_commit_once(_flush_request_for_erasure if erasure else flush_request)
+
+
+def _flush_request_for_erasure() -> bool:
+    return flush_request(trust_promise=False)
 
 
 def flush_request(*, trust_promise: bool = True) -> bool:
@@ -138,7 +145,7 @@ def flush_request(*, trust_promise: bool = True) -> bool:
     """
     if trust_promise and queue.slot_watched():
         return False
-    slot_id = queue.slot_take()
+    slot_id = queue.slot_take(unless_watched=trust_promise)
     if slot_id is None:
         return False
     from django_q.tasks import async_task
@@ -233,6 +240,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
     queue.recover_lost_requests()
     stopped = ""
     promised = None  # this task promised to look for new changes after this time (see queue.slot_watched)
+    lingered = False  # the last round ended by lingering without finding new changes
     try:
         while True:
             connection = connection_active()
@@ -275,7 +283,7 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
             limit = connection.batch_size * CLAIM_REQUESTS
             token, ids = queue.claim(limit=limit)
             if not ids:
-                if slot_id is not None:
+                if slot_id is not None and not lingered:
                     found, promised = _linger_for_work(slot_id, min(linger, deadline - time.monotonic()), promised)
                     if found:
                         continue
@@ -284,9 +292,9 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 queue.slot_release(slot_id)
                 slot_id = None
                 if queue.claimable_exists():
-                    slot_id = queue.slot_take()
+                    slot_id = queue.slot_take(unless_watched=True)
                     if slot_id is None:
-                        break  # another task took over
+                        break  # another task took over, or lingers and sees it
                     continue
                 due = queue.next_due_in()
                 if due is not None and due <= min(max_wait, deadline - time.monotonic()):
@@ -317,6 +325,12 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 if round_.stop.wait and round_.stop.wait <= min(max_wait, deadline - time.monotonic()):
                     continue  # the loop sleeps through the pause
                 break
+            lingered = False
+            if len(ids) < limit and slot_id is not None and linger > 0:
+                # The claim took every member that was waiting: under a trickle of saves, claiming again at
+                # once finds nothing and costs a round of queries. Wait for new changes instead.
+                found, promised = _linger_for_work(slot_id, min(linger, deadline - time.monotonic()), promised)
+                lingered = not found
     finally:
         queue.slot_release(slot_id)
     _promise_keep(promised)
@@ -331,7 +345,7 @@ def _promise_keep(promised) -> None:
     wait = (promised - timezone.now()).total_seconds()
     if wait > 0:
         time.sleep(wait + 0.01)
-    if queue.claimable_exists():
+    if queue.claimable_exists() or erasure.deletions_due_exist():
         flush_request(trust_promise=False)
 
 
@@ -347,15 +361,19 @@ def _linger_for_work(slot_id: int, seconds: float, promised, *, interval: float 
     """Wait up to ``seconds`` for a member to become claimable, keeping the slot and promising to look
     until then; returns (whether one did, the promise)."""
     until = time.monotonic() + seconds
-    if seconds > 0:
+    if seconds > 0 and not queue.slot_watched_by_another(slot_id):
         promised = max(promised or timezone.now(), timezone.now() + timedelta(seconds=seconds))
         queue.slot_renew(slot_id, watching_until=promised)
+    else:
+        until = 0.0  # another task lingers already (one sees every change) and keeps its own promise
     renewed = time.monotonic()
     while time.monotonic() < until:
         time.sleep(interval)
         if queue.claimable_exists():
             return True, promised
         if time.monotonic() - renewed > 1.0:
+            if queue.slot_watched_by_another(slot_id):
+                break
             queue.slot_renew(slot_id)
             renewed = time.monotonic()
     return False, promised

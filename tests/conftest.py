@@ -37,6 +37,15 @@ def resync_in_process():
 
 
 @pytest.fixture(autouse=True)
+def no_flush_promise_read_before():
+    """A worker's promise to look for changes that this process read (``queue.slot_watched``) was
+    about an earlier test's database: each test starts without one."""
+    from braze_integration import queue
+
+    queue.slot_promise_forget()
+
+
+@pytest.fixture(autouse=True)
 def empty_redis_queue():
     """Each test starts with an empty task queue. On the ORM broker the database's reset empties it;
     a Redis list outlives the test, and the tasks earlier tests queued (with no worker to run them)

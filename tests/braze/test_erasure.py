@@ -203,3 +203,22 @@ def test_a_member_erased_while_its_request_was_on_its_way_is_deleted_again_even_
     # Then the profile the request recreated is queued for deletion again
     deletion = BrazeDeletion.objects.get()
     assert deletion.external_id == "m-1" and deletion.status == DeletionStatus.PENDING
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_an_erasure_while_a_worker_lingers_for_member_changes_is_sent_at_once(braze_connection, sandbox, settings):
+    from datetime import timedelta
+
+    from braze_integration.models import FlushSlot
+
+    settings.BRAZE_SYNC_CONCURRENCY = 2
+    make_member("m-1")
+    assert sandbox.user("m-1") is not None
+    # A worker lingers and promised to look for member changes: saves queue no task; its looks do not see deletions.
+    FlushSlot.objects.create(busy_until=timezone.now() + timedelta(seconds=15),
+                             watching_until=timezone.now() + timedelta(seconds=10))
+
+    erase("m-1")
+
+    assert sandbox.user("m-1") is None
+    assert BrazeDeletion.objects.get().status == DeletionStatus.DELETED

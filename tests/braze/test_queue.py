@@ -121,13 +121,8 @@ def test_next_due_in_is_the_soonest_retry(members):
     assert 25 < queue.next_due_in() <= 30
 
 
-@pytest.fixture
-def forget_promises(monkeypatch):
-    monkeypatch.setattr(queue, "_watched_until", None)
-
-
 def test_given_a_worker_promised_to_look_again_then_saves_ask_nothing_until_shortly_before_then(
-        settings, forget_promises, django_assert_num_queries):
+        settings, django_assert_num_queries):
     from braze_integration import services
 
     settings.BRAZE_SYNC_CONCURRENCY = 1
@@ -144,7 +139,7 @@ def test_given_a_worker_promised_to_look_again_then_saves_ask_nothing_until_shor
         assert services.flush_request() is False
 
 
-def test_given_a_released_slot_then_its_promise_is_gone(settings, forget_promises):
+def test_given_a_released_slot_then_its_promise_is_gone(settings):
     settings.BRAZE_SYNC_CONCURRENCY = 1
     slot_id = queue.slot_take()
     queue.slot_renew(slot_id, watching_until=timezone.now() + timedelta(seconds=5))
@@ -222,3 +217,57 @@ def test_new_state_rows_wait_for_an_erasure_still_open_and_then_leave_its_member
     thread.join(10)
 
     assert set(MemberSyncState.objects.values_list("pk", flat=True)) == {kept.pk}
+
+
+def test_given_a_worker_promised_to_look_again_then_a_save_queues_no_second_task_though_a_slot_is_free(
+        settings):
+    from braze_integration import services
+
+    settings.BRAZE_SYNC_CONCURRENCY = 2
+    FlushSlot.objects.create(busy_until=timezone.now() + timedelta(seconds=15),
+                             watching_until=timezone.now() + timedelta(seconds=5))
+
+    assert services.flush_request() is False  # the lingering worker's next look sees the change
+    assert FlushSlot.objects.filter(busy_until__gte=timezone.now()).count() == 1
+    assert services.flush_request(trust_promise=False) is True  # a task asking for help still gets one
+    assert FlushSlot.objects.filter(busy_until__gte=timezone.now()).count() == 2
+
+
+def test_given_two_tasks_linger_then_the_one_of_the_higher_slot_gives_way(settings):
+    from braze_integration import services
+
+    settings.BRAZE_SYNC_CONCURRENCY = 2
+    first, second = queue.slot_take(), queue.slot_take()
+    queue.slot_renew(first, watching_until=timezone.now() + timedelta(seconds=5))
+
+    assert queue.slot_watched_by_another(second) and not queue.slot_watched_by_another(first)
+    found, promised = services._linger_for_work(second, 5.0, None)  # returns at once: the first one watches
+    assert (found, promised) == (False, None)
+    assert FlushSlot.objects.get(pk=second).watching_until is None
+
+
+def test_given_a_claim_took_every_waiting_member_then_the_task_lingers_before_claiming_again(
+        braze_connection, sandbox, monkeypatch):
+    from braze_integration import services
+
+    from .members import make_member
+
+    make_member("m-1")  # no worker runs here: the member waits
+    claims, looks = [], []
+    real_claim = queue.claim
+    monkeypatch.setattr(queue, "claim", lambda **kwargs: claims.append(real_claim(**kwargs)) or claims[-1])
+
+    def a_change_arrives_once(slot_id, seconds, promised):
+        looks.append(len(claims))
+        if len(looks) == 1:
+            make_member("m-2")
+            return True, promised
+        return False, promised
+
+    monkeypatch.setattr(services, "_linger_for_work", a_change_arrives_once)
+    result = services.sync_flush(slot_id=queue.slot_take(), linger=1.0)
+
+    assert result.report.members_sent == 2
+    # Each claim that took everything waiting is followed by a look, not by a claim that finds nothing;
+    # the one empty claim comes after the last look found nothing, before the slot is given back.
+    assert [len(ids) for _, ids in claims] == [1, 1, 0] and looks == [1, 2]
