@@ -339,14 +339,18 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
 
 def _promise_keep(promised) -> None:
     """Saves committed before ``promised`` queued no task, trusting this one to look after that time:
-    wait for it to pass, then look once more (and queue a task if anything is due)."""
+    wait for it to pass, then look once more (and queue a task if anything is due, unless a task
+    still lingering will see it; deletions it would not)."""
     if promised is None:
         return
     wait = (promised - timezone.now()).total_seconds()
     if wait > 0:
         time.sleep(wait + 0.01)
-    if queue.claimable_exists() or erasure.deletions_due_exist():
+    if erasure.deletions_due_exist():
         flush_request(trust_promise=False)
+    elif queue.claimable_exists():
+        queue.slot_promise_forget()  # read the slots again: this task's own promise is over
+        flush_request()
 
 
 # How often a lingering worker looks for changes. Each look that finds some sends what gathered since

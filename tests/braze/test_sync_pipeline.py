@@ -124,3 +124,29 @@ def test_given_a_save_that_trusted_a_workers_promise_then_the_worker_sends_it_af
     services._promise_keep(promised)  # the worker, leaving, keeps its promise
 
     assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Grace"
+
+
+def test_given_another_task_still_lingers_then_a_task_keeping_its_promise_leaves_the_change_to_it(
+        braze_connection, sandbox, monkeypatch, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from braze_integration import queue, services
+    from braze_integration.models import FlushSlot
+
+    settings.BRAZE_SYNC_CONCURRENCY = 4
+    member = make_member()
+    promised = timezone.now() + dt.timedelta(milliseconds=400)
+    monkeypatch.setattr(queue, "_watched_until", promised)
+    member.first_name = "Grace"
+    member.save()  # trusted the promise: no task
+    # Another task lingers and promised to look for changes for a while yet.
+    FlushSlot.objects.create(busy_until=timezone.now() + dt.timedelta(seconds=15),
+                             watching_until=timezone.now() + dt.timedelta(seconds=10))
+
+    services._promise_keep(promised)
+
+    # No second task (run inline here, it would have sent the change): the lingering one's next look does.
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Ada"
+    assert FlushSlot.objects.filter(busy_until__gte=timezone.now()).count() == 1
