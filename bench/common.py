@@ -184,3 +184,27 @@ def worker_process(*, redis_url: str = "", workers: int = 2):
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def descendants_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this process's descendants that still run: the
+    sandbox, the qcluster and its workers (Linux: read from /proc; 0.0 elsewhere)."""
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    parents, ticks = {}, {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    mine, frontier = set(), [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in mine]
+        mine.update(children)
+        frontier.extend(children)
+    return sum(ticks[pid] for pid in mine) / os.sysconf("SC_CLK_TCK")
