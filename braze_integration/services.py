@@ -330,6 +330,8 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
                 # The claim took every member that was waiting: under a trickle of saves, claiming again at
                 # once finds nothing and costs a round of queries. Wait for new changes instead.
                 found, promised = _linger_for_work(slot_id, min(linger, deadline - time.monotonic()), promised)
+                if not found and queue.slot_watched_by_another(slot_id):
+                    break  # another task lingers and sees every change: this one is not needed
                 lingered = not found
     finally:
         queue.slot_release(slot_id)

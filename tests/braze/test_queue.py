@@ -271,3 +271,25 @@ def test_given_a_claim_took_every_waiting_member_then_the_task_lingers_before_cl
     # Each claim that took everything waiting is followed by a look, not by a claim that finds nothing;
     # the one empty claim comes after the last look found nothing, before the slot is given back.
     assert [len(ids) for _, ids in claims] == [1, 1, 0] and looks == [1, 2]
+
+
+def test_given_another_task_lingers_then_a_task_that_sent_what_was_waiting_ends_without_claiming_again(
+        braze_connection, sandbox, monkeypatch, settings):
+    from braze_integration import services
+
+    from .members import make_member
+
+    settings.BRAZE_SYNC_CONCURRENCY = 4
+    make_member("m-1")  # no worker runs here: the member waits
+    watching, mine = queue.slot_take(), queue.slot_take()
+    queue.slot_renew(watching, watching_until=timezone.now() + timedelta(seconds=10))
+    claims = []
+    real_claim = queue.claim
+    monkeypatch.setattr(queue, "claim", lambda **kwargs: claims.append(real_claim(**kwargs)) or claims[-1])
+
+    assert mine is not None
+    result = services.sync_flush(slot_id=mine, linger=1.0)
+
+    assert result.report.members_sent == 1
+    assert [len(ids) for _, ids in claims] == [1]  # the lingering task sees what comes next
+    assert FlushSlot.objects.get(pk=mine).busy_until is None
