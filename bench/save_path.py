@@ -95,20 +95,21 @@ def main() -> None:
     # The CPU the other processes (worker, sandbox) spent while the calls ran: the sync's cost that the
     # callers' timings do not show, on a machine whose cores they share.
     others_cpu: dict[tuple[str, str], float] = {}
+
+    def measure(key: tuple[str, str], calls) -> None:
+        cpu = descendants_cpu_seconds()
+        results.setdefault(key, []).extend(calls())
+        others_cpu[key] = others_cpu.get(key, 0.0) + descendants_cpu_seconds() - cpu
+
     with sandbox_process() as url, worker_process(redis_url=args.redis_url):
         create_connection(url)
         for label in ("off", "on", "off", "on"):  # interleaved twice, to even out drift
             Connection.objects.update(active=label == "on")
             services.sync_config_invalidate()
             timed_saves(members, 100)  # warm up
-            cpu = descendants_cpu_seconds()
-            results.setdefault(("save()", label), []).extend(timed_saves(members, args.saves // 2))
-            others_cpu[("save()", label)] = others_cpu.get(("save()", label), 0.0) + descendants_cpu_seconds() - cpu
+            measure(("save()", label), lambda: timed_saves(members, args.saves // 2))
             timed_patches(client, members, 50)
-            cpu = descendants_cpu_seconds()
-            results.setdefault(("API PATCH", label), []).extend(timed_patches(client, members, args.saves // 4))
-            others_cpu[("API PATCH", label)] = (others_cpu.get(("API PATCH", label), 0.0)
-                                                + descendants_cpu_seconds() - cpu)
+            measure(("API PATCH", label), lambda: timed_patches(client, members, args.saves // 4))
     rows, summary = [], {"bench": "save", "database": args.database, "broker": "Redis" if args.redis_url else "ORM"}
     for kind in ("save()", "API PATCH"):
         for label in ("off", "on"):
