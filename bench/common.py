@@ -174,11 +174,15 @@ def worker_process(*, redis_url: str = "", workers: int = 2):
     finally:
         import signal
 
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # to qcluster itself, as systemd does (deploy/): it stops the rest
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
+            pass
+        try:
             os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -66,7 +66,8 @@ def wait_for(url: str, status: int, seconds: float) -> requests.Response:
 
 
 class Service:
-    """A process started as its unit starts it, stopped with SIGTERM as systemd stops it."""
+    """A process started as its unit starts it, stopped as systemd stops it with the units'
+    ``KillMode=mixed``: SIGTERM to the main process, SIGKILL to what is left."""
 
     def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: Path):
         self.log = log.open("w")
@@ -78,15 +79,22 @@ class Service:
             self.log.flush()
         return Path(self.log.name).read_text()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """True when the process stopped on SIGTERM (within 20 s; the units allow more)."""
+        stopped = True
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+                stopped = False
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
         self.log.close()
+        return stopped
 
 
 @pytest.fixture
@@ -140,9 +148,8 @@ def test_the_production_recipe_runs_from_the_wheel(installed_wheel, production_e
         assert not_found.status_code == 404
         request_id = not_found.headers["X-Request-ID"]
     finally:
-        for service in (worker, web):
-            if service:
-                service.stop()
+        stopped = {name: service.stop() for name, service in (("worker", worker), ("web", web)) if service}
+    assert stopped == {"worker": True, "web": True}
     web_log = web.output()
     assert f'"request_id": "{request_id}"' in web_log
     assert f"request_id={request_id}" in web_log
@@ -165,3 +172,16 @@ def test_both_units_read_the_env_file_and_run_as_the_service_user():
         service = parser["Service"]
         assert service["EnvironmentFile"] == "/etc/loyaltysync/loyaltysync.env", unit
         assert service["User"] == "loyaltysync" and service["WorkingDirectory"] == "/var/lib/loyaltysync", unit
+
+
+@pytest.mark.parametrize("unit", ["loyaltysync-web.service", "loyaltysync-worker@.service"])
+def test_the_units_stop_the_main_process_first(unit):
+    """qcluster and gunicorn stop their own processes on SIGTERM. A SIGTERM to every process of the unit
+    at once (systemd's default, ``control-group``) reaches qcluster's children first, and an idle
+    cluster then does not exit until the stop timeout's SIGKILL."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read(DEPLOY / unit)
+
+    assert parser["Service"]["KillMode"] == "mixed"
+    assert parser["Service"].get("KillSignal", "SIGTERM") == "SIGTERM"
