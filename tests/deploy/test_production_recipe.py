@@ -30,12 +30,20 @@ UNIT_VENV = "/opt/loyaltysync/venv/bin/"
 UNIT_GUNICORN_CONF = "/etc/loyaltysync/gunicorn.conf.py"
 
 
-def exec_start(unit: str, installed_wheel) -> list[str]:
-    """The unit's ExecStart, pointed at the test's virtualenv and the checkout's deploy/ files."""
+UNITS = ("loyaltysync-web.service", "loyaltysync-worker@.service")
+
+
+def unit_service(unit: str) -> configparser.SectionProxy:
+    """The ``[Service]`` section of a unit in deploy/ (keys as written)."""
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str
     parser.read(DEPLOY / unit)
-    program, *args = shlex.split(parser["Service"]["ExecStart"].replace(UNIT_GUNICORN_CONF, str(DEPLOY / "gunicorn.conf.py")))
+    return parser["Service"]
+
+
+def exec_start(unit: str, installed_wheel) -> list[str]:
+    """The unit's ExecStart, pointed at the test's virtualenv and the checkout's deploy/ files."""
+    program, *args = shlex.split(unit_service(unit)["ExecStart"].replace(UNIT_GUNICORN_CONF, str(DEPLOY / "gunicorn.conf.py")))
     assert program.startswith(UNIT_VENV), program
     name = program.removeprefix(UNIT_VENV)
     if installed_wheel.bin(name).exists():  # the wheel's own script
@@ -166,22 +174,18 @@ def test_every_variable_of_the_env_example_is_read_somewhere():
 
 
 def test_both_units_read_the_env_file_and_run_as_the_service_user():
-    for unit in ("loyaltysync-web.service", "loyaltysync-worker@.service"):
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        parser.read(DEPLOY / unit)
-        service = parser["Service"]
+    for unit in UNITS:
+        service = unit_service(unit)
         assert service["EnvironmentFile"] == "/etc/loyaltysync/loyaltysync.env", unit
         assert service["User"] == "loyaltysync" and service["WorkingDirectory"] == "/var/lib/loyaltysync", unit
 
 
-@pytest.mark.parametrize("unit", ["loyaltysync-web.service", "loyaltysync-worker@.service"])
+@pytest.mark.parametrize("unit", UNITS)
 def test_the_units_stop_the_main_process_first(unit):
     """qcluster and gunicorn stop their own processes on SIGTERM. A SIGTERM to every process of the unit
     at once (systemd's default, ``control-group``) reaches qcluster's children first, and an idle
     cluster then does not exit until the stop timeout's SIGKILL."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str
-    parser.read(DEPLOY / unit)
+    service = unit_service(unit)
 
-    assert parser["Service"]["KillMode"] == "mixed"
-    assert parser["Service"].get("KillSignal", "SIGTERM") == "SIGTERM"
+    assert service["KillMode"] == "mixed"
+    assert service.get("KillSignal", "SIGTERM") == "SIGTERM"
