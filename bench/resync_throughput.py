@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--fair-members", type=int, default=3_000,
                         help="members the fair loop sends per round (its rate does not depend on the total)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay the sandbox adds to every answer: Braze's round trip from where you run")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
                         help="0: the resync in the command's own process; N: its parts on the N workers of a "
                              "qcluster that runs for the whole benchmark, as in production")
@@ -143,7 +145,8 @@ def main() -> None:
     cluster = max(args.workers)
     if len([w for w in args.workers if w]) > 1:
         parser.error("--workers: give 0 and at most one number of workers (one qcluster runs the whole benchmark)")
-    with sandbox_process() as url, (worker_process(workers=cluster) if cluster else contextlib.nullcontext()):
+    sandbox_args = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
+    with sandbox_process(*sandbox_args) as url, (worker_process(workers=cluster) if cluster else contextlib.nullcontext()):
         create_connection(url, rate_limit=(3000, 3))
         for round_ in range(1, args.rounds + 1):
             fair_seconds = fair_loop(url, args.fair_members)

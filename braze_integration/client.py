@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import certifi
 import requests.utils
 import urllib3
+from django.conf import settings
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -54,8 +55,10 @@ def connection_pool(base_url: str) -> urllib3.PoolManager:
     names the host (CIDR ranges too), and the CA bundle (a file or a directory) from
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's. Raises ``BrazeConfigurationError``
     for a proxy that is not an http(s):// one."""
-    # Up to 10 kept-alive connections, as requests keeps: the threads of a web process share the pool.
-    options: dict[str, Any] = {"num_pools": 2, "maxsize": 10, "retries": False}
+    # Kept-alive connections, as many as requests keeps (10) and at least one for each request a
+    # worker keeps in flight: the threads of a web process, and a worker's senders, share the pool.
+    options: dict[str, Any] = {"num_pools": 2, "maxsize": max(10, settings.BRAZE_REQUESTS_IN_FLIGHT),
+                               "retries": False}
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
     options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
     proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url))

@@ -14,11 +14,12 @@ import functools
 import logging
 import random
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -108,10 +109,16 @@ def _post(client: BrazeClient, data: bytes) -> TrackResult | errors.BrazeError:
         return err
 
 
+def requests_in_flight() -> int:
+    """How many of a claim's requests may wait for Braze's answer at once (``BRAZE_REQUESTS_IN_FLIGHT``)."""
+    return max(1, settings.BRAZE_REQUESTS_IN_FLIGHT)
+
+
 @functools.cache
-def _sender() -> ThreadPoolExecutor:
-    """One thread per process that puts requests on the wire (the session is used by it alone)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="braze-send")
+def _sender(threads: int) -> ThreadPoolExecutor:
+    """The threads of this process that put requests on the wire and wait for the answers (the
+    connection pool is thread-safe); all database work stays on the thread that sends the claim."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="braze-send")
 
 
 @dataclass
@@ -198,30 +205,40 @@ class Deliverer:
                 erasure.deletions_repeat(erased)
 
     def _send_all(self, token: uuid.UUID, requests: list[payloads.RequestPlan], report: DeliveryReport) -> None:
-        """Send the requests in order, the next one on the wire while this thread records the last
-        answer (one request in flight besides the one being recorded)."""
-        in_flight: tuple[_Prepared, Future] | None = None
-        try:
-            for index, plan in enumerate(requests):
-                try:
-                    prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
-                except SyncStopped:
-                    self._release_from(token, requests, index)
-                    raise
-                future = _sender().submit(_post, self.client, prepared.data)
-                if in_flight is not None:
-                    previous, in_flight = in_flight, None
-                    try:
-                        self._complete(token, previous[0], previous[1].result(), report)
-                    except SyncStopped:
-                        # The request already on the wire still gets its answer recorded.
-                        self._complete(token, prepared, future.result(), report, stopping=True)
-                        self._release_from(token, requests, index + 1)
-                        raise
-                in_flight = (prepared, future)
-        finally:
-            if in_flight is not None:
-                self._complete(token, in_flight[0], in_flight[1].result(), report)
+        """Send the requests in order, up to ``requests_in_flight()`` of them waiting for Braze at once
+        while this thread records the answers, oldest first, each as soon as it is in. A request that carries a member of one
+        still waiting goes out after that one's answer: a member's objects reach Braze in order.
+
+        When an answer stops sending (a rate limit, Braze down), the answers of the requests already
+        on the wire are still recorded, and the members of the rest are given back."""
+        depth = requests_in_flight()
+        sender = _sender(depth)
+        in_flight: deque[tuple[_Prepared, Future, set[int]]] = deque()
+
+        def complete_oldest(*, stopping: bool = False) -> None:
+            prepared, future, _ = in_flight.popleft()
+            self._complete(token, prepared, future.result(), report, stopping=stopping)
+
+        for index, plan in enumerate(requests):
+            members = _members_of(plan)
+            try:
+                while in_flight and (len(in_flight) >= depth or in_flight[0][1].done()
+                                     or any(members & m for _, _, m in in_flight)):
+                    complete_oldest()
+                prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
+            except SyncStopped:
+                while in_flight:
+                    complete_oldest(stopping=True)
+                self._release_from(token, requests, index)
+                raise
+            in_flight.append((prepared, sender.submit(_post, self.client, prepared.data), members))
+        while in_flight:
+            try:
+                complete_oldest()
+            except SyncStopped:
+                while in_flight:
+                    complete_oldest(stopping=True)
+                raise
 
     @staticmethod
     def _release_from(token: uuid.UUID, requests: list[payloads.RequestPlan], start: int) -> None:
