@@ -5,6 +5,8 @@ read the members, build each one's attributes, POST one member per request over 
 resync, ...) so a busy machine slows both alike; the ratio is what to read.
 
     python bench/resync_throughput.py --database sqlite --members 30000 --fair-members 3000 --rounds 2
+
+``--latency-ms 30`` has the sandbox answer 30 ms late, as a Braze on the internet would.
 """
 
 from __future__ import annotations
@@ -163,8 +165,9 @@ def main() -> None:
                 label = f"braze_resync --all, {workers} workers" if workers else "braze_resync --all --in-process"
                 rows.append([str(round_), label, f"{args.members:,}", f"{requests:,}", f"{seconds:.1f}",
                              f"{resync_rates[workers][-1]:,.0f}", f"{rss_growth:+.0f}"])
+    away = f"; the sandbox answers {args.latency_ms:g} ms late, as a Braze that far away" if args.latency_ms else ""
     print(f"\nResync throughput on {args.database} ({args.members:,} members seeded in {seed_seconds:.1f}s; "
-          f"rounds alternate)\n")
+          f"rounds alternate{away})\n")
     print(table(rows, ["round", "run", "members", "requests", "seconds", "members/s", "peak RSS +MB"]))
     for workers, rates in resync_rates.items():
         ratios = [r / f for r, f in zip(rates, fair_rates, strict=True)]
@@ -175,6 +178,7 @@ def main() -> None:
               f"{', '.join(f'{r:.1f}x' for r in ratios_urllib3)} (median {statistics.median(ratios_urllib3):.1f}x)")
         print("SUMMARY " + json.dumps({
             "bench": "resync", "database": args.database, "members": args.members, "workers": workers,
+            "latency_ms": args.latency_ms,
             "fair": statistics.median(fair_rates), "resync": statistics.median(rates),
             "ratio": statistics.median(ratios), "fair_urllib3": statistics.median(fair_urllib3_rates),
             "ratio_urllib3": statistics.median(ratios_urllib3)}))
