@@ -206,8 +206,9 @@ class Deliverer:
 
     def _send_all(self, token: uuid.UUID, requests: list[payloads.RequestPlan], report: DeliveryReport) -> None:
         """Send the requests in order, up to ``requests_in_flight()`` of them waiting for Braze at once
-        while this thread records the answers, oldest first, each as soon as it is in. A request that carries a member of one
-        still waiting goes out after that one's answer: a member's objects reach Braze in order.
+        while this thread records the answers, oldest first, each as soon as it is in. A request that
+        carries a member of one still waiting goes out after that one's answer: a member's objects
+        reach Braze in order.
 
         When an answer stops sending (a rate limit, Braze down), the answers of the requests already
         on the wire are still recorded, and the members of the rest are given back."""
