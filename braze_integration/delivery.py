@@ -220,6 +220,14 @@ class Deliverer:
             prepared, future, _ = in_flight.popleft()
             self._complete(token, prepared, future.result(), report, stopping=stopping)
 
+        def complete_the_rest() -> None:
+            """Sending stopped: record every answer still to come (none of them sends anything)."""
+            while in_flight:
+                try:
+                    complete_oldest(stopping=True)
+                except SyncStopped:  # a further stop changes nothing now
+                    continue
+
         for index, plan in enumerate(requests):
             members = _members_of(plan)
             try:
@@ -228,8 +236,7 @@ class Deliverer:
                     complete_oldest()
                 prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
             except SyncStopped:
-                while in_flight:
-                    complete_oldest(stopping=True)
+                complete_the_rest()
                 self._release_from(token, requests, index)
                 raise
             in_flight.append((prepared, sender.submit(_post, self.client, prepared.data), members))
@@ -237,8 +244,7 @@ class Deliverer:
             try:
                 complete_oldest()
             except SyncStopped:
-                while in_flight:
-                    complete_oldest(stopping=True)
+                complete_the_rest()
                 raise
 
     @staticmethod
@@ -292,6 +298,11 @@ class Deliverer:
             if halves is None:
                 with transaction.atomic():
                     self._apply(token, request, plan, report, fail_all=True, message=outcome.message)
+                return
+            if stopping:
+                # Sending has stopped (a rate limit, Braze down): no half goes out now. Braze processed
+                # none of the request; its members go in a later round, which halves it then.
+                queue.release(token, _members_of(plan))
                 return
             for half in halves:
                 self._send(token, half, report)

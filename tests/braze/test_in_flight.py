@@ -129,3 +129,45 @@ def test_when_an_answer_stops_sending_the_answers_already_on_the_wire_are_still_
         assert states[pending].attempts == 0
     outcomes = Counter(SyncRequest.objects.filter(pk__gt=before).values_list("outcome", flat=True))
     assert outcomes == {"success": 3, "rate_limited": 1}
+
+
+def test_a_request_refused_whole_after_sending_stopped_sends_no_halves_and_the_rest_is_still_recorded(
+        braze_connection, sandbox, monkeypatch, settings):
+    """The first of three requests gets 500 (sending stops) while the second and third are out. The
+    second is refused as a whole (400, halving would isolate the bad objects): its halves must not go to a
+    Braze just found down, and its members wait for a later round. The third's 201 is recorded: its
+    member is synced and its event sent once."""
+    import time
+
+    settings.BRAZE_REQUESTS_IN_FLIGHT = 4
+    braze_connection.batch_size = 2
+    members = [make_member(f"m-split-{i}") for i in range(4)]
+    last = make_member("m-split-last")
+    services.outbox_enqueue(member_id=last.pk, kind="event", dedupe_key="split-last",
+                            payload={"name": "split", "time": "2026-12-02T10:00:00Z", "properties": {}})
+
+    def answers(number):
+        if number == 1:
+            time.sleep(0.5)  # the others are on the wire when this answer comes back
+            return errors.BrazeServerError("Internal Server Error", status=500, body={}, duration_ms=500)
+        if number == 2:
+            return errors.BrazeRequestRejected("Max Input Length Exceeded", status=400, body={}, duration_ms=1)
+        return None
+
+    wire = Wire(answers)
+    monkeypatch.setattr(delivery, "_post", wire)
+
+    round_ = deliver(braze_connection, claim([*members, last]))
+
+    assert round_.stop is not None and round_.stop.reason == "Braze unavailable"
+    assert wire.calls == 3  # no half of the second went out
+    states = {s.member.member_id: s for s in MemberSyncState.objects.select_related("member")}
+    assert states["m-split-last"].status == SyncStatus.SYNCED
+    assert [e["name"] for e in sandbox.user("m-split-last")["events"]] == ["split"]
+    assert last.braze_outbox.get().status == "sent"
+    for member_id in ("m-split-2", "m-split-3"):  # refused as a whole: given back, no attempt counted
+        assert states[member_id].status == SyncStatus.PENDING and states[member_id].claim_token is None
+        assert states[member_id].attempts == 0
+    for member_id in ("m-split-0", "m-split-1"):  # the 500: retried later
+        assert states[member_id].status == SyncStatus.PENDING and states[member_id].attempts == 1
+    assert not SyncRequest.objects.filter(outcome="sending").exists()
