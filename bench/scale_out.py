@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
     parser.add_argument("--limited", default="20/1", help="rate limit of the second series, requests/seconds")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay the sandbox adds to every answer: Braze's round trip from where you run")
     args = parser.parse_args()
 
     setup_django("postgres", redis_url=args.redis_url)
@@ -59,7 +61,7 @@ def main() -> None:
     ids = list(Member.objects.values_list("pk", flat=True))
     rows = []
     requests_limit, seconds_limit = (int(x) for x in args.limited.split("/"))
-    with sandbox_process() as url:
+    with sandbox_process(*(["--latency-ms", str(args.latency_ms)] if args.latency_ms else [])) as url:
         create_connection(url)
         for label, limit in (("3000 requests / 3 s", (3000, 3)), (f"{args.limited.replace('/', ' requests / ')} s",
                                                                    (requests_limit, seconds_limit))):
@@ -71,7 +73,9 @@ def main() -> None:
                 seconds, requests = drain(ids[:count], workers, args.redis_url)
                 rows.append([label, str(workers), f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}",
                              f"{requests / seconds:,.1f}"])
-    print(f"\nScale-out on PostgreSQL + Redis ({args.members:,} members, one qcluster process of one worker each)\n")
+    away = f"; the sandbox answers {args.latency_ms:g} ms late" if args.latency_ms else ""
+    print(f"\nScale-out on PostgreSQL + Redis ({args.members:,} members, one qcluster process of one worker "
+          f"each{away})\n")
     print(table(rows, ["rate limit", "workers", "members", "seconds", "members/s", "requests/s"]))
 
 
