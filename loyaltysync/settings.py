@@ -250,7 +250,7 @@ BRAZE_LOCAL_ENDPOINTS = env.list(
 )
 BRAZE_HTTP_TIMEOUT = env.float("BRAZE_HTTP_TIMEOUT", default=10.0)
 # Requests of one worker that may wait for Braze's answer at once. Braze's round trip, not the CPU,
-# bounds a worker that waits for one answer at a time (bench/README.md, "Braze's round trip").
+# bounds a worker that waits for one answer at a time (bench/README.md, "Round trip to Braze").
 BRAZE_REQUESTS_IN_FLIGHT = env.int("BRAZE_REQUESTS_IN_FLIGHT", default=4)
 # How long a worker holds the members it is sending; a killed worker's members are free again after it.
 BRAZE_CLAIM_LEASE_SECONDS = env.int("BRAZE_CLAIM_LEASE_SECONDS", default=120)
