@@ -7,22 +7,12 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from braze_integration import delivery, errors, queue, services
+from braze_integration import delivery, errors, services
 from braze_integration.models import Connection, ConnectionStatus, MemberSyncState, SyncRequest, SyncStatus
 
-from .members import make_member
+from .members import claim_everyone, deliverer_for, make_member
 
 pytestmark = pytest.mark.usefixtures("q_sync")
-
-
-def claim_everyone(members) -> object:
-    MemberSyncState.objects.filter(pk__in=[m.pk for m in members]).update(status=SyncStatus.PENDING)
-    token, _ = queue.claim(limit=100, member_ids=[m.pk for m in members])
-    return token
-
-
-def deliverer_for(connection: Connection) -> delivery.Deliverer:
-    return delivery.Deliverer(connection, services.client_for(connection))
 
 
 def test_given_a_429_then_the_members_are_given_back_without_an_attempt_and_the_connection_waits(

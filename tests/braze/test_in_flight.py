@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 
 import pytest
 
-from braze_integration import delivery, errors, queue, services
+from braze_integration import delivery, errors, services
 from braze_integration.models import MemberSyncState, SyncRequest, SyncStatus
 
-from .members import make_member
+from .members import claim_everyone, deliverer_for, make_member
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,14 +49,8 @@ class Wire:
                 self.requests_now -= 1
 
 
-def claim(members) -> object:
-    MemberSyncState.objects.filter(pk__in=[m.pk for m in members]).update(status=SyncStatus.PENDING)
-    token, _ = queue.claim(limit=1000, member_ids=[m.pk for m in members])
-    return token
-
-
 def deliver(connection, token):
-    return delivery.deliver_claim(delivery.Deliverer(connection, services.client_for(connection)), token, force=True)
+    return delivery.deliver_claim(deliverer_for(connection), token, force=True)
 
 
 @pytest.mark.parametrize("in_flight", [1, 4])
@@ -68,7 +63,7 @@ def test_a_claims_requests_wait_for_braze_side_by_side_up_to_the_setting(braze_c
     wire = Wire()
     monkeypatch.setattr(delivery, "_post", wire)
 
-    round_ = deliver(braze_connection, claim(members))
+    round_ = deliver(braze_connection, claim_everyone(members))
 
     assert round_.stop is None
     assert wire.calls == 8
@@ -90,7 +85,7 @@ def test_a_member_whose_objects_fill_two_requests_is_never_in_two_at_once(braze_
     wire = Wire()
     monkeypatch.setattr(delivery, "_post", wire)
 
-    deliver(braze_connection, claim(members))
+    deliver(braze_connection, claim_everyone(members))
 
     assert wire.peak > 1  # the others went side by side
     assert wire.member_twice_at_once == set()
@@ -117,7 +112,7 @@ def test_when_an_answer_stops_sending_the_answers_already_on_the_wire_are_still_
     wire = Wire(second_is_rate_limited)
     monkeypatch.setattr(delivery, "_post", wire)
 
-    round_ = deliver(braze_connection, claim(members))
+    round_ = deliver(braze_connection, claim_everyone(members))
 
     assert round_.stop is not None and round_.stop.rate_limited
     assert wire.calls == 4  # the fifth never left
@@ -137,8 +132,6 @@ def test_a_request_refused_whole_after_sending_stopped_sends_no_halves_and_the_r
     second is refused as a whole (400, halving would isolate the bad objects): its halves must not go to a
     Braze just found down, and its members wait for a later round. The third's 201 is recorded: its
     member is synced and its event sent once."""
-    import time
-
     settings.BRAZE_REQUESTS_IN_FLIGHT = 4
     braze_connection.batch_size = 2
     members = [make_member(f"m-split-{i}") for i in range(4)]
@@ -157,7 +150,7 @@ def test_a_request_refused_whole_after_sending_stopped_sends_no_halves_and_the_r
     wire = Wire(answers)
     monkeypatch.setattr(delivery, "_post", wire)
 
-    round_ = deliver(braze_connection, claim([*members, last]))
+    round_ = deliver(braze_connection, claim_everyone([*members, last]))
 
     assert round_.stop is not None and round_.stop.reason == "Braze unavailable"
     assert wire.calls == 3  # no half of the second went out
