@@ -30,7 +30,7 @@ API_KEY_ENV_DEFAULT = "BRAZE_API_KEY"
 WORKSPACE_CHANGED = ("The instance URL or the API key changed: this may be another Braze workspace, which has none "
                      "of the values sent before, so the sync has forgotten them. Until a full resync, Braze gets "
                      "each member's values only when they change.")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # The connection's settings in the file (everything but the key and its state), in the model's names.
 CONNECTION_FIELDS = ("name", "instance_url", "app_id", "active", "send_mode", "batch_size", "per_array_limit",
                      "rate_limit_requests", "rate_limit_seconds", "max_attempts")

@@ -23,9 +23,9 @@ BRAZE_DOMAINS = ("braze.com", "braze.eu")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # A DNS host name in ASCII: letters, digits and inner hyphens, labels joined by single dots. Look-alike
 # letters (Cyrillic "а", fullwidth "ｂ"), "_", "*", ";" or an empty label are not host names.
-_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\Z")
 # What resolvers take as an IPv4 address besides dotted quads: 2130706433, 0x7f.1, 0177.0.0.1, 127.1.
-_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\Z")
 
 
 class Instance(models.TextChoices):

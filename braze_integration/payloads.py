@@ -50,8 +50,8 @@ DEFAULT_MAX_OBJECTS = 75
 RESERVED_ATTRIBUTE_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "_merge_objects"})
 RESERVED_EVENT_PROPERTY_KEYS = frozenset({"time", "event_name"})
 RESERVED_PURCHASE_PROPERTY_KEYS = frozenset({"time", "product_id", "quantity", "event_name", "price", "currency"})
-_NESTED_KEY = re.compile(r"^[^\s.$]{1,255}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_NESTED_KEY = re.compile(r"^[^\s.$]{1,255}\Z")
+_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 
 
 class PayloadError(ValueError):

@@ -39,7 +39,7 @@ class FieldType(models.TextChoices):
 MAX_STRING_LENGTH = 255
 MAX_ARRAY_LENGTH = 500
 MAX_OBJECT_BYTES = 100 * 1024
-_OBJECT_KEY = re.compile(r"^[^\s.$][^\s.$]{0,254}$")
+_OBJECT_KEY = re.compile(r"^[^\s.$][^\s.$]{0,254}\Z")
 
 
 class TypeProblem(ValueError):

@@ -70,7 +70,7 @@ class Tier(models.Model):
 
 
 _custom_key_validator = RegexValidator(
-    r"^[a-z][a-z0-9_]{0,62}$", "Use lower-case letters, digits and underscores, starting with a letter."
+    r"^[a-z][a-z0-9_]{0,62}\Z", "Use lower-case letters, digits and underscores, starting with a letter."
 )
 
 
@@ -150,7 +150,7 @@ class TrackedFieldsMixin(models.Model):
 
 
 _member_id_validator = RegexValidator(
-    r"^[^\s]{1,255}$", "The member id must be 1-255 characters without spaces."
+    r"^[^\s\x00-\x1f\x7f-\x9f]{1,255}\Z", "The member id must be 1-255 characters without spaces or control characters."
 )
 
 
@@ -351,7 +351,7 @@ class CustomAction(models.Model):
     name = models.CharField(
         max_length=64,
         unique=True,
-        validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,63}$", "Use 1-64 lower-case letters, digits and underscores, "
+        validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,63}\Z", "Use 1-64 lower-case letters, digits and underscores, "
                                    "starting with a letter.")],
     )
     description = models.CharField(max_length=255, blank=True)

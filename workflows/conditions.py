@@ -83,7 +83,7 @@ OPERATORS_FOR_TYPE: dict[AttrType, frozenset[Operator]] = {
 CHANGED_PREFIX = "member."
 PREVIOUS_PREFIX = "previous."
 
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\Z")
 MISSING = object()
 
 

@@ -51,6 +51,6 @@ VALUE_KEYS = {"name": Key(str), "type": Key(str), "source": Key(str), "path": Ke
               "constant": Key(str, ""), "template": Key(str, ""), "required": Key(bool, False)}
 VALUE_OPTIONAL_TEXTS = ("path", "constant", "template")  # written only when not empty
 WEEKDAYS = {label.lower(): value for value, label in Weekday.choices}
-TIME_TEXT = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
+TIME_TEXT = re.compile(r"^\d{2}:\d{2}(:\d{2})?\Z")
 # Trigger fields -> the file's keys where they differ.
 TRIGGER_FIELD_KEYS = {model_field: key for keys in TRIGGER_KEYS.values() for key, (_spec, model_field) in keys.items()}

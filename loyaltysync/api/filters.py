@@ -8,7 +8,10 @@ itself in the OpenAPI schema. Parameters a list does not know are refused, so a 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from rest_framework import serializers
@@ -29,10 +32,29 @@ def _no_nul(value: str) -> None:
         raise ValidationError("Must not contain NUL characters.", code="invalid")
 
 
+class _MomentField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 moment that exists in UTC too: ``9999-12-31T23:59:59-01:00`` does not (the year
+    10000), and comparing with it would fail in the database rather than in the form."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is not None and moment.tzinfo is not None:
+            try:
+                moment.astimezone(dt.UTC)
+            except OverflowError:
+                raise forms.ValidationError("Must be between 0001-01-01 and 9999-12-31 in UTC.",
+                                            code="invalid") from None
+        return moment
+
+
+class _MomentFilter(django_filters.IsoDateTimeFilter):
+    field_class = _MomentField
+
+
 class MemberFilter(django_filters.FilterSet):
     """Filters of ``GET /members/``."""
 
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = _MomentFilter(
         field_name="updated_at",
         lookup_expr="gte",
         label="Only members changed at or after this moment (ISO 8601, e.g. 2026-01-31T00:00:00Z).",

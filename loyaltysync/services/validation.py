@@ -23,7 +23,7 @@ from ..fieldtypes import json_type as _json_type
 from ..fieldtypes import string_problem as _string_problem
 from ..models import EventSource
 
-ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 MAX_MONEY = Decimal("1000000000")  # one checkout's total; purchase_total holds 12 digits before the point
 MAX_PURCHASE_TOTAL = Decimal("999999999999.99")
@@ -37,7 +37,7 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EARLIEST_EFFECTIVE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64 = 2**63
 # Stricter than the model's validator: control characters would be invisible in the admin and in Braze.
-_MEMBER_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+_MEMBER_ID = re.compile(r"^[^\s\x00-\x1f\x7f-\x9f]{1,255}\Z")
 
 
 class _Errors:

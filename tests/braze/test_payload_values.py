@@ -16,6 +16,11 @@ def test_an_object_key_found_valid_once_does_not_let_an_invalid_one_through():
         convert_value(BrazeType.OBJECT, {"size": "M", "si ze": "L"}, where="prefs")
 
 
+def test_a_key_ending_in_a_newline_is_refused():
+    with pytest.raises(PayloadError, match=r"object key"):
+        convert_value(BrazeType.OBJECT, {"colour\n": "red"}, where="prefs")
+
+
 def test_the_key_cache_is_bounded(monkeypatch):
     monkeypatch.setattr(payloads, "_GOOD_KEYS", set())
     monkeypatch.setattr(payloads, "_GOOD_KEYS_MAX", 3)

@@ -63,6 +63,16 @@ def test_updated_since_must_be_an_iso_date_time(api, db):
     assert error_details(api.get(MEMBERS, {"updated_since": "yesterday"})) == {"updated_since": ["invalid"]}
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_updated_since_outside_the_years_utc_has_is_a_400_not_a_crash(api, db, moment):
+    """Given a moment that is valid ISO 8601 but falls outside years 1-9999 in UTC, when it is sent as
+    updated_since, then a 400 names it (it was a 500 from the database adapter)."""
+    response = api.get(MEMBERS, {"updated_since": moment})
+    assert response.status_code == 400
+    assert error_details(response) == {"updated_since": ["invalid"]}
+    assert "between 0001-01-01 and 9999-12-31" in response.json()["error"]["details"][0]["message"]
+
+
 def test_status_and_tier_filter_and_a_bad_status_is_an_invalid_choice(api, enrol, record):
     """Given an opted-out member and a Silver one, when the list is filtered, then each filter keeps its
     members, and an unknown status answers 400 with the code invalid_choice."""

@@ -62,6 +62,7 @@ def test_none_clears_a_value_of_every_type(field_type):
         (T.DATETIME, "yesterday", "Expected a date and time in ISO 8601, e.g. 2026-11-25T10:00:00Z."),
         (T.ARRAY, [None], "Element 0: expected a string or a number."),
         (T.OBJECT, {"a.b": 1}, "Key 'a.b': keys must be 1-255 characters without spaces, '.' or '$'."),
+        (T.OBJECT, {"colour\n": 1}, "Key 'colour\\n': keys must be 1-255 characters without spaces, '.' or '$'."),
         (T.ARRAY_OF_OBJECTS, [{"a": 1}, "b"], "Element 1: expected an object."),
         ("colour", "red", "Unknown field type 'colour'."),
     ],

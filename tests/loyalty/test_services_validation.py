@@ -22,7 +22,9 @@ def test_member_id_cannot_be_changed_and_unknown_names_are_named_printably():
     assert services.member_field_problem("shoe\x00size") == ("shoe\\x00size", "is not a known member field.")
 
 
-@pytest.mark.parametrize("member_id", ["", "M 1", "M\x001", "x" * 256, 5, None, "tab\there"])
+@pytest.mark.parametrize("member_id", ["", "M 1", "M\x001", "x" * 256, 5, None, "tab\there",
+                                       # a newline at the end, and C1 control characters (U+0080-U+009F)
+                                       "M-1\n", "M-1\r\n", "M\x80-1", "M-1\x9b", "M\x85"])
 def test_bad_member_ids_are_named_with_the_rule(member_id):
     assert services.member_id_problem(member_id) == "must be 1-255 characters without spaces or control characters."
 

@@ -36,7 +36,7 @@ from ..values import SourceKind, Usage, ValueSpec, ValueSpecError
 from .choices import DATE_KINDS, Frequency, Logic, Operator, TriggerKind, Weekday  # noqa: F401
 
 # The loyalty domain's action names (Antavo's): lower-case letters, digits, underscores.
-ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 ENGINE_ACTIONS = tuple(sorted(services.ENGINE_ACTIONS))  # the loyalty domain owns the list
 
 
