@@ -37,6 +37,8 @@ class BrazeType(StrEnum):
 MAX_STRING = 255
 MAX_ARRAY = 500
 MAX_NESTED_BYTES = 100 * 1024
+MAX_EVENT_PROPERTIES_BYTES = 100 * 1024
+MAX_PURCHASE_PROPERTIES_BYTES = 50 * 1024
 MAX_EXTERNAL_ID_BYTES = 987
 MAX_PROPERTIES = 256
 MAX_INTEGER = 2**63
@@ -174,9 +176,10 @@ class _NestedProblem(Exception):
         self.path: list[str] = []
 
 
-# Every node of a nested value (key + scalar) takes at most ~520 bytes of JSON (255-character key
-# and string, quotes, separators), so fewer nodes than this can never reach Braze's 100 KB.
-_NODES_BELOW_LIMIT = MAX_NESTED_BYTES // 540
+# Every node of a nested value (a key, or a scalar) takes at most 1,534 bytes of JSON as Braze counts
+# it (UTF-8): 255 characters of at most 6 bytes each (a control character's \u escape; an emoji is 4),
+# quotes and a separator. So fewer nodes than this can never reach Braze's 100 KB.
+_NODES_BELOW_LIMIT = MAX_NESTED_BYTES // 1534
 
 
 def _nested(value: Any, where: str) -> Any:
@@ -186,7 +189,7 @@ def _nested(value: Any, where: str) -> Any:
     except _NestedProblem as problem:
         raise PayloadError(where + "".join(reversed(problem.path)), problem.problem) from None
     if nodes >= _NODES_BELOW_LIMIT:
-        _check_size(converted, where)
+        _check_size(converted, where, MAX_NESTED_BYTES)
     return converted
 
 
@@ -259,10 +262,11 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def _check_size(value: Any, where: str) -> None:
-    size = len(json.dumps(value, separators=(",", ":")))
-    if size > MAX_NESTED_BYTES:
-        raise PayloadError(where, f"is {size // 1024} KB; Braze takes at most 100 KB")
+def _check_size(value: Any, where: str, max_bytes: int) -> None:
+    """Braze measures a value as the UTF-8 bytes of its JSON (not ASCII-escaped, as it is sent)."""
+    size = len(encode_text(value).encode())
+    if size > max_bytes:
+        raise PayloadError(where, f"is {size:,} bytes of JSON; Braze takes at most {max_bytes // 1024} KB")
 
 
 def _to_boolean(value: Any, where: str, max_array: int) -> bool:
@@ -382,7 +386,8 @@ def check_external_id(external_id: str) -> None:
         raise PayloadError("external_id", f"must be at most {MAX_EXTERNAL_ID_BYTES} bytes")
 
 
-def _properties(properties: Mapping[str, Any] | None, where: str, reserved: frozenset[str]) -> dict[str, Any]:
+def _properties(properties: Mapping[str, Any] | None, where: str, reserved: frozenset[str], max_bytes: int
+                ) -> dict[str, Any]:
     if not properties:
         return {}
     if not isinstance(properties, Mapping):
@@ -408,8 +413,7 @@ def _properties(properties: Mapping[str, Any] | None, where: str, reserved: froz
             out[key] = value
         else:
             raise PayloadError(f"{where}.{key}", f"cannot send a {type(value).__name__}")
-    if any(isinstance(v, dict | list) for v in out.values()):
-        _check_size(out, where)
+    _check_size(out, where, max_bytes)  # 256 plain properties can pass 50 KB too
     return out
 
 
@@ -420,7 +424,7 @@ def event_object(external_id: str, *, name: str, time: dt.datetime | str, proper
     if not isinstance(name, str) or not name or len(name) > MAX_STRING or name.startswith("$"):
         raise PayloadError("name", "event names are 1-255 characters and do not start with '$'")
     obj: dict[str, Any] = {"external_id": external_id, "name": name, "time": _parse_time(time, "time")}
-    props = _properties(properties, "properties", RESERVED_EVENT_PROPERTY_KEYS)
+    props = _properties(properties, "properties", RESERVED_EVENT_PROPERTY_KEYS, MAX_EVENT_PROPERTIES_BYTES)
     if props:
         obj["properties"] = props
     if app_id:
@@ -444,7 +448,7 @@ def purchase_object(external_id: str, *, product_id: str, currency: str, price: 
         "external_id": external_id, "product_id": product, "currency": currency,
         "price": _number(price, "price", integer=False), "quantity": qty, "time": _parse_time(time, "time"),
     }
-    props = _properties(properties, "properties", RESERVED_PURCHASE_PROPERTY_KEYS)
+    props = _properties(properties, "properties", RESERVED_PURCHASE_PROPERTY_KEYS, MAX_PURCHASE_PROPERTIES_BYTES)
     if props:
         obj["properties"] = props
     if app_id:

@@ -222,7 +222,7 @@ def coerce(field_type: str, value: Any) -> Any:
                 if not isinstance(item, dict):
                     raise ValidationError(f"Element {index}: expected an object.")
                 _check_object(item, f"[{index}]")
-            if len(json.dumps(value)) > MAX_OBJECT_BYTES:
+            if json_bytes(value) > MAX_OBJECT_BYTES:
                 raise ValidationError("At most 100 KB.", code="max_length")
             return value
     raise ValidationError(f"Unknown field type {field_type!r}.")
@@ -236,5 +236,10 @@ def _check_object(value: dict, where: str) -> None:
             )
         if isinstance(item, dict):
             _check_object(item, f"{where}.{key}")
-    if not where and len(json.dumps(value, default=str)) > MAX_OBJECT_BYTES:
+    if not where and json_bytes(value) > MAX_OBJECT_BYTES:
         raise ValidationError("At most 100 KB.", code="max_length")
+
+
+def json_bytes(value: Any) -> int:
+    """A value's size as Braze measures it: the UTF-8 bytes of its compact JSON, not ASCII-escaped."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())

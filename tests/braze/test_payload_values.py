@@ -72,3 +72,25 @@ def test_a_value_taken_as_is_is_exactly_what_its_converter_returns(braze_type, v
 ])
 def test_values_at_or_past_a_limit_go_through_the_converter(braze_type, value):
     assert not payloads.TAKEN_AS_IS[braze_type](value)
+
+
+def test_sizes_are_the_utf_8_bytes_braze_counts_not_ascii_escapes():
+    emoji = "\U0001F600"  # 4 bytes in UTF-8, 12 as an ASCII escape
+    # 36 strings of 250 emoji: about 36 KB as Braze counts it, 108 KB if escaped.
+    within = {f"k{i}": emoji * 250 for i in range(36)}
+    assert convert_value(BrazeType.OBJECT, within) == within
+    # 103 of them: 103 KB, with fewer nodes than an ASCII value needs to get there.
+    with pytest.raises(PayloadError, match=r"prefs: is 103,\d{3} bytes of JSON; Braze takes at most 100 KB"):
+        convert_value(BrazeType.OBJECT, {f"k{i}": emoji * 250 for i in range(103)}, where="prefs")
+
+
+def test_purchase_properties_stop_at_50_kb_and_event_properties_at_100_kb_nested_or_not():
+    plain = {f"p{i:03d}": "x" * 250 for i in range(220)}  # 57,201 bytes, no nesting
+    with pytest.raises(PayloadError, match=r"properties: is 57,201 bytes of JSON; Braze takes at most 50 KB"):
+        payloads.purchase_object("m-1", product_id="sku", currency="EUR", price=1, time="2026-01-01T00:00:00Z",
+                                 properties=plain)
+    event = payloads.event_object("m-1", name="visit", time="2026-01-01T00:00:00Z", properties=plain)
+    assert event["properties"] == plain
+    with pytest.raises(PayloadError, match=r"Braze takes at most 100 KB"):
+        payloads.event_object("m-1", name="visit", time="2026-01-01T00:00:00Z",
+                              properties={f"p{i:03d}" + "k" * 196: "x" * 255 for i in range(255)})  # 117 KB

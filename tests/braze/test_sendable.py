@@ -63,6 +63,22 @@ def test_a_checkout_whose_items_braze_could_never_take_is_refused_with_400_namin
     assert MemberSyncState.objects.get().status != SyncStatus.FAILED
 
 
+def test_a_checkout_over_100_kb_only_in_utf_8_is_refused_at_the_door_too(api, sandbox):
+    """Few nodes, each of 4-byte characters: 106 KB as Braze counts it, though fewer than the nodes
+    an ASCII value needs to reach 100 KB (it was let in, and Braze refused the member's whole object)."""
+    enrol()
+    emoji = "\U0001F600"
+    items = [{"product_id": emoji * 128, "product_name": emoji * 255, "price": 1, "quantity": 1,
+              **{str(k) + emoji * 254: emoji * 255 for k in range(5)}} for _ in range(9)]
+
+    response = api.post("/api/v1/events", {"customer": "m-1", "action": "checkout", "data": {
+        "transaction_id": "t-emoji", "total": 9, "currency": "EUR", "items": items}}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "Braze takes at most 100 KB" in response.json()["error"]["fields"]["data.items"][0]
+    assert not Member.objects.get().last_purchase
+
+
 @pytest.mark.parametrize("value", [{"inc": 5}, {"add": ["x"]}, {"remove": ["x"]}, {"add": ["x"], "remove": ["y"]}])
 def test_a_patch_of_a_custom_object_braze_would_read_as_an_operation_is_refused_with_400(
         api, preferences, value):
@@ -149,9 +165,9 @@ def test_given_a_value_that_became_unsendable_then_the_other_attributes_go_and_t
     assert "loyalty_last_items" not in profile["attributes"]
     assert state.status == SyncStatus.SYNCED
     assert state.last_error_kind == "unsendable"
-    assert "loyalty_last_items: is 149 KB; Braze takes at most 100 KB" in state.last_error
+    assert "loyalty_last_items: is 152,891 bytes of JSON; Braze takes at most 100 KB" in state.last_error
     page = admin_client.get(f"/admin/loyaltysync/member/{member.pk}/change/").content.decode()
-    assert 'id="braze-unsendable"' in page and "loyalty_last_items: is 149 KB" in page
+    assert 'id="braze-unsendable"' in page and "loyalty_last_items: is 152,891 bytes of JSON" in page
 
     member.points_spendable = 999
     member.save()
@@ -167,3 +183,4 @@ def test_a_member_id_too_long_for_brazes_external_id_is_refused_with_400(api):
     [problem] = response.json()["error"]["fields"]["member_id"]
     assert problem == "cannot be Braze's external_id: must be at most 987 bytes"
     assert not Member.objects.exists()
+

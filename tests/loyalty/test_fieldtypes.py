@@ -103,3 +103,13 @@ def test_string_problem_and_json_type_describe_values_for_messages():
     assert string_problem("\ud800") == "contains invalid Unicode (an unpaired surrogate)."
     assert [json_type(v) for v in (None, True, 1, "a", [], {})] == [
         "null", "a boolean", "a number", "a string", "a list", "an object"]
+
+
+def test_object_sizes_are_the_utf_8_bytes_braze_counts():
+    """36 KB of emoji would be 108 KB as ASCII escapes: the value is within Braze's 100 KB."""
+    emoji = "\U0001F600"
+    value = {f"k{i}": emoji * 250 for i in range(36)}
+    assert coerce(T.OBJECT, value) == value
+    assert coerce(T.ARRAY_OF_OBJECTS, [value]) == [value]
+    with pytest.raises(ValidationError, match="At most 100 KB"):
+        coerce(T.OBJECT, {f"k{i}": emoji * 250 for i in range(103)})
