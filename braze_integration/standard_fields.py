@@ -15,6 +15,8 @@ Pure: no database.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -55,6 +57,43 @@ def _text(value: Any, where: str) -> str | None:
         return value.strip() or None
     value = _blank_is_null(value)
     return None if value is None else convert_value(BrazeType.STRING, value, where=where).strip()
+
+
+# What Braze takes (the sandbox checks the same): an e-mail address with one "@" and a domain of two
+# or more dot-separated labels; a phone number of digits, with an optional leading "+", spaces, dashes,
+# dots and parentheses, three digits at least; a time zone by its IANA name. A value Braze refuses
+# makes it refuse the member's whole attributes object, so these are caught here, attribute by
+# attribute: only that attribute is held back (and named), and the door refuses it where it can.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_PHONE = re.compile(r"\+?[0-9 ()\-.]+")
+
+
+def _email(value: Any, where: str) -> str | None:
+    text = _text(value, where)
+    if text is not None and not _EMAIL.fullmatch(text):
+        raise PayloadError(where, f"{text!r} is not an e-mail address Braze takes, such as ada@example.com")
+    return text
+
+
+def _phone(value: Any, where: str) -> str | None:
+    text = _text(value, where)
+    if text is not None and (not _PHONE.fullmatch(text) or sum(c.isdigit() for c in text) < 3):
+        raise PayloadError(where, f"{text!r} is not a phone number Braze takes: digits, with an optional leading +, "
+                                  "spaces, dashes, dots or parentheses (E.164 such as +4712345678 is best)")
+    return text
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(value: Any, where: str) -> str | None:
+    text = _text(value, where)
+    # Without a time zone database on the machine every name passes rather than none.
+    if text is not None and _time_zones() and text not in _time_zones():
+        raise PayloadError(where, f"{text!r} is not an IANA time zone name such as Europe/Oslo")
+    return text
 
 
 @cache
@@ -164,10 +203,10 @@ _S, _D, _O = BrazeType.STRING, BrazeType.DATE, BrazeType.OBJECT
 STANDARD_FIELDS: dict[str, StandardField] = {
     standard.name: standard
     for standard in (
-        StandardField("email", _S, "needs a text field (an e-mail address)", _string_field, _text),
+        StandardField("email", _S, "needs a text field (an e-mail address)", _string_field, _email),
         StandardField("first_name", _S, "needs a text field", _string_field),
         StandardField("last_name", _S, "needs a text field", _string_field),
-        StandardField("phone", _S, "needs a text field (a phone number)", _string_field, _text),
+        StandardField("phone", _S, "needs a text field (a phone number)", _string_field, _phone),
         StandardField("country", _S, "needs a text field of ISO 3166-1 alpha-2 country codes, such as country",
                       _string_field, _country),
         StandardField("language", _S, "needs a text field of ISO 639-1 language codes, such as language",
@@ -180,7 +219,7 @@ STANDARD_FIELDS: dict[str, StandardField] = {
                       lambda field: field.consent, subscription_state),
         StandardField("push_subscribe", _S, "needs a consent field", lambda field: field.consent, subscription_state),
         StandardField("home_city", _S, "needs a text field", _string_field),
-        StandardField("time_zone", _S, "needs a text field (IANA time zone names)", _string_field),
+        StandardField("time_zone", _S, "needs a text field (IANA time zone names)", _string_field, _time_zone),
         StandardField("image_url", _S, "needs a text field", _string_field),
         StandardField("bio", _S, "needs a text field", _string_field),
         StandardField("alias_name", _S, "needs a text field", _string_field),

@@ -184,3 +184,36 @@ def test_a_member_id_too_long_for_brazes_external_id_is_refused_with_400(api):
     assert problem == "cannot be Braze's external_id: must be at most 987 bytes"
     assert not Member.objects.exists()
 
+
+@pytest.fixture
+def contact_mappings(braze_connection):
+    for position, (loyalty_field, remote_field) in enumerate([("email", "email"), ("phone", "phone")], start=30):
+        FieldMapping.objects.create(connection=braze_connection, loyalty_field=loyalty_field,
+                                    remote_field=remote_field, position=position)
+    services.sync_config_invalidate()
+
+
+@pytest.mark.parametrize(("field", "value"), [("email", "ada@localhost"), ("phone", "n/a")])
+def test_an_email_or_phone_braze_refuses_is_refused_at_the_door_when_mapped(api, contact_mappings, sandbox,
+                                                                              field, value):
+    response = api.post("/api/v1/members/", {"member_id": "m-9", "first_name": "Ada", field: value}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert f"{value!r} is not" in response.json()["error"]["fields"][field][0]
+    assert not Member.objects.filter(member_id="m-9").exists()
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_an_email_and_phone_braze_refuses_hold_back_only_themselves(contact_mappings, sandbox):
+    """Stored before their mappings existed: Braze would refuse the member's whole attributes object
+    for either of them (the points and the tier too); only the two are left out, and named."""
+    member = make_member("late-2", email="ada@localhost", phone="n/a", points_spendable=700)
+
+    attributes = sandbox.user("late-2")["attributes"]
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert attributes["loyalty_points"] == 700 and attributes["loyalty_first_name"] == "Ada"
+    assert "email" not in attributes and "phone" not in attributes
+    assert state.status == SyncStatus.SYNCED and state.last_error_kind == "unsendable"
+    assert "email: 'ada@localhost' is not an e-mail address Braze takes" in state.last_error
+    assert "phone: 'n/a' is not a phone number Braze takes" in state.last_error

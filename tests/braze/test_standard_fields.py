@@ -33,6 +33,10 @@ from loyaltysync.models import Member
     ("email", "", None),
     ("email", "ada@example.com", "ada@example.com"),
     ("phone", "", None),
+    ("phone", "+49 30 1234-567", "+49 30 1234-567"),
+    ("phone", "(030) 123.45", "(030) 123.45"),
+    ("time_zone", "Europe/Oslo", "Europe/Oslo"),
+    ("time_zone", "", None),
     ("email_subscribe", "opted_in", "opted_in"),
     ("push_subscribe", "unsubscribed", "unsubscribed"),
     ("email_subscribe", "", NOT_SENT),
@@ -48,6 +52,13 @@ def test_each_standard_value_is_sent_in_brazes_format(name, value, sent):
     ("dob", "1990-05-17T10:00:00Z", "is not a date as YYYY-MM-DD"),
     ("gender", "unknown", "'unknown' is not a gender"),
     ("email_subscribe", "yes", "'yes' is not a consent"),
+    # Braze refuses these (and with them the member's whole attributes object); the API once let them in.
+    ("email", "ada@localhost", "'ada@localhost' is not an e-mail address Braze takes"),
+    ("email", '"a@b"@example.com', "is not an e-mail address Braze takes"),
+    ("email", "ada @example.com", "is not an e-mail address Braze takes"),
+    ("phone", "n/a", "'n/a' is not a phone number Braze takes"),
+    ("phone", "+1", "'+1' is not a phone number Braze takes"),
+    ("time_zone", "Mars/Base", "'Mars/Base' is not an IANA time zone name"),
 ])
 def test_a_value_braze_would_refuse_is_refused_naming_the_attribute(name, value, words):
     with pytest.raises(PayloadError) as caught:
