@@ -1,12 +1,13 @@
 """Signal receivers: they only record that something must be sent (in the same transaction) and
 leave the rest to the worker. No HTTP, no payload building here."""
 
-from django.db.models.signals import post_delete, post_migrate, post_save
+from django.db.models import ProtectedError
+from django.db.models.signals import post_delete, post_migrate, post_save, pre_delete
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
 from loyaltysync.models import CustomField, Member
-from loyaltysync.signals import member_erased, members_changed
+from loyaltysync.signals import custom_field_users, custom_field_uses, member_erased, members_changed
 
 from . import erasure, services
 from .models import Connection, FieldMapping
@@ -36,6 +37,23 @@ def member_erased_delete_profile(sender, member: Member, member_hash: str, **kwa
     if Connection.objects.exists():
         erasure.deletion_record(external_id=member.member_id, member_hash=member_hash)
         services.flush_after_commit(erasure=True)
+
+
+@receiver(custom_field_uses, dispatch_uid="braze_custom_field_uses")
+def custom_field_mapped(sender, field: CustomField, **kwargs) -> list[str]:
+    """The Braze mappings that send the field: deleting it would leave them sending nothing, silently."""
+    mappings = FieldMapping.objects.filter(loyalty_field=f"custom.{field.key}").select_related("connection")
+    return [f"sent to Braze by the mapping custom.{field.key} → {mapping.remote_field} of the connection "
+            f"{mapping.connection}" for mapping in mappings]
+
+
+@receiver(pre_delete, sender=CustomField, dispatch_uid="braze_custom_field_protected")
+def custom_field_protected(sender, instance: CustomField, **kwargs):
+    """Outside the admin too (a shell, a script): a mapped custom field is not deleted."""
+    uses = custom_field_users(instance)
+    if uses:
+        raise ProtectedError(f"The custom field {instance.key} cannot be deleted: it is {'; '.join(uses)}. "
+                             "Remove that first.", [instance])
 
 
 @receiver([post_save, post_delete], sender=FieldMapping, dispatch_uid="braze_mapping_changed")

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from . import attributes, selectors, services
+from . import attributes, selectors, services, signals
 from .admin_custom_fields import CustomFieldsFormField, custom_fields_submitted
 from .admin_member_actions import member_action_urls
 from .admin_readonly import ReadOnlyAdmin
@@ -329,6 +329,14 @@ class CustomFieldAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Stored values and Braze mappings refer to the key; renaming it would orphan them.
         return ["key"] if obj is not None else []
+
+    def get_deleted_objects(self, objs, request):
+        """A field that something refers to by its key (a Braze mapping, say) is shown as protected, and
+        the admin refuses to delete it until that use is removed."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for field in objs:
+            protected += [f"{field.key}: {use}" for use in signals.custom_field_users(field)]
+        return deleted, counts, perms_needed, protected
 
 
 @admin.register(Tier)

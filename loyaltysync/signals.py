@@ -17,3 +17,13 @@ loyalty_event_recorded = Signal()
 # erasure's transaction before the member's rows are deleted, so listeners can delete their own rows about
 # the member and record what must be deleted elsewhere (e.g. its Braze profile).
 member_erased = Signal()
+
+# sender=CustomField, field=CustomField: what outside the domain refers to the field by its key. Receivers
+# return a list of what uses it (text for people, e.g. "Braze mapping custom.size → shoe_size"); a custom
+# field that something uses cannot be deleted until that use is removed.
+custom_field_uses = Signal()
+
+
+def custom_field_users(field) -> list[str]:
+    """Everything that refers to ``field``, as its listeners describe it."""
+    return [use for _, uses in custom_field_uses.send(sender=type(field), field=field) for use in uses or []]
