@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +51,7 @@ SPLIT_AFTER_SERVER_ERRORS = 2
 BACKOFF_CAP = 600.0
 DEAD_AFTER = timedelta(hours=24)
 RETRY_STOP = "Braze unavailable"
+CLAIM_LOST = "the claim's lease ran out, or its members were erased or taken by another worker"
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
@@ -161,12 +163,15 @@ class Deliverer:
         self.member_rows = member_rows
         # When this claim's members were last checked against every erasure (see ``erasure.tombstoned``).
         self._tombstones_checked: datetime | None = None
-        # The requests of this claim put on the wire (their members are checked against erasures afterwards).
-        self._posted: list[payloads.RequestPlan] = []
+        # The external ids of this claim's members (checked against erasures after its last answer).
+        self._claimed: set[str] = set()
+        # When the claim's lease was last extended (``time.monotonic()``), see ``_hold``.
+        self._renewed = 0.0
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
         report = report if report is not None else DeliveryReport()
+        self._renewed = time.monotonic()  # claimed (or renewed) just before
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
@@ -185,7 +190,7 @@ class Deliverer:
         requests = payloads.plan_requests(
             sending, max_objects=self.connection.batch_size,
             per_array_limit=self.connection.batch_size if self.connection.per_array_limit else None)
-        self._posted = []
+        self._claimed = {w.external_id for w in works}
         try:
             self._send_all(token, requests, report)
         finally:  # also when sending stopped or was interrupted: what went out went out
@@ -193,13 +198,13 @@ class Deliverer:
         return report
 
     def _erased_while_sending(self) -> None:
-        """A member erased while a request carrying it was on its way may have been recreated by it:
-        delete its profile again. One read for the whole claim, after its last answer: an erasure that
-        commits later queues its deletion after that answer anyway, so Braze gets the deletion last."""
-        sent = self._posted
-        self._posted = []
-        erased = erasure.tombstoned({w.external_id for plan in sent for w in works_of(plan)},
-                                    since=self._tombstones_checked)
+        """A member erased while this claim held it may have been recreated by a request on its way:
+        delete its profile again, now. One read for the whole claim, after its last answer: an erasure
+        that commits later queues its deletion after that answer anyway, so Braze gets the deletion last.
+        (An erasure of a claimed member waits for the claim's lease, see ``receivers``: this brings it
+        forward once the claim is over, whether or not the member was sent.)"""
+        claimed, self._claimed = self._claimed, set()
+        erased = erasure.tombstoned(claimed, since=self._tombstones_checked)
         if erased:
             with transaction.atomic():
                 erasure.deletions_repeat(erased)
@@ -259,6 +264,7 @@ class Deliverer:
             ratelimit.acquire(self.connection, ahead=ahead)
         except TimeoutError:
             raise SyncStopped("rate limit budget exhausted", wait=1.0, rate_limited=True) from None
+        self._hold(token, plan, report)
         request = SyncRequest(
             connection=self.connection, trigger=self.trigger, attributes_count=len(plan.attributes),
             events_count=len(plan.events), purchases_count=len(plan.purchases), bytes_sent=len(data),
@@ -272,8 +278,24 @@ class Deliverer:
             # requests are safe to repeat, so their row is written together with the answer.
             request.save()
         report.requests += 1
-        self._posted.append(plan)
         return _Prepared(plan=plan, request=request, data=data)
+
+    def _hold(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport) -> None:
+        """The fence before a request leaves: the claim must still hold all its members (those it has not
+        finished already: a member whose objects fill two requests is finished with the first), long enough
+        for Braze's answer (or the client's timeout) to come before another worker could take them.
+        Raises ``SyncStopped`` otherwise: what this worker built may be stale (it was paused, or waited
+        too long), and another worker sends those members instead.
+
+        The lease is extended every third of it, so a claim slowed by the rate limit keeps its members."""
+        lease = queue.claim_lease().total_seconds()
+        if time.monotonic() - self._renewed > lease / 3:
+            queue.claim_renew(token)
+            self._renewed = time.monotonic()
+        window = timedelta(seconds=min(self.client.timeout + 5.0, lease / 2))
+        if not queue.claim_holds(token, _members_of(plan) - report.settled, for_at_least=window):
+            monitoring.claim_lost(connection=self.connection)
+            raise SyncStopped(CLAIM_LOST)
 
     def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
               may_split: bool = True) -> None:

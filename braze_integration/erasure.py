@@ -31,18 +31,33 @@ from loyaltysync.sql_lists import one_param
 from . import errors, queue, ratelimit
 from .client import MAX_DELETE_IDS, BrazeClient, TrackResult
 from .errors import Action
-from .models import BrazeDeletion, Connection, ConnectionStatus, DeletionStatus, SyncRequest
+from .models import BrazeDeletion, Connection, ConnectionStatus, DeletionStatus, MemberSyncState, SyncRequest
 
 logger = logging.getLogger(__name__)
 
 
-def deletion_record(*, external_id: str, member_hash: str) -> BrazeDeletion:
-    """Record, in the erasure's transaction, that this profile must be deleted in Braze."""
+def deletion_record(*, external_id: str, member_hash: str, not_before: datetime | None = None) -> BrazeDeletion:
+    """Record, in the erasure's transaction, that this profile must be deleted in Braze (not before
+    ``not_before``, when given)."""
     deletion, _ = BrazeDeletion.objects.update_or_create(
         member_hash=member_hash,
-        defaults={"external_id": external_id, "status": DeletionStatus.PENDING, "next_attempt_at": None},
+        defaults={"external_id": external_id, "status": DeletionStatus.PENDING, "next_attempt_at": not_before},
     )
     return deletion
+
+
+def deletion_not_before(member_pk: int) -> datetime | None:
+    """When an erased member's deletion may go: after the lease of a claim that holds it (plus the time
+    a request sent at the lease's end may take), since that worker may have requests on their way. The
+    worker brings it forward when its claim is over (``Deliverer._erased_while_sending``); if it died,
+    the deletion still comes after anything it sent."""
+    from django.conf import settings
+
+    held_until = (MemberSyncState.objects.filter(pk=member_pk, claim_token__isnull=False)
+                  .values_list("claimed_until", flat=True).first())
+    if held_until is None or held_until <= timezone.now():
+        return None
+    return held_until + timedelta(seconds=settings.BRAZE_HTTP_TIMEOUT + 5)
 
 
 # How far before a full check ``tombstoned(since=...)`` looks back: an erasure's time is taken when its

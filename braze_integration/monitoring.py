@@ -86,6 +86,13 @@ def connection_needs_attention(*, message: str) -> None:
     logger.error("Braze sync stopped, the connection needs attention: %s", message)
 
 
+def claim_lost(*, connection: Connection) -> None:
+    """A worker found its claim gone before a request left (paused past its lease, or the members erased
+    or taken): it sends nothing it built, and another round sends those members."""
+    logger.warning("A Braze sync worker lost its claim before sending (it was paused or slowed past its lease, "
+                   "or the members were erased); it sent nothing stale, and the members go in another round.")
+
+
 def member_dead_lettered(*, member_id: int, attempts: int, message: str) -> None:
     """A member's changes went to the dead letters (they wait for a retry from the admin)."""
     logger.warning("Braze sync gave up on member #%s after %s attempts: %s", member_id, attempts, message)

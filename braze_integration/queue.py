@@ -160,6 +160,26 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
     return token, ids
 
 
+def claim_holds(token: uuid.UUID, member_ids: Iterable[int], *, for_at_least: timedelta) -> bool:
+    """Whether the claim still holds every one of these members, with at least ``for_at_least`` of its
+    lease left: the fence a worker passes before each request it sends. A worker that was paused past
+    its lease (or whose members were erased, or taken by another claim once the lease ran out) must not
+    send what it built: another worker may have sent newer values, and an erased member's profile would
+    come back."""
+    ids = list(member_ids)
+    held = MemberSyncState.objects.filter(
+        pk__in=one_param(ids), claim_token=token, claimed_until__gt=timezone.now() + for_at_least).count()
+    return held == len(set(ids))
+
+
+def claim_renew(token: uuid.UUID) -> int:
+    """Extend the lease of the members the claim still holds (a claim that waits for the rate limit may
+    outlast one lease); returns how many."""
+    now = timezone.now()
+    return MemberSyncState.objects.filter(claim_token=token, claimed_until__gt=now).update(
+        claimed_until=now + claim_lease())
+
+
 def claimable_exists() -> bool:
     return MemberSyncState.objects.filter(_claimable(timezone.now())).exists()
 

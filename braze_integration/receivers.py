@@ -35,7 +35,8 @@ def members_bulk_changed(sender, member_ids, fields=None, **kwargs):
 def member_erased_delete_profile(sender, member: Member, member_hash: str, **kwargs):
     """Record the Braze profile's deletion in the erasure's transaction (only where Braze was ever connected)."""
     if Connection.objects.exists():
-        erasure.deletion_record(external_id=member.member_id, member_hash=member_hash)
+        erasure.deletion_record(external_id=member.member_id, member_hash=member_hash,
+                                not_before=erasure.deletion_not_before(member.pk))
         services.flush_after_commit(erasure=True)
 
 

@@ -149,10 +149,11 @@ def test_a_request_on_its_way_when_the_member_is_erased_is_undone_by_a_second_de
     flush()
     flush()
 
-    # Then the profile the late request recreated was deleted again
+    # Then the profile the late request recreated is deleted: the deletion waited for the claim that held
+    # the member (it could not overtake the answer), and went once the claim was over.
     assert sandbox.user("m-1") is None
-    assert BrazeDeletion.objects.get().times_sent == 2
-    assert endpoint_calls(sandbox, DELETE) == 2
+    assert BrazeDeletion.objects.get().times_sent == 1
+    assert endpoint_calls(sandbox, DELETE) == 1
 
 
 def test_the_check_after_an_answer_reads_only_erasures_since_the_full_check(braze_connection):
@@ -192,7 +193,9 @@ def test_a_member_erased_while_its_request_was_on_its_way_is_deleted_again_even_
             erase("m-1")
             connection = Connection.objects.get()
             erasure.deletions_deliver(connection, services.client_for(connection), backoff=delivery.backoff_seconds)
-            assert BrazeDeletion.objects.get().status == DeletionStatus.DELETED  # overtaken by the deletion
+            # The deletion waits for the claim that holds m-1 (until its lease has run out at the latest).
+            assert BrazeDeletion.objects.get().status == DeletionStatus.PENDING
+            assert BrazeDeletion.objects.get().next_attempt_at > timezone.now()
             raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) right after Braze took the request
         return answer
 
@@ -200,9 +203,35 @@ def test_a_member_erased_while_its_request_was_on_its_way_is_deleted_again_even_
     with pytest.raises(KeyboardInterrupt):
         services.member_sync_now(member_ids=list(Member.objects.values_list("pk", flat=True)), force=True)
 
-    # Then the profile the request recreated is queued for deletion again
+    # Then the deletion of the profile the request recreated is due now: the claim is over
     deletion = BrazeDeletion.objects.get()
     assert deletion.external_id == "m-1" and deletion.status == DeletionStatus.PENDING
+    assert deletion.next_attempt_at is None
+
+
+def test_an_erasure_while_a_claim_holds_the_member_is_sent_after_its_lease_if_the_worker_never_ends_it(
+        braze_connection, sandbox, settings):
+    """The worker may be dead with a request on its way (an attack SIGKILLed one): the deletion then goes
+    once the lease has run out and the request's answer could have come, so it comes after that request."""
+    from datetime import timedelta
+
+    from braze_integration import erasure, queue
+    from braze_integration.models import MemberSyncState
+
+    member = make_member("m-1")
+    MemberSyncState.objects.filter(pk=member.pk).update(status="pending")
+    queue.claim(limit=1)  # a worker that then died
+    held_until = MemberSyncState.objects.get(pk=member.pk).claimed_until
+
+    erase("m-1")
+
+    deletion = BrazeDeletion.objects.get()
+    assert deletion.next_attempt_at == held_until + timedelta(seconds=settings.BRAZE_HTTP_TIMEOUT + 5)
+    assert not erasure.deletions_due_exist()
+    BrazeDeletion.objects.update(next_attempt_at=timezone.now())  # that time has come
+    connection = Connection.objects.get()
+    erasure.deletions_deliver(connection, services.client_for(connection), backoff=delivery.backoff_seconds)
+    assert BrazeDeletion.objects.get().status == DeletionStatus.DELETED
 
 
 @pytest.mark.usefixtures("q_sync")
