@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 import uuid
@@ -165,13 +166,13 @@ class Deliverer:
         self._tombstones_checked: datetime | None = None
         # The external ids of this claim's members (checked against erasures after its last answer).
         self._claimed: set[str] = set()
-        # When the claim's lease was last extended (``time.monotonic()``), see ``_hold``.
-        self._renewed = 0.0
+        # When the claim's lease was last extended, and last found holding its members (``time.monotonic()``).
+        self._renewed = self._held = 0.0
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
         report = report if report is not None else DeliveryReport()
-        self._renewed = time.monotonic()  # claimed (or renewed) just before
+        self._renewed, self._held = time.monotonic(), -math.inf  # claimed (or renewed) just before
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
@@ -287,15 +288,22 @@ class Deliverer:
         Raises ``SyncStopped`` otherwise: what this worker built may be stale (it was paused, or waited
         too long), and another worker sends those members instead.
 
-        The lease is extended every third of it, so a claim slowed by the rate limit keeps its members."""
+        The lease is extended every third of it, so a claim slowed by the rate limit keeps its members.
+        Within a second of the last look (less than the lease it found left) nothing can have taken the
+        members, so a fast claim looks about once a second; an erasure meanwhile is undone after the claim
+        (its deletion waits for it, see ``_erased_while_sending``)."""
         lease = queue.claim_lease().total_seconds()
-        if time.monotonic() - self._renewed > lease / 3:
+        now = time.monotonic()
+        if now - self._renewed > lease / 3:
             queue.claim_renew(token)
-            self._renewed = time.monotonic()
-        window = timedelta(seconds=min(self.client.timeout + 5.0, lease / 2))
-        if not queue.claim_holds(token, _members_of(plan) - report.settled, for_at_least=window):
+            self._renewed = now
+        window = min(self.client.timeout + 5.0, lease / 2)
+        if now - self._held < min(1.0, window / 2):
+            return
+        if not queue.claim_holds(token, _members_of(plan) - report.settled, for_at_least=timedelta(seconds=window)):
             monitoring.claim_lost(connection=self.connection)
             raise SyncStopped(CLAIM_LOST)
+        self._held = now
 
     def _send(self, token: uuid.UUID, plan: payloads.RequestPlan, report: DeliveryReport, *,
               may_split: bool = True) -> None:
