@@ -421,6 +421,13 @@ class ValueSpec:
                                                  f"{expected.value.replace('_', ' ')} values, not "
                                                  f"{self.braze_type.value.replace('_', ' ')}: change the type, or "
                                                  "use a custom attribute name.")
+                if self.source == SourceKind.CONSTANT:
+                    # A constant Braze would refuse (country XX, phone "call me") fails every run: say so now.
+                    try:
+                        standard.value(self.constant_value, self.name)
+                    except PayloadError as err:
+                        raise ValueSpecError("constant", f"Braze would refuse it as {self.name}: {err.problem}"
+                                             ) from None
             return
         reserved = RESERVED_EVENT_PROPERTY_KEYS if usage == Usage.EVENT_PROPERTY else RESERVED_PURCHASE_PROPERTY_KEYS
         if len(self.name) > 255 or self.name.startswith("$"):

@@ -146,3 +146,23 @@ def test_reserved_names_and_standard_fields_of_the_wrong_type_are_refused(name, 
 def test_a_standard_profile_field_of_its_own_type_may_be_sent():
     ActionValue(action=sync_data_action(), name="email", braze_type="string", source="constant",
                 constant="ada@example.com").full_clean()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "constant", "words"), [
+    ("country", "XX", "Braze would refuse it as country: 'XX' is not an ISO 3166-1 alpha-2 country code"),
+    ("gender", "X", "Braze would refuse it as gender: 'X' is not a gender"),
+    ("email_subscribe", "yes", "Braze would refuse it as email_subscribe: 'yes' is not a consent"),
+    ("phone", "call me", "Braze would refuse it as phone: 'call me' is not a phone number"),
+    ("time_zone", "Mars/Base", "Braze would refuse it as time_zone: 'Mars/Base' is not an IANA time zone name"),
+])
+def test_a_constant_braze_would_refuse_for_a_standard_field_is_refused_when_saved(name, constant, words):
+    """It would fail every run; an import accepted these."""
+    action = sync_data_action()
+    value = ActionValue(action=action, name=name, braze_type="string", source="constant", constant=constant)
+
+    with pytest.raises(ValidationError) as caught:
+        value.full_clean()
+
+    assert words in caught.value.message_dict["constant"][0]
+    ActionValue(action=action, name="country", braze_type="string", source="constant", constant="de").full_clean()

@@ -536,7 +536,7 @@ class ActionValue(WorkflowPart):
         try:
             spec.check_name(USAGE_FOR_ACTION.get(action.kind, Usage.ATTRIBUTE))
         except ValueSpecError as err:
-            raise ValidationError({"name": err.message}) from None
+            raise ValidationError({err.field: err.message}) from None
         workflow = _parent(action, "workflow")
         if spec.source == SourceKind.ITEM and action.kind != ActionKind.SEND_PURCHASE:
             raise ValidationError({"source": "Checkout items are there only for purchases."})
