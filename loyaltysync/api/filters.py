@@ -95,6 +95,13 @@ class KnownQueryParameters(BaseFilterBackend):
         if filterset_class is not None:
             known.update(filterset_class.base_filters)
         unknown = sorted(name for name in request.query_params if name not in known)
+        # ?status=active&status=opted_out would silently use the last one.
+        repeated = sorted(name for name, values in request.query_params.lists() if name in known and len(values) > 1)
+        if repeated:
+            raise serializers.ValidationError({
+                path_key(name): [serializers.ErrorDetail("Given more than once; give it once.", code="repeated_parameter")]
+                for name in repeated
+            })
         if unknown:
             accepted = ", ".join(sorted(known - {"format"}))
             raise serializers.ValidationError(

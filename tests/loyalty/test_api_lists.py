@@ -63,6 +63,11 @@ def test_updated_since_must_be_an_iso_date_time(api, db):
     assert error_details(api.get(MEMBERS, {"updated_since": "yesterday"})) == {"updated_since": ["invalid"]}
 
 
+def test_a_parameter_given_twice_is_a_400_not_the_last_one_silently(api, db):
+    assert error_details(api.get(f"{MEMBERS}?status=active&status=opted_out")) == {"status": ["repeated_parameter"]}
+    assert error_details(api.get(f"{MEMBERS}?page_size=5&page_size=0")) == {"page_size": ["repeated_parameter"]}
+
+
 @pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_updated_since_outside_the_years_utc_has_is_a_400_not_a_crash(api, db, moment):
     """Given a moment that is valid ISO 8601 but falls outside years 1-9999 in UTC, when it is sent as
