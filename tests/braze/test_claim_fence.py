@@ -106,3 +106,18 @@ def test_a_claim_slowed_past_a_third_of_its_lease_extends_it_and_sends_everythin
     assert round_.stop is None
     assert MemberSyncState.objects.filter(status=SyncStatus.SYNCED).count() == 5
     assert sandbox.stats()["users"] == 5
+
+
+def test_a_flush_that_loses_its_claim_claims_again_and_sends_the_rest_at_once(braze_connection, sandbox,
+                                                                            before_first_send):
+    for i in range(3):
+        make_member(f"m-again-{i}")
+    MemberSyncState.objects.update(status=SyncStatus.PENDING)
+    before_first_send(lambda: loyalty.member_erase(member_id="m-again-1", erased_by="dpo", source="shell"))
+
+    result = services.sync_flush()
+
+    assert sandbox.user("m-again-0") is not None and sandbox.user("m-again-2") is not None
+    assert sandbox.user("m-again-1") is None
+    assert MemberSyncState.objects.filter(status=SyncStatus.SYNCED).count() == 2
+    assert result.report.members_sent == 2
