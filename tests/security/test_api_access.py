@@ -391,6 +391,27 @@ def test_a_body_nested_deeper_than_the_parser_can_go_is_400_not_500(api):
     assert "nested too deeply" in error_of(response)["message"]
 
 
+def test_a_key_given_twice_in_one_object_is_400_not_the_last_value_silently(api):
+    """JSON allows it and Python keeps the last: an event would be recorded for the second member."""
+    raw = '{"customer": "M-1", "action": "visit", "customer": "M-2", "data": {}}'
+
+    response = api.post(EVENTS, raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "the key 'customer' appears twice in one object" in error_of(response)["message"]
+    nested_twice = '{"customer": "M-1", "action": "visit", "data": {"a": 1, "a": 2}}'
+    assert "the key 'a' appears twice" in error_of(api.post(EVENTS, nested_twice,
+                                                           content_type="application/json"))["message"]
+
+
+def test_nan_is_still_refused(api):
+    response = api.post(EVENTS, '{"customer": "M-1", "action": "visit", "data": {"x": NaN}}',
+                        content_type="application/json")
+
+    assert response.status_code == 400
+    assert "JSON parse error" in error_of(response)["message"]
+
+
 def test_a_checkout_with_too_many_items_is_400_naming_data_items(api):
     items = [{"product_id": f"p-{i}", "product_name": "x", "price": 1, "quantity": 1} for i in range(501)]
     body = {
