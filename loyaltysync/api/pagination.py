@@ -7,11 +7,15 @@ inserted while a client pages never shift a row onto the next page twice or make
 
 from __future__ import annotations
 
+from base64 import b64decode, b64encode
+from urllib import parse
+
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
 
 PAGE_SIZE_PARAMETER = "page_size"
 CURSOR_PARAMETER = "cursor"
@@ -55,11 +59,31 @@ class CursorPage(CursorPagination):
             ordering = (*ordering, "-id" if ordering[0].startswith("-") else "id")
         return ordering
 
+    def encode_cursor(self, cursor):
+        """DRF's cursor, plus the ordering it is a position in (``x``): a position read in another
+        ordering would silently skip or repeat rows, or fail in the database."""
+        tokens = {"x": ",".join(self.ordering)}
+        if cursor.offset != 0:
+            tokens["o"] = str(cursor.offset)
+        if cursor.reverse:
+            tokens["r"] = "1"
+        if cursor.position is not None:
+            tokens["p"] = cursor.position
+        encoded = b64encode(parse.urlencode(tokens, doseq=True).encode("ascii")).decode("ascii")
+        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
             raise _invalid(CURSOR_PARAMETER, "Invalid cursor: use the `next` or `previous` link.", "invalid") from None
+        if cursor is not None:
+            made_for = parse.parse_qs(b64decode(request.query_params[self.cursor_query_param].encode("ascii"))
+                                      .decode("ascii")).get("x", [None])[0]
+            if made_for is not None and made_for != ",".join(self.ordering):
+                raise _invalid(CURSOR_PARAMETER, "This cursor is a position in another ordering: use the `next` or "
+                                                 "`previous` link with the ordering it came from.", "invalid")
+        return cursor
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

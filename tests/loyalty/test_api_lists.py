@@ -154,6 +154,19 @@ def test_the_maximum_page_size_is_a_setting(api, five_members, settings):
     assert error_details(api.get(MEMBERS, {"page_size": 4})) == {"page_size": ["max_value"]}
 
 
+@pytest.mark.parametrize("other", ["updated_at", "-member_id", "-created_at"])
+def test_a_cursor_reused_with_another_ordering_is_a_400_naming_the_cursor(api, five_members, other):
+    """A position in member_id order read as updated_at failed in the database (a 400 naming the body),
+    and read as -member_id it silently walked the wrong way."""
+    from urllib.parse import parse_qs, urlsplit
+
+    cursor = parse_qs(urlsplit(api.get(MEMBERS, {"ordering": "member_id", "page_size": 2}).json()["next"]).query)
+    response = api.get(MEMBERS, {"ordering": other, "page_size": 2, "cursor": cursor["cursor"][0]})
+
+    assert error_details(response) == {"cursor": ["invalid"]}
+    assert "another ordering" in response.json()["error"]["details"][0]["message"]
+
+
 def test_a_forged_cursor_is_a_400_naming_it(api, db):
     """Given a cursor no link gave, when the list is asked with it, then a 400 names cursor."""
     assert error_details(api.get(MEMBERS, {"cursor": "not-a-cursor"})) == {"cursor": ["invalid"]}
