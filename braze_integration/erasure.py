@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -51,8 +52,6 @@ def deletion_not_before(member_pk: int) -> datetime | None:
     a request sent at the lease's end may take), since that worker may have requests on their way. The
     worker brings it forward when its claim is over (``Deliverer._erased_while_sending``); if it died,
     the deletion still comes after anything it sent."""
-    from django.conf import settings
-
     held_until = (MemberSyncState.objects.filter(pk=member_pk, claim_token__isnull=False)
                   .values_list("claimed_until", flat=True).first())
     if held_until is None or held_until <= timezone.now():

@@ -263,8 +263,7 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def _check_size(value: Any, where: str, max_bytes: int) -> None:
-    """Braze measures a value as the UTF-8 bytes of its JSON (not ASCII-escaped, as it is sent)."""
-    size = len(encode_text(value).encode())
+    size = fieldtypes.json_bytes(value)  # as Braze measures it
     if size > max_bytes:
         raise PayloadError(where, f"is {size:,} bytes of JSON; Braze takes at most {max_bytes // 1024} KB")
 

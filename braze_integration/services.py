@@ -321,9 +321,9 @@ def sync_flush(*, slot_id: int | None = None, time_budget: float = 20.0, max_wai
             round_ = delivery.deliver_claim(delivery.Deliverer(connection, client), token)
             report.merge(round_.report)
             if round_.stop is not None:
-                stopped = round_.stop.reason
                 if round_.stop.reason == delivery.CLAIM_LOST:
                     continue  # nothing is wrong with Braze: claim what is due now (another worker has the rest)
+                stopped = round_.stop.reason
                 if round_.stop.wait and round_.stop.wait <= min(max_wait, deadline - time.monotonic()):
                     continue  # the loop sleeps through the pause
                 break

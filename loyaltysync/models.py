@@ -149,8 +149,11 @@ class TrackedFieldsMixin(models.Model):
         return loaded.get(name)
 
 
+# 1-255 characters without whitespace or control characters (C0, DEL, C1); ``\Z``, as ``$`` would let
+# a final newline through. The services add what a pattern cannot say (``services.member_id_problem``).
+MEMBER_ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]{1,255}\Z"
 _member_id_validator = RegexValidator(
-    r"^[^\s\x00-\x1f\x7f-\x9f]{1,255}\Z", "The member id must be 1-255 characters without spaces or control characters."
+    MEMBER_ID_PATTERN, "The member id must be 1-255 characters without spaces or control characters."
 )
 
 

@@ -403,7 +403,9 @@ class ValueSpec:
         return _convert(self.braze_type, _from_text(self.braze_type, self.constant, "constant"), self.name, "constant")
 
     def check_name(self, usage: Usage | str) -> None:
-        """Raise ``ValueSpecError("name", ...)`` when the name cannot be used as ``usage``."""
+        """Raise ``ValueSpecError("name", ...)`` when the name cannot be used as ``usage`` (and
+        ``ValueSpecError("constant", ...)`` when the name is a standard attribute that would refuse the
+        spec's constant)."""
         usage = Usage(usage)
         if usage == Usage.ATTRIBUTE:
             problem = remote_name_problem(self.name)
