@@ -35,6 +35,7 @@ def can_see_braze(request: HttpRequest) -> bool:
 
 
 def braze_state(member: Member, *, with_button: bool) -> str:
+    queue.changes_fold()  # the member's latest save shows as a change not in Braze yet
     state = MemberSyncState.objects.filter(pk=member.pk).first()
     if state is None:
         words = format_html("{} never sent", state_badge("Not synced", "never"))
@@ -175,13 +176,18 @@ def braze_list_state(member: Member) -> str:
     return state_badge(state.get_status_display(), SYNC_BADGE.get(state.status, "never"))
 
 
+def _with_sync_state(members):
+    queue.changes_fold()  # members saved a moment ago show as pending
+    return members.select_related("braze_sync")
+
+
 member_list_column_register(
     MemberListColumn(
         key="braze_sync_state",
         description="Braze sync",
         display=braze_list_state,
         permission=can_see_braze,
-        prepare=lambda members: members.select_related("braze_sync"),
+        prepare=_with_sync_state,
         list_filter=BrazeSyncFilter,
     )
 )

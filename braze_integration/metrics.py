@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import alerts, monitoring
+from . import alerts, monitoring, queue
 from .models import (
     ConnectionStatus,
     MemberSyncState,
@@ -62,6 +62,7 @@ class SyncCollector:
         now = timezone.now()
         state = self.state or monitoring.liveness()
 
+        queue.changes_fold()  # saved changes count as pending
         members = GaugeMetricFamily(f"{PREFIX}_members", "Members by sync status (dead = dead letters).",
                                     labels=["status"])
         for status, count in _counts(MemberSyncState.objects.all(), SyncStatus.values).items():

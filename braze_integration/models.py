@@ -227,6 +227,26 @@ class MemberSyncState(models.Model):
         return f"{self.member_id}: {self.status}"
 
 
+class MemberChange(models.Model):
+    """A saved change of a member that a mapping reads, not yet in the member's sync state.
+
+    A save appends one row and touches nothing a worker writes, so it never waits for a worker that
+    is recording Braze's answer. Workers fold these rows into ``MemberSyncState`` (a higher version,
+    pending) before they claim (``queue.changes_fold``), and so do the admin's and commands' counts.
+    No foreign key: an erasure neither waits for nor trips over a change not folded yet; the fold
+    leaves out members that no longer exist."""
+
+    id = models.BigAutoField(primary_key=True)
+    member_id = models.BigIntegerField()
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "member change not yet folded"
+
+    def __str__(self) -> str:
+        return f"member {self.member_id} changed at {self.changed_at}"
+
+
 class OutboxKind(models.TextChoices):
     EVENT = "event", "Custom event"
     PURCHASE = "purchase", "Purchase"

@@ -25,6 +25,7 @@ from django.utils import timezone
 from .models import (
     Connection,
     ConnectionStatus,
+    MemberChange,
     MemberSyncState,
     OutboxItem,
     OutboxStatus,
@@ -159,7 +160,10 @@ def liveness() -> Liveness:
     return Liveness(
         worker_seen_at=beat.worker_seen_at if beat else None,
         last_success_at=beat.last_success_at if beat else None,
-        oldest_pending_at=MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"],
+        oldest_pending_at=_oldest(
+            MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"],
+            # Changes no worker folded yet (none may be running): read, not folded, on a health check.
+            MemberChange.objects.aggregate(m=Min("changed_at"))["m"]),
         oldest_outbox_at=OutboxItem.objects.filter(status=OutboxStatus.PENDING).aggregate(m=Min("created_at"))["m"],
         connection_status=connection.status if connection else "none",
         connection_message=connection.last_message if connection else "",
@@ -184,3 +188,7 @@ def sync_alarms(*, now: datetime | None = None, state: Liveness | None = None) -
               f"{settings.BRAZE_ALARM_WORKER_SECONDS} s (workers {seen}). Start `manage.py qcluster`." if stalled
               else "Sync workers are running again (or nothing waits)."),
     ]
+
+
+def _oldest(*moments: datetime | None) -> datetime | None:
+    return min((m for m in moments if m is not None), default=None)

@@ -1,7 +1,10 @@
 """The sync queue: members' sync-state rows, claims and leases, flush slots, and every raw SQL
 statement the engine writes.
 
-A member is *pending* when its state row says so; a worker *claims* pending members by stamping
+A save appends a *change* row (``changes_note``) and writes nothing else: no row a worker holds, so
+a save never waits for a worker recording Braze's answer. Workers *fold* the changes into the
+members' state rows (``changes_fold``) before they claim, as do the counts the admin and commands
+show. A member is *pending* when its state row says so; a worker *claims* pending members by stamping
 their rows with a token and a lease (at most one claim holds a member), and *finishes* the claim by
 writing the state Braze's answer gave. A *flush slot* is a row a flush task holds while it works,
 so a save queues a task only when a slot is free. Raw SQL is used where the ORM would cost a round
@@ -17,17 +20,19 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import OperationalError, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from loyaltysync.models import Member
+from loyaltysync.on_commit import commit_without_waiting_for_disk
 from loyaltysync.sql_lists import one_param, one_param_table
 
 from . import payloads
 from .models import (
     FlushSlot,
+    MemberChange,
     MemberSyncState,
     OutboxItem,
     RequestOutcome,
@@ -48,9 +53,17 @@ def _q(name: str) -> str:
 
 # --- marking members pending -----------------------------------------------------------------------
 
+def _pending_upsert(table: str) -> str:
+    """The ``ON CONFLICT`` clause that marks an existing state row pending: a member already pending
+    gets a higher version (several changes before a send merge into one)."""
+    return (f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {table}.version + 1, "
+            f"dirty_since = COALESCE({table}.dirty_since, EXCLUDED.dirty_since), "
+            f"attempts = CASE WHEN {table}.status = 'pending' THEN {table}.attempts ELSE 0 END")
+
+
 def mark_pending(member_ids: list[int]) -> None:
-    """Upsert the members' state rows as pending in the caller's transaction; a member already
-    pending gets a higher version (several changes before a send merge into one)."""
+    """Upsert the members' state rows as pending in the caller's transaction (a worker's own members,
+    housekeeping). A save appends a change instead (``changes_note``)."""
     table = _q(MemberSyncState._meta.db_table)
     now = db_connection.ops.adapt_datetimefield_value(timezone.now())
     with db_connection.cursor() as cursor:
@@ -62,12 +75,93 @@ def mark_pending(member_ids: list[int]) -> None:
                 params += [member_id, now]
             cursor.execute(
                 f"INSERT INTO {table} (member_id, status, version, synced_version, claimed_version, attempts, dirty_since, "
-                f"last_error, last_error_kind) VALUES {values} "
-                f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {table}.version + 1, "
-                f"dirty_since = COALESCE({table}.dirty_since, EXCLUDED.dirty_since), "
-                f"attempts = CASE WHEN {table}.status = 'pending' THEN {table}.attempts ELSE 0 END",
+                f"last_error, last_error_kind) VALUES {values} {_pending_upsert(table)}",
                 params,
             )
+
+
+def changes_note(member_ids: list[int]) -> None:
+    """Record that the members changed, in the caller's transaction: one INSERT of new rows, which
+    waits for no lock a worker holds (a worker recording an answer holds the members' state rows)."""
+    table = _q(MemberChange._meta.db_table)
+    now = db_connection.ops.adapt_datetimefield_value(timezone.now())
+    with db_connection.cursor() as cursor:
+        for start in range(0, len(member_ids), 500):
+            chunk = member_ids[start:start + 500]
+            params: list[Any] = []
+            for member_id in chunk:
+                params += [member_id, now]
+            cursor.execute(f"INSERT INTO {table} (member_id, changed_at) VALUES " + ", ".join(["(%s, %s)"] * len(chunk)),
+                           params)
+
+
+FOLD_BATCH = 20_000
+FOLD_LOCK_WAIT_MS = 200  # well below PostgreSQL's deadlock_timeout (1 s by default)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
+
+
+def changes_fold() -> int:
+    """Fold the changes saved so far into the members' state rows (pending, at a higher version) and
+    delete them, in one transaction; returns how many changes were folded. Members erased meanwhile
+    are left out. Cheap when there is nothing to fold (one read, no write).
+
+    On PostgreSQL two workers folding at once take disjoint changes (``SKIP LOCKED``) and lock the
+    state rows in member order, so they cannot deadlock with each other. A fold waits for a worker
+    recording an answer for a member it bumps, but at most ``FOLD_LOCK_WAIT_MS``: it then gives up
+    (the changes stay for the next fold) long before PostgreSQL would look for a deadlock and
+    perhaps abort the recording instead. The transaction need not wait for the disk: a crash loses
+    the deletion and the upsert together, and the changes are folded again."""
+    change_table = _q(MemberChange._meta.db_table)
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {change_table} LIMIT 1")
+        if cursor.fetchone() is None:
+            return 0
+    table, member_table = _q(MemberSyncState._meta.db_table), _q(Member._meta.db_table)
+    folded = 0
+    while True:
+        try:
+            taken = _fold_batch(change_table, table, member_table)
+        except OperationalError as err:
+            if getattr(err.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            logger.info("Folding saved changes waited too long for a worker's lock; the next fold takes them.")
+            break
+        folded += taken
+        if taken < FOLD_BATCH:
+            break
+    return folded
+
+
+def _fold_batch(change_table: str, table: str, member_table: str) -> int:
+    """Fold up to ``FOLD_BATCH`` of the oldest changes in one transaction; returns how many."""
+    columns = ("(member_id, status, version, synced_version, claimed_version, attempts, dirty_since, last_error, "
+               "last_error_kind)")
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        if db_connection.vendor != "postgresql":  # one writer at a time (transactions begin IMMEDIATE)
+            cursor.execute(f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {change_table} ORDER BY id LIMIT %s)",
+                           [FOLD_BATCH])
+            upto, taken = cursor.fetchone()
+            if upto is not None:
+                cursor.execute(
+                    f"INSERT INTO {table} {columns} "
+                    f"SELECT c.member_id, 'pending', 1, 0, 0, 0, MIN(c.changed_at), '', '' FROM {change_table} c "
+                    f"JOIN {member_table} m ON m.id = c.member_id WHERE c.id <= %s GROUP BY c.member_id "
+                    f"ORDER BY c.member_id {_pending_upsert(table)}", [upto])
+                cursor.execute(f"DELETE FROM {change_table} WHERE id <= %s", [upto])
+            return taken
+        if len(db_connection.atomic_blocks) == 1:  # a transaction of its own (else the caller's settings hold)
+            commit_without_waiting_for_disk()
+            cursor.execute(f"SET LOCAL lock_timeout = '{FOLD_LOCK_WAIT_MS}ms'")
+        cursor.execute(
+            f"WITH taken AS (DELETE FROM {change_table} WHERE id IN (SELECT id FROM {change_table} ORDER BY id "
+            f"LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING member_id, changed_at), "
+            "changed AS (SELECT member_id, MIN(changed_at) AS changed_at FROM taken GROUP BY member_id), "
+            f"upserted AS (INSERT INTO {table} {columns} "
+            f"SELECT c.member_id, 'pending', 1, 0, 0, 0, c.changed_at, '', '' FROM changed c "
+            f"JOIN {member_table} m ON m.id = c.member_id ORDER BY c.member_id FOR KEY SHARE OF m "
+            f"{_pending_upsert(table)} RETURNING 1) "
+            "SELECT COUNT(*) FROM taken", [FOLD_BATCH])
+        return cursor.fetchone()[0]
 
 
 def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None) -> None:
@@ -133,6 +227,7 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
           token: uuid.UUID | None = None) -> tuple[uuid.UUID, list[int]]:
     """Stamp up to ``limit`` due members with a fresh token (or ``token``, which also takes the rows it
     holds already, see ``states_ensure``); at most one claim holds a member."""
+    changes_fold()
     mine = token
     token = token or uuid.uuid4()
     now = timezone.now()
@@ -191,6 +286,7 @@ def claim_renew(token: uuid.UUID) -> int:
 
 
 def claimable_exists() -> bool:
+    changes_fold()
     return MemberSyncState.objects.filter(_claimable(timezone.now())).exists()
 
 

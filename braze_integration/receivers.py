@@ -10,7 +10,7 @@ from loyaltysync.models import CustomField, Member
 from loyaltysync.signals import custom_field_users, custom_field_uses, member_erased, members_changed
 
 from . import erasure, services
-from .models import Connection, FieldMapping
+from .models import Connection, FieldMapping, MemberChange
 
 
 @receiver(post_save, sender=Member, dispatch_uid="braze_member_saved")
@@ -34,6 +34,7 @@ def members_bulk_changed(sender, member_ids, fields=None, **kwargs):
 @receiver(member_erased, dispatch_uid="braze_member_erased")
 def member_erased_delete_profile(sender, member: Member, member_hash: str, **kwargs):
     """Record the Braze profile's deletion in the erasure's transaction (only where Braze was ever connected)."""
+    MemberChange.objects.filter(member_id=member.pk).delete()  # nothing of the member is to be sent any more
     if Connection.objects.exists():
         erasure.deletion_record(external_id=member.member_id, member_hash=member_hash,
                                 not_before=erasure.deletion_not_before(member.pk))

@@ -112,12 +112,12 @@ def member_sync_enqueue(*, member_ids: Iterable[int], schedule: bool = True) -> 
     """Mark members as needing a sync, in the caller's transaction, and schedule a flush after commit
     (unless ``schedule`` is off: the caller sends them itself).
 
-    Several marks of one member before the worker gets to it merge into one (the version grows).
+    Several changes of one member before the worker gets to it merge into one request.
     """
     ids = sorted(set(member_ids))
     if not ids:
         return 0
-    queue.mark_pending(ids)
+    queue.changes_note(ids)
     if schedule:
         flush_after_commit()
     return len(ids)
@@ -530,6 +530,7 @@ def outbox_left_behind_requeue() -> int:
 
 def sync_status_summary() -> dict[str, Any]:
     """The numbers behind `braze_status` and the dashboard."""
+    queue.changes_fold()  # saved changes count as pending at once, with or without a worker
     now = timezone.now()
     by_status = dict(MemberSyncState.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     oldest = MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"]

@@ -8,6 +8,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from braze_integration import queue
 from braze_integration.admin_member import BRAZE_PANEL
 from braze_integration.models import MemberSyncState, SyncRequest, SyncStatus
 from loyaltysync.admin import MemberAdmin
@@ -73,6 +74,7 @@ def test_given_a_synced_member_then_the_panel_shows_state_requests_and_the_paylo
 
 def test_given_braze_refused_a_member_then_its_words_are_on_the_page(admin_client, braze_connection):
     member = Member.objects.create(member_id="m-err", first_name="Ada")
+    queue.changes_fold()  # a worker looked: the member has its state row
     MemberSyncState.objects.filter(pk=member.pk).update(
         status=SyncStatus.FAILED, last_error="Braze refused it: 'loyalty_points' must be a number", attempts=1
     )

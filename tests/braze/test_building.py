@@ -27,6 +27,7 @@ def test_given_changed_fields_mode_then_only_the_changed_values_are_built(braze_
     braze_connection.send_mode = "changed_fields"
     braze_connection.save()
     member = make_member("b-1")
+    queue.changes_fold()  # a worker looked: the member has its state row
     MemberSyncState.objects.filter(pk=member.pk).update(
         status=SyncStatus.PENDING, last_sent_values={"loyalty_points": 120, "loyalty_first_name": "Old"})
     token, _ = queue.claim(limit=1, member_ids=[member.pk])
@@ -121,6 +122,7 @@ def test_given_a_new_member_with_empty_fields_then_its_first_sync_sends_no_nulls
 
 def test_given_a_value_braze_has_when_it_is_emptied_then_null_is_sent_to_remove_it(braze_connection):
     member = make_member("b-emptied", birth_date=None)
+    queue.changes_fold()  # a worker looked: the member has its state row
     MemberSyncState.objects.filter(pk=member.pk).update(
         status=SyncStatus.PENDING, last_sent_values={"loyalty_birthday": "1990-05-17", "loyalty_points": 120})
     token, _ = queue.claim(limit=1, member_ids=[member.pk])
@@ -175,6 +177,7 @@ def test_json_written_once_in_build_is_the_json_the_request_and_the_stored_value
 
 def test_a_member_braze_was_sent_values_before_stores_the_merge_not_the_request_alone(braze_connection):
     member = make_member("b-again")
+    queue.changes_fold()  # a worker looked: the member has its state row
     MemberSyncState.objects.filter(pk=member.pk).update(
         status=SyncStatus.PENDING, last_sent_values={"loyalty_points": 1, "old_attribute": "kept"})
     token, _ = queue.claim(limit=1, member_ids=[member.pk])

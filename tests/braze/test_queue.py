@@ -1,4 +1,5 @@
-"""The sync queue: pending marks, claims and leases, lost requests, finishing a claim, flush slots."""
+"""The sync queue: saved changes and their fold, pending marks, claims and leases, lost requests,
+finishing a claim, flush slots."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from braze_integration import queue
 from braze_integration.models import (
     Connection,
     FlushSlot,
+    MemberChange,
     MemberSyncState,
     OutboxItem,
     RequestOutcome,
@@ -37,6 +39,64 @@ def test_given_a_member_marked_twice_then_one_pending_row_with_a_higher_version(
     assert state.status == SyncStatus.PENDING
     assert state.version == first.version + 1
     assert state.dirty_since == first.dirty_since  # the oldest change decides how late it is
+
+
+def test_given_changes_saved_then_the_fold_makes_each_member_pending_once_and_deletes_them(members):
+    queue.changes_note([members[0].pk, members[1].pk])
+    queue.changes_note([members[0].pk])  # changed twice before any worker looked
+
+    folded = queue.changes_fold()
+
+    assert folded == 3
+    assert MemberChange.objects.count() == 0
+    states = {s.pk: s for s in MemberSyncState.objects.all()}
+    assert set(states) == {members[0].pk, members[1].pk}
+    assert all(s.status == SyncStatus.PENDING and s.version == 1 and s.dirty_since for s in states.values())
+    assert queue.changes_fold() == 0  # nothing twice
+
+
+def test_given_a_synced_member_changed_then_the_fold_makes_it_pending_at_a_higher_version(members):
+    queue.mark_pending([members[0].pk])
+    token, _ = queue.claim(limit=1)
+    queue.finish_synced(token, member_ids=[members[0].pk], sent_values={members[0].pk: {"a": 1}}, request_id=None,
+                        partial=False)
+    queue.changes_note([members[0].pk])
+
+    _, ids = queue.claim(limit=10)  # a claim folds first
+
+    state = MemberSyncState.objects.get(pk=members[0].pk)
+    assert ids == [members[0].pk]
+    assert (state.version, state.synced_version, state.last_sent_values) == (2, 1, {"a": 1})
+
+
+def test_given_a_change_saved_while_the_members_request_was_out_then_it_stays_pending(members):
+    queue.changes_note([members[0].pk])
+    token, _ = queue.claim(limit=1)
+    queue.changes_note([members[0].pk])  # saved while the request was out, folded after the answer
+
+    queue.finish_synced(token, member_ids=[members[0].pk], sent_values={members[0].pk: {"a": 1}}, request_id=None,
+                        partial=False)
+
+    assert queue.claimable_exists()
+    assert MemberSyncState.objects.get(pk=members[0].pk).status == SyncStatus.PENDING
+
+
+def test_given_a_change_of_a_member_erased_since_then_the_fold_leaves_it_out(members):
+    queue.changes_note([members[0].pk, members[1].pk])
+    Member.objects.filter(pk=members[0].pk).delete()
+
+    assert queue.changes_fold() == 2
+    assert list(MemberSyncState.objects.values_list("pk", flat=True)) == [members[1].pk]
+    assert MemberChange.objects.count() == 0
+
+
+def test_given_more_changes_than_one_fold_takes_then_all_are_folded(members, monkeypatch):
+    monkeypatch.setattr(queue, "FOLD_BATCH", 2)
+    for member in members:
+        queue.changes_note([member.pk])
+
+    assert queue.changes_fold() == 3
+    assert MemberSyncState.objects.filter(status=SyncStatus.PENDING).count() == 3
 
 
 def test_given_claimed_members_then_no_other_claim_gets_them_until_released(members):

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from braze_integration import services
+from braze_integration import queue, services
 from braze_integration.models import FieldMapping, MemberSyncState, SyncStatus
 from loyaltysync import services as loyalty
 from loyaltysync.models import CustomField, Member
@@ -60,6 +60,7 @@ def test_a_checkout_whose_items_braze_could_never_take_is_refused_with_400_namin
     assert not Member.objects.get().last_purchase  # nothing was recorded
     # Points changes still reach Braze: the member is not stuck.
     loyalty.event_record(member_id="m-1", action="point_add", data={"points": 30}, source="api")
+    queue.changes_fold()
     assert MemberSyncState.objects.get().status != SyncStatus.FAILED
 
 

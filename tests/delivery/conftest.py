@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from braze_integration import building
-from braze_integration.models import Connection, MemberSyncState, OutboxItem, SyncStatus
+from braze_integration.models import Connection, MemberChange, MemberSyncState, OutboxItem, SyncStatus
 from loyaltysync.models import Member
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,8 +99,9 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 60, interval: 
 
 
 def all_synced() -> bool:
-    return not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists() and not OutboxItem.objects.filter(
-        status="pending").exists()
+    """Every saved change folded and sent, and every outbox item sent."""
+    return (not MemberChange.objects.exists() and not MemberSyncState.objects.exclude(status=SyncStatus.SYNCED).exists()
+            and not OutboxItem.objects.filter(status="pending").exists())
 
 
 def assert_sandbox_matches_database(sandbox) -> None:

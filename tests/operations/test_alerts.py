@@ -13,7 +13,14 @@ from django.db import connections
 from django.utils import timezone
 
 from braze_integration import alerts, monitoring, services, tasks
-from braze_integration.models import AlertState, Connection, ConnectionStatus, MemberSyncState, SyncStatus
+from braze_integration.models import (
+    AlertState,
+    Connection,
+    ConnectionStatus,
+    MemberChange,
+    MemberSyncState,
+    SyncStatus,
+)
 from loyaltysync.models import Member
 from tests.braze.members import make_member
 from tests.conftest import SANDBOX_KEY
@@ -34,8 +41,8 @@ def subjects() -> list[str]:
 
 
 def stall(member: Member) -> None:
-    MemberSyncState.objects.filter(pk=member.pk).update(
-        status=SyncStatus.PENDING, dirty_since=timezone.now() - timedelta(minutes=30))
+    """The member was saved 30 minutes ago and no worker has looked since (its change is not folded)."""
+    assert MemberChange.objects.filter(member_id=member.pk).update(changed_at=timezone.now() - timedelta(minutes=30))
 
 
 def test_given_the_connection_breaks_and_heals_then_admins_hear_once_each_way(braze_connection):

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from braze_integration import monitoring, services, tasks
-from braze_integration.models import Connection, MemberSyncState, SyncHeartbeat, SyncStatus
+from braze_integration.models import Connection, MemberChange, MemberSyncState, SyncHeartbeat, SyncStatus
 from loyaltysync.models import Member
 from tests.braze.members import make_member
 
@@ -72,9 +72,8 @@ def test_given_tasks_run_inline_then_no_worker_is_counted_as_seen(braze_connecti
 def test_given_old_pending_work_and_no_worker_then_the_dashboard_and_braze_status_raise_the_alarm(
         braze_connection, admin_client, settings):
     settings.BRAZE_ALARM_PENDING_SECONDS = 600
-    member = make_member("m-1")
-    MemberSyncState.objects.filter(pk=member.pk).update(
-        status=SyncStatus.PENDING, dirty_since=timezone.now() - timedelta(minutes=20))
+    member = make_member("m-1")  # saved 20 minutes ago; no worker has looked since
+    assert MemberChange.objects.filter(member_id=member.pk).update(changed_at=timezone.now() - timedelta(minutes=20))
 
     page = admin_client.get(DASHBOARD).content.decode()
     output = status_output()

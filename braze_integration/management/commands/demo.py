@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from braze_integration import services
+from braze_integration import queue, services
 from braze_integration.models import Connection, FieldMapping, MemberSyncState, SyncStatus
 from loyaltysync.models import Member
 
@@ -198,6 +198,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Initial sync of {len(ids)} members through the worker…")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            queue.changes_fold()
             pending = MemberSyncState.objects.filter(status=SyncStatus.PENDING).count()
             if not pending:
                 break
