@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from loyaltysync.admin_readonly import ReadOnlyAdmin
 
-from . import admin_views, services
+from . import admin_views, queue, services
 from .admin_display import OUTCOME_BADGE, SYNC_BADGE, BrazeMedia, member_link, pretty_json, state_badge
 from .models import (
     MemberSyncState,
@@ -178,6 +178,10 @@ class MemberSyncStateAdmin(LogAdmin):
     ]
     readonly_fields = ["last_sent_pretty"]
     actions = ["retry", "sync_now"]
+
+    def get_queryset(self, request):
+        queue.changes_fold()  # members saved a moment ago are listed as pending, with or without a worker
+        return super().get_queryset(request)
 
     @admin.display(description="Member", ordering="member__member_id")
     def member_link(self, obj: MemberSyncState) -> str:

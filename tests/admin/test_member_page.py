@@ -178,3 +178,15 @@ def test_given_workers_run_inline_then_sync_now_still_sends_the_member_itself_wi
     assert message == "1 member sent to Braze."
     # Sent again although Braze had the values: "Sync now" forces, and no flush task raced it.
     assert sandbox.stats()["requests"] == requests_before + 1
+
+
+def test_given_a_member_saved_and_no_worker_then_the_admin_shows_it_pending(admin_client, braze_connection):
+    member = Member.objects.create(member_id="m-fresh", first_name="Ada")  # no worker runs: its change is not folded
+
+    page = admin_client.get(member_url(member)).content.decode()
+    pending = admin_client.get(reverse("admin:braze_integration_membersyncstate_changelist"),
+                               {"status__exact": "pending"}).content.decode()
+    members = admin_client.get(reverse("admin:loyaltysync_member_changelist"), {"braze_sync": "pending"}).content.decode()
+
+    assert "1 change(s) not in Braze yet" in page
+    assert "m-fresh" in pending and "m-fresh" in members
