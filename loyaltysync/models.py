@@ -98,6 +98,9 @@ class TrackedFieldsMixin(models.Model):
 
     The snapshot is taken in ``from_db`` and renewed after ``save()`` (after every ``post_save``
     receiver has run), so ``changed_fields()`` inside a receiver compares against the stored row.
+    When the transaction of an earlier save was rolled back (a caller's, or a savepoint around it),
+    the next ``save()`` of the same object reads the stored row again first: its values never
+    reached the database, and a retry with the same object must still see them as changes.
     """
 
     class Meta:
@@ -110,11 +113,40 @@ class TrackedFieldsMixin(models.Model):
         return instance
 
     def save(self, *args, **kwargs):
+        using = kwargs.get("using")
+        self._snapshot_reread_if_rolled_back()
         # One transaction around the row and whatever post_save receivers record about it, so a
         # change is never stored without the listeners' bookkeeping (or the other way round).
-        with transaction.atomic(using=kwargs.get("using")):
+        with transaction.atomic(using=using):
             super().save(*args, **kwargs)
         self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+        conn = transaction.get_connection(using)
+        if conn.in_atomic_block:
+            # Not committed yet: the caller's transaction (or a savepoint of it) may still roll this
+            # save back. One callback per savepoint level is enough to tell.
+            unconfirmed = getattr(self, "_unconfirmed", None) or []
+            sids = tuple(conn.savepoint_ids)
+            if not (unconfirmed and unconfirmed[-1].sids == sids and unconfirmed[-1].waiting()):
+                confirm = _SaveCommitted(conn, sids)
+                self._unconfirmed = [*unconfirmed, confirm]
+                transaction.on_commit(confirm, using=using)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_unconfirmed", None)  # holds the database connection; meaningless in another process
+        return state
+
+    def _snapshot_reread_if_rolled_back(self) -> None:
+        unconfirmed = getattr(self, "_unconfirmed", None)
+        if not unconfirmed:
+            return
+        if all(confirm.committed or confirm.waiting() for confirm in unconfirmed):
+            self._unconfirmed = [confirm for confirm in unconfirmed if not confirm.committed]
+            return
+        self._unconfirmed = None
+        names = [f.attname for f in self._meta.concrete_fields]
+        stored = type(self)._base_manager.using(self._state.db).filter(pk=self.pk).values(*names).first()
+        self._loaded_values = stored  # None (a row gone since): changes unknown, as for a new object
 
     @property
     def loaded_values(self) -> dict[str, Any] | None:
@@ -147,6 +179,21 @@ class TrackedFieldsMixin(models.Model):
     def previous_value(self, name: str) -> Any:
         loaded = self.loaded_values or {}
         return loaded.get(name)
+
+
+class _SaveCommitted:
+    """Called when the transaction of a tracked save commits; still waiting while that transaction
+    (and the savepoint the callback was registered in) is open; neither: it was rolled back."""
+
+    def __init__(self, conn, sids: tuple[str, ...]):
+        self.conn, self.sids = conn, sids
+        self.committed = False
+
+    def __call__(self) -> None:
+        self.committed = True
+
+    def waiting(self) -> bool:
+        return any(func is self for _, func, _ in reversed(self.conn.run_on_commit))
 
 
 # 1-255 characters without whitespace or control characters (C0, DEL, C1); ``\Z``, as ``$`` would let

@@ -84,6 +84,39 @@ def test_given_a_rolled_back_save_then_nothing_is_sent(braze_connection, sandbox
     assert MemberSyncState.objects.get(pk=member.pk).status == SyncStatus.SYNCED
 
 
+def test_given_a_rolled_back_save_when_the_same_object_is_saved_again_then_its_values_are_sent(
+        braze_connection, sandbox):
+    member = make_member()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        member.first_name = "Retried"
+        member.save()
+        raise RuntimeError("the caller fails after the save")
+    member.save()  # a retry with the same object: the value reaches the database now
+
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Retried"
+    assert MemberSyncState.objects.get(pk=member.pk).status == SyncStatus.SYNCED
+
+
+def test_given_a_save_rolled_back_with_its_savepoint_when_saved_again_in_the_transaction_then_it_is_sent(
+        braze_connection, sandbox):
+    member = make_member()
+
+    with transaction.atomic():
+        member.last_name = "Kept"
+        member.save()
+        try:
+            with transaction.atomic():  # a savepoint
+                member.first_name = "Retried"
+                member.save()
+                raise RuntimeError("abort the savepoint")
+        except RuntimeError:
+            pass
+        member.save()
+
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Retried"
+
+
 def test_given_many_saves_of_one_member_in_a_row_then_the_profile_ends_up_current(braze_connection, sandbox):
     member = make_member()
     for points in range(1, 21):
