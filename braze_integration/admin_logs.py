@@ -180,7 +180,7 @@ class MemberSyncStateAdmin(LogAdmin):
     actions = ["retry", "sync_now"]
 
     def get_queryset(self, request):
-        queue.changes_fold()  # members saved a moment ago are listed as pending, with or without a worker
+        queue.changes_fold_for_reading()  # members saved a moment ago are listed as pending, with or without a worker
         return super().get_queryset(request)
 
     @admin.display(description="Member", ordering="member__member_id")

@@ -35,15 +35,20 @@ def can_see_braze(request: HttpRequest) -> bool:
 
 
 def braze_state(member: Member, *, with_button: bool) -> str:
-    queue.changes_fold()  # the member's latest save shows as a change not in Braze yet
+    queue.changes_fold_for_reading()
     state = MemberSyncState.objects.filter(pk=member.pk).first()
-    if state is None:
+    # A save no fold has taken yet (this page's own transaction does not fold) is a change not in Braze yet.
+    unfolded = queue.changes_unfolded(member.pk)
+    if state is None and not unfolded:
         words = format_html("{} never sent", state_badge("Not synced", "never"))
+    elif state is None:
+        words = format_html("{} never sent · changes not in Braze yet", state_badge(SyncStatus.PENDING.label, SYNC_BADGE[SyncStatus.PENDING]))
     else:
-        behind = state.version - state.synced_version
+        behind = state.version - state.synced_version + (1 if unfolded else 0)
+        status = SyncStatus.PENDING if unfolded else SyncStatus(state.status)
         words = format_html(
             "{} last synced {} · {} · {} attempt(s)",
-            state_badge(state.get_status_display(), SYNC_BADGE.get(state.status, "never")),
+            state_badge(status.label, SYNC_BADGE.get(status, "never")),
             when(state.last_synced_at),
             f"{behind} change(s) not in Braze yet" if behind > 0 else "Braze is up to date",
             state.attempts,
@@ -177,7 +182,7 @@ def braze_list_state(member: Member) -> str:
 
 
 def _with_sync_state(members):
-    queue.changes_fold()  # members saved a moment ago show as pending
+    queue.changes_fold_for_reading()  # members saved a moment ago show as pending
     return members.select_related("braze_sync")
 
 

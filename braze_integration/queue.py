@@ -132,6 +132,20 @@ def changes_fold() -> int:
     return folded
 
 
+def changes_fold_for_reading() -> int:
+    """``changes_fold`` before reading counts or states, except inside a caller's transaction (an admin
+    form view is one): the fold's locks on the state rows would last as long as that transaction, and a
+    worker recording those members would wait for it. Such a reader looks at the change rows instead."""
+    if db_connection.in_atomic_block:
+        return 0
+    return changes_fold()
+
+
+def changes_unfolded(member_id: int) -> bool:
+    """Whether the member has changes no fold has taken yet."""
+    return MemberChange.objects.filter(member_id=member_id).exists()
+
+
 def _fold_batch(change_table: str, table: str, member_table: str) -> int:
     """Fold up to ``FOLD_BATCH`` of the oldest changes in one transaction; returns how many."""
     columns = ("(member_id, status, version, synced_version, claimed_version, attempts, dirty_since, last_error, "

@@ -6,11 +6,12 @@ import json
 
 import pytest
 from django.contrib import admin
+from django.db import transaction
 from django.urls import reverse
 
 from braze_integration import queue
-from braze_integration.admin_member import BRAZE_PANEL
-from braze_integration.models import MemberSyncState, SyncRequest, SyncStatus
+from braze_integration.admin_member import BRAZE_PANEL, braze_state
+from braze_integration.models import MemberChange, MemberSyncState, SyncRequest, SyncStatus
 from loyaltysync.admin import MemberAdmin
 from loyaltysync.member_panels import member_panels
 from loyaltysync.models import Member
@@ -188,5 +189,18 @@ def test_given_a_member_saved_and_no_worker_then_the_admin_shows_it_pending(admi
                                {"status__exact": "pending"}).content.decode()
     members = admin_client.get(reverse("admin:loyaltysync_member_changelist"), {"braze_sync": "pending"}).content.decode()
 
-    assert "1 change(s) not in Braze yet" in page
+    assert "1 change(s) not in Braze yet" in page and "Pending" in page
     assert "m-fresh" in pending and "m-fresh" in members
+
+
+def test_inside_a_transaction_the_members_state_reads_its_changes_without_folding_them(braze_connection):
+    """The change form re-rendered after a POST runs in a transaction: a fold there would hold the members'
+    state rows until the page is rendered, and a worker recording them would wait. It reads the change rows."""
+    member = Member.objects.create(member_id="m-fresh", first_name="Ada")
+
+    with transaction.atomic():
+        words = braze_state(member, with_button=False)
+        left = MemberChange.objects.filter(member_id=member.pk).exists()
+
+    assert "Pending" in words and "changes not in Braze yet" in words
+    assert left and not MemberSyncState.objects.filter(pk=member.pk).exists()  # for a worker to fold
