@@ -234,11 +234,15 @@ class MemberChange(models.Model):
     is recording Braze's answer. Workers fold these rows into ``MemberSyncState`` (a higher version,
     pending) before they claim (``queue.changes_fold``), and so do the admin's and commands' counts.
     No foreign key: an erasure neither waits for nor trips over a change not folded yet; the fold
-    leaves out members that no longer exist."""
+    leaves out members that no longer exist.
+
+    A row with ``held_until`` is a hold (``queue.hold``): the member's next send waits until then, or
+    until ``queue.unhold``; the fold carries it to the state row."""
 
     id = models.BigAutoField(primary_key=True)
     member_id = models.BigIntegerField()
     changed_at = models.DateTimeField()
+    held_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "member change not yet folded"

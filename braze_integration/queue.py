@@ -55,10 +55,16 @@ def _q(name: str) -> str:
 
 def _pending_upsert(table: str) -> str:
     """The ``ON CONFLICT`` clause that marks an existing state row pending: a member already pending
-    gets a higher version (several changes before a send merge into one)."""
-    return (f"ON CONFLICT (member_id) DO UPDATE SET status = 'pending', version = {table}.version + 1, "
+    gets a higher version (several changes before a send merge into one). A row inserted without
+    ``dirty_since`` carries only a hold (``hold``), which is no change: it replaces the row's hold and
+    leaves the rest as it is."""
+    change = "EXCLUDED.dirty_since IS NOT NULL"
+    return (f"ON CONFLICT (member_id) DO UPDATE SET "
+            f"status = CASE WHEN {change} THEN 'pending' ELSE {table}.status END, "
+            f"version = {table}.version + CASE WHEN {change} THEN 1 ELSE 0 END, "
             f"dirty_since = COALESCE({table}.dirty_since, EXCLUDED.dirty_since), "
-            f"attempts = CASE WHEN {table}.status = 'pending' THEN {table}.attempts ELSE 0 END")
+            f"held_until = COALESCE(EXCLUDED.held_until, {table}.held_until), "
+            f"attempts = CASE WHEN {table}.status = 'pending' OR NOT ({change}) THEN {table}.attempts ELSE 0 END")
 
 
 def mark_pending(member_ids: list[int]) -> None:
@@ -146,21 +152,31 @@ def changes_unfolded(member_id: int) -> bool:
     return MemberChange.objects.filter(member_id=member_id).exists()
 
 
+def _folded(changes: str, member_table: str) -> str:
+    """The state rows that fold ``changes`` (a table, or a table and its ``WHERE``), one per member that
+    still exists: pending since its oldest change, or, when its rows are only holds (``hold``), synced at
+    version 0 with no change time (``_pending_upsert`` then keeps an existing row's state), with the
+    latest hold."""
+    return ("SELECT c.member_id, CASE WHEN c.changed_at IS NULL THEN 'synced' ELSE 'pending' END, "
+            "CASE WHEN c.changed_at IS NULL THEN 0 ELSE 1 END, 0, 0, 0, c.changed_at, '', '', c.held_until "
+            "FROM (SELECT member_id, MIN(CASE WHEN held_until IS NULL THEN changed_at END) AS changed_at, "
+            f"MAX(held_until) AS held_until FROM {changes} GROUP BY member_id) c "
+            f"JOIN {member_table} m ON m.id = c.member_id ORDER BY c.member_id")
+
+
 def _fold_batch(change_table: str, table: str, member_table: str) -> int:
     """Fold up to ``FOLD_BATCH`` of the oldest changes in one transaction; returns how many."""
     columns = ("(member_id, status, version, synced_version, claimed_version, attempts, dirty_since, last_error, "
-               "last_error_kind)")
+               "last_error_kind, held_until)")
     with transaction.atomic(), db_connection.cursor() as cursor:
         if db_connection.vendor != "postgresql":  # one writer at a time (transactions begin IMMEDIATE)
             cursor.execute(f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {change_table} ORDER BY id LIMIT %s)",
                            [FOLD_BATCH])
             upto, taken = cursor.fetchone()
             if upto is not None:
-                cursor.execute(
-                    f"INSERT INTO {table} {columns} "
-                    f"SELECT c.member_id, 'pending', 1, 0, 0, 0, MIN(c.changed_at), '', '' FROM {change_table} c "
-                    f"JOIN {member_table} m ON m.id = c.member_id WHERE c.id <= %s GROUP BY c.member_id "
-                    f"ORDER BY c.member_id {_pending_upsert(table)}", [upto])
+                cursor.execute(f"INSERT INTO {table} {columns} "
+                               f"{_folded(f'{change_table} WHERE id <= %s', member_table)} {_pending_upsert(table)}",
+                               [upto])
                 cursor.execute(f"DELETE FROM {change_table} WHERE id <= %s", [upto])
             return taken
         if len(db_connection.atomic_blocks) == 1:  # a transaction of its own (else the caller's settings hold)
@@ -168,11 +184,8 @@ def _fold_batch(change_table: str, table: str, member_table: str) -> int:
             cursor.execute(f"SET LOCAL lock_timeout = '{FOLD_LOCK_WAIT_MS}ms'")
         cursor.execute(
             f"WITH taken AS (DELETE FROM {change_table} WHERE id IN (SELECT id FROM {change_table} ORDER BY id "
-            f"LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING member_id, changed_at), "
-            "changed AS (SELECT member_id, MIN(changed_at) AS changed_at FROM taken GROUP BY member_id), "
-            f"upserted AS (INSERT INTO {table} {columns} "
-            f"SELECT c.member_id, 'pending', 1, 0, 0, 0, c.changed_at, '', '' FROM changed c "
-            f"JOIN {member_table} m ON m.id = c.member_id ORDER BY c.member_id FOR KEY SHARE OF m "
+            f"LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING member_id, changed_at, held_until), "
+            f"upserted AS (INSERT INTO {table} {columns} {_folded('taken', member_table)} FOR KEY SHARE OF m "
             f"{_pending_upsert(table)} RETURNING 1) "
             "SELECT COUNT(*) FROM taken", [FOLD_BATCH])
         return cursor.fetchone()[0]
@@ -205,21 +218,23 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
 
 
 def hold(member_ids: list[int], *, until) -> None:
-    """Keep the members' next send back until ``until`` (in the caller's transaction), adding a state
-    row where there is none yet (as synced at version 0: the hold itself is no change to send)."""
-    table = _q(MemberSyncState._meta.db_table)
+    """Keep the members' next send back until ``until`` (in the caller's transaction). Written as a change
+    row that carries the hold, so that, like a save, it waits for no worker's lock; the fold makes the
+    member pending with the hold on its state row."""
+    table = _q(MemberChange._meta.db_table)
+    now = db_connection.ops.adapt_datetimefield_value(timezone.now())
     at = db_connection.ops.adapt_datetimefield_value(until)
-    values = ", ".join(["(%s, 'synced', 0, 0, 0, 0, '', '', %s)"] * len(member_ids))
     with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (member_id, status, version, synced_version, claimed_version, attempts, last_error, "
-            f"last_error_kind, held_until) VALUES {values} "
-            "ON CONFLICT (member_id) DO UPDATE SET held_until = EXCLUDED.held_until",
-            [p for member_id in member_ids for p in (member_id, at)])
+        cursor.execute(f"INSERT INTO {table} (member_id, changed_at, held_until) VALUES "
+                       + ", ".join(["(%s, %s, %s)"] * len(member_ids)),
+                       [p for member_id in member_ids for p in (member_id, now, at)])
 
 
 def unhold(member_ids: list[int]) -> int:
-    return MemberSyncState.objects.filter(pk__in=member_ids, held_until__isnull=False).update(held_until=None)
+    """End the members' holds; returns how many were ended. The change rows go first: a fold that took
+    them meanwhile has committed by the time the state rows are read, so its hold is ended too."""
+    ended = MemberChange.objects.filter(member_id__in=member_ids, held_until__isnull=False).update(held_until=None)
+    return ended + MemberSyncState.objects.filter(pk__in=member_ids, held_until__isnull=False).update(held_until=None)
 
 
 # --- claims and leases ----------------------------------------------------------------------------

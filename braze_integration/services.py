@@ -397,7 +397,8 @@ def member_sync_now(*, member_ids: Iterable[int], force: bool = False, trigger: 
     with transaction.atomic():
         # No flush task: a worker would race this call for the same members.
         member_sync_enqueue(member_ids=ids, schedule=False)
-        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None, held_until=None)
+        queue.unhold(ids)
+        MemberSyncState.objects.filter(pk__in=ids).update(next_attempt_at=None)
     token, claimed = queue.claim(limit=len(ids), member_ids=ids)
     if not claimed:
         return FlushResult(report=report, stopped="these members are being sent by a worker right now")

@@ -224,6 +224,27 @@ def test_given_a_held_member_then_it_is_claimed_only_after_the_hold_is_released_
     assert ids == [members[0].pk]
 
 
+def test_given_a_hold_released_before_any_fold_then_the_member_is_not_held(members):
+    """A hold is a change row until a fold takes it: a release that comes first must end it there, or
+    the fold would put it on the state row and the member would wait for the hold to run out."""
+    queue.changes_note([members[0].pk])
+    queue.hold([members[0].pk], until=timezone.now() + timedelta(seconds=60))
+
+    assert queue.unhold([members[0].pk]) == 1
+    _, ids = queue.claim(limit=10)
+    assert ids == [members[0].pk]
+
+
+def test_given_a_hold_on_a_synced_member_then_folding_it_changes_nothing_but_the_hold(members):
+    queue.mark_pending([members[0].pk])
+    MemberSyncState.objects.filter(pk=members[0].pk).update(status=SyncStatus.SYNCED, synced_version=1)
+    queue.hold([members[0].pk], until=timezone.now() + timedelta(seconds=60))
+
+    queue.changes_fold()
+    state = MemberSyncState.objects.get(pk=members[0].pk)
+    assert (state.status, state.version, state.held_until is not None) == (SyncStatus.SYNCED, 1, True)
+
+
 def test_the_members_of_a_request_are_logged_with_one_look_at_which_still_exist(members):
     from django.db import connection as db_connection
     from django.test.utils import CaptureQueriesContext

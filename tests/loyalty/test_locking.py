@@ -80,3 +80,36 @@ def test_given_a_worker_recording_an_answer_when_a_web_request_records_an_event_
     assert Member.objects.get(pk=member.pk).points_spendable == 5
     # The change saved while the answer was being recorded is not lost: the member is due again.
     assert braze_queue.claimable_exists()
+
+
+def test_given_a_worker_recording_an_answer_when_a_checkout_starts_a_workflow_then_it_waits_for_nothing(member):
+    """A workflow listening to the event holds the member's sync back until it has run (its attributes and
+    events then go with the event's mapped values in one request). That hold is written as a change row
+    too: it must not wait for the worker's lock on the member's state row either."""
+    from tests.workflows.factories import make_workflow
+    from workflows.models import TriggerKind, TriggerRecord
+
+    make_workflow(name="Points", trigger_kind=TriggerKind.EVENT, trigger_action="point_add")
+    token, claimed = braze_queue.claim(limit=10)
+    assert claimed == [member.pk]
+
+    def web_request():
+        with transaction.atomic():
+            services.event_record(member_id="M-1", action="point_add", data={"points": 5}, source="api")
+
+    with transaction.atomic():
+        braze_queue.finish_synced(token, member_ids=[member.pk], sent_values={member.pk: {"points": 0}},
+                                  request_id=None, partial=False)
+        thread, web = _in_thread(web_request)
+        thread.join(10)
+        done_while_the_worker_held_the_row = not thread.is_alive()
+    thread.join(30)
+
+    assert done_while_the_worker_held_the_row
+    assert "error" not in web, web.get("error")
+    assert TriggerRecord.objects.filter(member=member).count() == 1
+    # Held: nothing is due until the workflow has run and released the member...
+    assert not braze_queue.claimable_exists()
+    braze_queue.unhold([member.pk])
+    # ... and then the change is due.
+    assert braze_queue.claimable_exists()
