@@ -6,6 +6,7 @@ Models hold data, validation and cheap properties. Every state change goes throu
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -94,10 +95,19 @@ class CustomField(models.Model):
 
 
 class TrackedFieldsMixin(models.Model):
-    """Remembers the values a row was loaded with, so listeners can ask what a save changed.
+    """Remembers the values a row was loaded with, so listeners can ask what a save changed, and so a
+    save writes only what changed.
 
     The snapshot is taken in ``from_db`` and renewed after ``save()`` (after every ``post_save``
-    receiver has run), so ``changed_fields()`` inside a receiver compares against the stored row.
+    receiver has run), so ``changed_fields()`` inside a receiver compares against the stored row. It
+    holds copies of JSON values, so a dict changed in place is a change too.
+
+    ``save()`` of a loaded object without ``update_fields`` writes the changed fields (and ``auto_now``
+    ones), not every field: an object held while the row changed elsewhere (a long-running script, say)
+    must not put its old values back. Those would be changes nobody recorded, and Braze would keep the
+    newer values. A row deleted meanwhile (an erased member) is not inserted again: Django raises
+    ``DatabaseError``, as for any save with ``update_fields`` that finds no row.
+
     When the transaction of an earlier save was rolled back (a caller's, or a savepoint around it),
     the next ``save()`` of the same object reads the stored row again first: its values never
     reached the database, and a retry with the same object must still see them as changes.
@@ -109,17 +119,19 @@ class TrackedFieldsMixin(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._loaded_values = dict(zip(field_names, values, strict=True))
+        instance._loaded_values = _snapshot(zip(field_names, values, strict=True))
         return instance
 
     def save(self, *args, **kwargs):
         using = kwargs.get("using")
         self._snapshot_reread_if_rolled_back()
+        if not args and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = self._fields_to_write()
         # One transaction around the row and whatever post_save receivers record about it, so a
         # change is never stored without the listeners' bookkeeping (or the other way round).
         with transaction.atomic(using=using):
             super().save(*args, **kwargs)
-        self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+        self._loaded_values = _snapshot((f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields)
         conn = transaction.get_connection(using)
         if conn.in_atomic_block:
             # Not committed yet: the caller's transaction (or a savepoint of it) may still roll this
@@ -130,6 +142,16 @@ class TrackedFieldsMixin(models.Model):
                 confirm = _SaveCommitted(conn, sids)
                 self._unconfirmed = [*unconfirmed, confirm]
                 transaction.on_commit(confirm, using=using)
+
+    def _fields_to_write(self) -> list[str] | None:
+        """The fields a plain ``save()`` writes: all of them for a new object (``None``), else the
+        changed ones and the ``auto_now`` ones (so a save with no change still touches the row, fires
+        the signals and finds a row deleted meanwhile)."""
+        changed = None if self._state.adding or self.pk is None else self.changed_fields()
+        if changed is None:
+            return None
+        return [field.name for field in self._meta.concrete_fields
+                if not field.primary_key and (field.attname in changed or getattr(field, "auto_now", False))]
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -146,7 +168,8 @@ class TrackedFieldsMixin(models.Model):
         self._unconfirmed = None
         names = [f.attname for f in self._meta.concrete_fields]
         stored = type(self)._base_manager.using(self._state.db).filter(pk=self.pk).values(*names).first()
-        self._loaded_values = stored  # None (a row gone since): changes unknown, as for a new object
+        # None (a row gone since): changes unknown, as for a new object
+        self._loaded_values = None if stored is None else _snapshot(stored.items())
 
     @property
     def loaded_values(self) -> dict[str, Any] | None:
@@ -179,6 +202,11 @@ class TrackedFieldsMixin(models.Model):
     def previous_value(self, name: str) -> Any:
         loaded = self.loaded_values or {}
         return loaded.get(name)
+
+
+def _snapshot(items) -> dict[str, Any]:
+    """Field values as loaded or saved; JSON values copied, so that a change made in place shows."""
+    return {name: copy.deepcopy(value) if isinstance(value, (dict, list)) else value for name, value in items}
 
 
 class _SaveCommitted:

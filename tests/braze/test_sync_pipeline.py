@@ -6,7 +6,7 @@ import pytest
 from django.db import transaction
 
 from braze_integration.models import MemberSyncState, SyncStatus
-from loyaltysync.models import Tier
+from loyaltysync.models import Member, Tier
 
 from .members import make_member
 
@@ -115,6 +115,52 @@ def test_given_a_save_rolled_back_with_its_savepoint_when_saved_again_in_the_tra
         member.save()
 
     assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Retried"
+
+
+def test_given_a_stale_object_when_it_is_saved_with_an_unmapped_change_then_the_newer_mapped_value_stays(
+        braze_connection, sandbox):
+    """A script holding a member object while the member changes elsewhere: its save writes only what it
+    changed. Writing every field would put the old first name back in the database without a change to
+    sync, and Braze would keep the newer one for good."""
+    member = make_member()
+    stale = Member.objects.get(pk=member.pk)
+    member.first_name = "Grace"
+    member.points_spendable = 500
+    member.save()
+
+    stale.phone = "+49 30 1234"  # not mapped
+    stale.save()
+
+    stored = Member.objects.get(pk=member.pk)
+    assert (stored.first_name, stored.points_spendable, stored.phone) == ("Grace", 500, "+49 30 1234")
+    attrs = sandbox.user("m-1")["attributes"]
+    assert (attrs["loyalty_first_name"], attrs["loyalty_points"]) == ("Grace", 500)
+
+
+def test_given_a_json_field_changed_in_place_when_the_member_is_saved_then_the_change_is_stored_and_sent(
+        braze_connection, sandbox):
+    member = Member.objects.get(pk=make_member().pk)
+
+    member.last_purchase["items"].append({"product_id": "sku-2", "price": 5, "quantity": 1})
+    member.save()
+
+    assert len(Member.objects.get(pk=member.pk).last_purchase["items"]) == 2
+    assert sandbox.user("m-1")["attributes"]["loyalty_last_products"] == ["sku-1", "sku-2"]
+
+
+def test_given_a_member_erased_meanwhile_when_a_stale_object_is_saved_then_it_is_not_brought_back(
+        braze_connection, sandbox):
+    from django.db import DatabaseError
+
+    member = make_member()
+    stale = Member.objects.get(pk=member.pk)
+    Member.objects.filter(pk=member.pk).delete()
+
+    stale.phone = "+49 30 1234"
+    with pytest.raises(DatabaseError):
+        stale.save()
+
+    assert not Member.objects.filter(member_id="m-1").exists()
 
 
 def test_given_many_saves_of_one_member_in_a_row_then_the_profile_ends_up_current(braze_connection, sandbox):
