@@ -21,6 +21,9 @@ from .conditions import MISSING, Condition, ConditionError, ConditionSet, Logic,
 from .values import ValueSpec, ValueSpecError, resolve_values
 
 MAX_PURCHASE_QUANTITY = 100  # Braze's limit per purchase object; larger quantities are split
+# One step's purchase objects at most (a quantity of 100,000 in all). Each is a data point in Braze and
+# an outbox item here; a line of a million units is a shop's mistake to refuse, not 10,000 objects to send.
+MAX_PURCHASE_OBJECTS = 1_000
 
 
 class WorkflowInvalid(ValueError):
@@ -85,6 +88,7 @@ class ActionPlan:
         currency = lookup(event, self.currency_path)
         time = context.get("time")
         out: list[Intent] = []
+        objects = 0
         for index, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise ValueSpecError("items_path", f"event.{self.items_path}[{index}] is not an object")
@@ -93,6 +97,12 @@ class ActionPlan:
             if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
                 raise PayloadError(f"{self.items_path}[{index}].quantity", f"expected a positive integer, got {quantity!r}")
             parts = math.ceil(quantity / MAX_PURCHASE_QUANTITY)
+            objects += parts
+            if objects > MAX_PURCHASE_OBJECTS:
+                raise PayloadError(f"{self.items_path}[{index}].quantity",
+                                   f"{quantity} brings the items to more than {MAX_PURCHASE_OBJECTS * MAX_PURCHASE_QUANTITY:,} "
+                                   f"units: Braze takes at most {MAX_PURCHASE_QUANTITY} a purchase, and one step sends "
+                                   f"at most {MAX_PURCHASE_OBJECTS:,} purchases")
             for part in range(parts):
                 count = min(MAX_PURCHASE_QUANTITY, quantity - part * MAX_PURCHASE_QUANTITY)
                 obj = purchase_object(external_id, product_id=_text(item.get("product_id")), currency=currency,

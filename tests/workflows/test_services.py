@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from braze_integration.models import OutboxItem
 from braze_integration.payloads import format_time
 from loyaltysync import services as loyalty
 from tests.workflows.factories import make_workflow
@@ -63,6 +64,21 @@ def test_checkout_items_become_braze_purchases_with_item_properties(member, sand
     run = WorkflowRun.objects.get()
     assert [item["summary"] for item in run.queued] == ["purchase sku-1 x1", "purchase 42 x100", "purchase 42 x50"]
     assert len({item["dedupe_key"] for item in run.queued}) == 3
+
+
+@pytest.mark.usefixtures("q_sync", "braze_connection")
+def test_a_quantity_beyond_what_a_step_sends_fails_the_run_naming_the_line_and_queues_nothing(member, sandbox):
+    Action.objects.create(workflow=workflow(), kind="send_purchase")
+
+    checkout(items=[{"product_id": "sku-1", "product_name": "Socks", "price": 1.0, "quantity": 60_000},
+                    {"product_id": "sku-2", "product_name": "Pins", "price": 0.1, "quantity": 40_001}])
+
+    run = WorkflowRun.objects.get()
+    assert run.outcome == RunOutcome.ERROR
+    assert "items[1].quantity" in run.error and "40001" in run.error and "100,000 units" in run.error
+    assert run.queued == []
+    assert not OutboxItem.objects.filter(kind="purchase").exists()
+    assert sandbox.user("M-1")["purchases"] == []
 
 
 @pytest.mark.usefixtures("q_sync", "braze_connection")
