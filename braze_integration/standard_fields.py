@@ -229,6 +229,12 @@ STANDARD_FIELDS: dict[str, StandardField] = {
         StandardField("current_location", _O),
         StandardField("facebook", _O),
         StandardField("twitter", _O),
+        StandardField("email_open_tracking_disabled", BrazeType.BOOLEAN),
+        StandardField("email_click_tracking_disabled", BrazeType.BOOLEAN),
+        # The devices' push tokens (app id, token, device id): the apps' SDKs register them.
+        StandardField("push_tokens", BrazeType.ARRAY_OF_OBJECTS,
+                      "holds the devices' push tokens, which the apps register through Braze's SDK",
+                      lambda field: False),
         # Written by subscription-group mappings only (a consent field and a group id), never by name.
         StandardField(SUBSCRIPTION_GROUPS, BrazeType.ARRAY_OF_OBJECTS,
                       "is written by subscription group mappings: map a consent field with the kind "

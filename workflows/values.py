@@ -412,7 +412,7 @@ class ValueSpec:
             if problem:
                 raise ValueSpecError("name", f"The Braze attribute name {problem}.")
             standard = STANDARD_FIELDS.get(self.name)
-            if self.name == SUBSCRIPTION_GROUPS:
+            if self.name in (SUBSCRIPTION_GROUPS, "push_tokens"):
                 raise ValueSpecError("name", f'"{self.name}" {standard.rule_words}; a workflow cannot send it.')
             if standard is not None:
                 # Braze writes the profile field, and drops a value of another type; the value is put in

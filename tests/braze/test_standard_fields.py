@@ -91,6 +91,7 @@ def test_workflow_values_of_standard_names_are_put_in_brazes_format_and_unset_co
     ("email", "email"), ("first_name", "first_name"), ("last_name", "last_name"), ("phone", "phone"),
     ("country", "country"), ("language", "language"), ("birth_date", "dob"), ("gender", "gender"),
     ("consent_email", "email_subscribe"), ("consent_sms", "push_subscribe"),
+    ("opted_in", "email_open_tracking_disabled"), ("opted_in", "email_click_tracking_disabled"),
 ])
 def test_each_standard_attribute_accepts_its_loyalty_field(loyalty_field, remote_field):
     assert standard_fields.mapping_problem(loyalty_field=loyalty_fields()[loyalty_field],
@@ -105,6 +106,8 @@ def test_each_standard_attribute_accepts_its_loyalty_field(loyalty_field, remote
     ("consent_email", "email", "needs a text field"),
     ("country", "gender", "needs the gender field"),
     ("tier", "subscription_groups", "is written by subscription group mappings"),
+    ("last_purchase_items", "push_tokens", "holds the devices' push tokens"),
+    ("first_name", "email_open_tracking_disabled", "needs a boolean field"),
 ])
 def test_a_mapping_to_a_standard_attribute_from_the_wrong_field_is_refused_naming_the_mapping_and_the_rule(
         braze_connection, loyalty_field, remote_field, words):

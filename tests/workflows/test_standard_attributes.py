@@ -37,3 +37,16 @@ def test_a_workflow_may_not_send_subscription_groups():
     assert caught.value.message_dict["name"] == [
         '"subscription_groups" is written by subscription group mappings: map a consent field with the kind '
         '"subscription group" and the group\'s id; a workflow cannot send it.']
+
+
+@pytest.mark.django_db
+def test_a_workflow_may_not_send_push_tokens():
+    value = ActionValue(action=sync_data_action(), name="push_tokens", braze_type="array_of_objects",
+                        source="constant", constant='[{"app_id": "a", "token": "t"}]')
+
+    with pytest.raises(ValidationError) as caught:
+        value.full_clean()
+
+    assert caught.value.message_dict["name"] == [
+        "\"push_tokens\" holds the devices' push tokens, which the apps register through Braze's SDK; a workflow "
+        "cannot send it."]
