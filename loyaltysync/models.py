@@ -143,10 +143,21 @@ class TrackedFieldsMixin(models.Model):
                 self._unconfirmed = [*unconfirmed, confirm]
                 transaction.on_commit(confirm, using=using)
 
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        """Reload, and take the reloaded values as loaded (a deferred field read on access too)."""
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        if self.loaded_values is None:
+            return
+        deferred = self.get_deferred_fields()
+        self._loaded_values.update(_snapshot(
+            (f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields
+            if f.attname not in deferred and (fields is None or f.attname in fields or f.name in fields)))
+
     def _fields_to_write(self) -> list[str] | None:
         """The fields a plain ``save()`` writes: all of them for a new object (``None``), else the
         changed ones and the ``auto_now`` ones (so a save with no change still touches the row, fires
-        the signals and finds a row deleted meanwhile)."""
+        the signals and finds a row deleted meanwhile). A field loaded deferred and set since is a
+        changed one (``changed_fields``); one still deferred is not written, as Django would not."""
         changed = None if self._state.adding or self.pk is None else self.changed_fields()
         if changed is None:
             return None
@@ -178,6 +189,7 @@ class TrackedFieldsMixin(models.Model):
 
     def changed_fields(self) -> set[str] | None:
         """Attribute names whose value differs from the loaded row; ``None`` when unknown (new object).
+        A field the object was loaded without (``only()``, ``defer()``) and set since counts as changed.
 
         JSON fields of dicts are compared key by key and reported as ``"<field>.<key>"`` too.
         """
@@ -185,9 +197,12 @@ class TrackedFieldsMixin(models.Model):
         if loaded is None:
             return None
         changed: set[str] = set()
+        deferred = self.get_deferred_fields()
         for field in self._meta.concrete_fields:
             name = field.attname
             if name not in loaded:
+                if name not in deferred:  # loaded deferred, then set: what it was is unknown
+                    changed.add(name)
                 continue
             old, new = loaded[name], getattr(self, name)
             if old != new:

@@ -148,6 +148,15 @@ def test_given_a_json_field_changed_in_place_when_the_member_is_saved_then_the_c
     assert sandbox.user("m-1")["attributes"]["loyalty_last_products"] == ["sku-1", "sku-2"]
 
 
+def test_given_a_member_loaded_without_a_mapped_field_when_the_field_is_set_then_it_is_sent(braze_connection, sandbox):
+    member = Member.objects.only("member_id").get(pk=make_member().pk)
+
+    member.first_name = "Grace"
+    member.save()
+
+    assert sandbox.user("m-1")["attributes"]["loyalty_first_name"] == "Grace"
+
+
 def test_given_a_member_erased_meanwhile_when_a_stale_object_is_saved_then_it_is_not_brought_back(
         braze_connection, sandbox):
     from django.db import DatabaseError

@@ -1,0 +1,71 @@
+"""What a plain ``member.save()`` writes: the fields changed since the object was loaded, however it was
+loaded (``only()``, ``defer()``, ``refresh_from_db()``), and nothing it did not change."""
+
+from __future__ import annotations
+
+import pytest
+
+from loyaltysync.models import Member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stored():
+    return Member.objects.create(member_id="m-1", first_name="Ada", points_spendable=1)
+
+
+def test_given_a_member_loaded_without_a_field_when_the_field_is_set_then_it_is_written_and_counts_as_changed(
+        stored):
+    member = Member.objects.only("first_name").get(pk=stored.pk)
+
+    member.points_spendable = 7
+    assert "points_spendable" in member.changed_fields()
+    member.save()
+
+    assert Member.objects.get(pk=stored.pk).points_spendable == 7
+
+
+def test_given_a_deferred_field_read_then_changed_then_the_change_is_written(stored):
+    member = Member.objects.defer("points_spendable").get(pk=stored.pk)
+    assert member.points_spendable == 1  # read on access
+
+    member.points_spendable = 8
+    member.save()
+
+    assert Member.objects.get(pk=stored.pk).points_spendable == 8
+
+
+def test_given_a_field_still_deferred_then_a_save_leaves_it_alone(stored):
+    member = Member.objects.only("first_name").get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(points_spendable=9)
+
+    member.first_name = "Grace"
+    member.save()
+
+    assert Member.objects.values_list("first_name", "points_spendable").get(pk=stored.pk) == ("Grace", 9)
+
+
+def test_given_a_refreshed_member_then_nothing_counts_as_changed_and_a_save_writes_no_old_value(stored):
+    member = Member.objects.get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(first_name="Grace")
+
+    member.refresh_from_db()
+    assert member.changed_fields() == set()
+    Member.objects.filter(pk=stored.pk).update(first_name="Linus")
+    member.phone = "+49 30 1234"
+    member.save()
+
+    assert Member.objects.values_list("first_name", "phone").get(pk=stored.pk) == ("Linus", "+49 30 1234")
+
+
+def test_given_a_save_without_changes_then_the_row_is_touched_and_nothing_else_is_written(stored):
+    member = Member.objects.get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(first_name="Grace")
+    before = Member.objects.get(pk=stored.pk).updated_at
+
+    member.save()
+
+    after = Member.objects.get(pk=stored.pk)
+    assert after.first_name == "Grace"
+    assert after.updated_at > before
