@@ -66,6 +66,18 @@ def string_problem(value: str) -> str | None:
     return None
 
 
+def json_same(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same value, which ``==`` does not say: Python takes ``true``
+    for ``1`` and ``false`` for ``0`` (and ``{"k": true}`` for ``{"k": 1}``), where JSON and Braze do not."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(json_same(value, b[key]) for key, value in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(json_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def json_type(value: Any) -> str:
     """What kind of JSON value ``value`` is, for messages ("a number", "an object")."""
     match value:

@@ -18,7 +18,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .fieldtypes import FieldType, coerce
+from .fieldtypes import FieldType, coerce, json_same
 
 
 class MemberStatus(models.TextChoices):
@@ -100,7 +100,8 @@ class TrackedFieldsMixin(models.Model):
 
     The snapshot is taken in ``from_db`` and renewed after ``save()`` (after every ``post_save``
     receiver has run), so ``changed_fields()`` inside a receiver compares against the stored row. It
-    holds copies of JSON values, so a dict changed in place is a change too.
+    holds copies of JSON values, so a dict changed in place is a change too, and compares JSON values
+    as JSON (``true`` is not ``1``).
 
     ``save()`` of a loaded object without ``update_fields`` writes the changed fields (and ``auto_now``
     ones), not every field: an object held while the row changed elsewhere (a long-running script, say)
@@ -110,7 +111,8 @@ class TrackedFieldsMixin(models.Model):
 
     When the transaction of an earlier save was rolled back (a caller's, or a savepoint around it),
     the next ``save()`` of the same object reads the stored row again first: its values never
-    reached the database, and a retry with the same object must still see them as changes.
+    reached the database, and a retry with the same object must still see them as changes
+    (``_snapshot_reread_if_rolled_back``).
     """
 
     class Meta:
@@ -125,6 +127,7 @@ class TrackedFieldsMixin(models.Model):
     def save(self, *args, **kwargs):
         using = kwargs.get("using")
         self._snapshot_reread_if_rolled_back()
+        before, creating = self.loaded_values, self._state.adding
         if not args and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
             kwargs["update_fields"] = self._fields_to_write()
         # One transaction around the row and whatever post_save receivers record about it, so a
@@ -138,8 +141,10 @@ class TrackedFieldsMixin(models.Model):
             # save back. One callback per savepoint level is enough to tell.
             unconfirmed = getattr(self, "_unconfirmed", None) or []
             sids = tuple(conn.savepoint_ids)
-            if not (unconfirmed and unconfirmed[-1].sids == sids and unconfirmed[-1].waiting()):
-                confirm = _SaveCommitted(conn, sids)
+            if unconfirmed and unconfirmed[-1].sids == sids and unconfirmed[-1].waiting():
+                unconfirmed[-1].created |= creating
+            else:
+                confirm = _SaveCommitted(conn, sids, before=before, created=creating)
                 self._unconfirmed = [*unconfirmed, confirm]
                 transaction.on_commit(confirm, using=using)
 
@@ -170,17 +175,36 @@ class TrackedFieldsMixin(models.Model):
         return state
 
     def _snapshot_reread_if_rolled_back(self) -> None:
+        """After a rollback of earlier saves, take the stored row as loaded for the fields this object
+        changed since its last save that held (those must be written again, and synced), and the
+        object's own values for the others (another writer may have changed them meanwhile: they are
+        not this object's to write). A row gone meanwhile stays gone: the next save raises, unless the
+        rolled-back saves inserted it (a retried creation inserts it again)."""
         unconfirmed = getattr(self, "_unconfirmed", None)
         if not unconfirmed:
             return
-        if all(confirm.committed or confirm.waiting() for confirm in unconfirmed):
+        lost = next((i for i, confirm in enumerate(unconfirmed) if not (confirm.committed or confirm.waiting())), None)
+        if lost is None:
             self._unconfirmed = [confirm for confirm in unconfirmed if not confirm.committed]
             return
-        self._unconfirmed = None
+        # Saves are registered in order, and a save first comes here: those after the first lost one
+        # were made inside its rolled-back transaction or savepoint, and are lost with it.
+        baseline, created = unconfirmed[lost].before, any(confirm.created for confirm in unconfirmed[lost:])
+        self._unconfirmed = [confirm for confirm in unconfirmed[:lost] if not confirm.committed]
         names = [f.attname for f in self._meta.concrete_fields]
         stored = type(self)._base_manager.using(self._state.db).filter(pk=self.pk).values(*names).first()
-        # None (a row gone since): changes unknown, as for a new object
-        self._loaded_values = None if stored is None else _snapshot(stored.items())
+        if stored is None:
+            # Never committed (a full save inserts it), or deleted by someone else (nothing counts as loaded,
+            # so the save writes every field with update_fields, finds no row and raises).
+            self._loaded_values = None if created or baseline is None else {}
+            return
+        loaded = _snapshot(stored.items())
+        if baseline is not None:
+            for name in names:
+                mine = getattr(self, name)
+                if name in baseline and _same(baseline[name], mine):
+                    loaded[name] = _snapshot([(name, mine)])[name]
+        self._loaded_values = loaded
 
     @property
     def loaded_values(self) -> dict[str, Any] | None:
@@ -191,7 +215,8 @@ class TrackedFieldsMixin(models.Model):
         """Attribute names whose value differs from the loaded row; ``None`` when unknown (new object).
         A field the object was loaded without (``only()``, ``defer()``) and set since counts as changed.
 
-        JSON fields of dicts are compared key by key and reported as ``"<field>.<key>"`` too.
+        JSON values are compared as JSON (``true`` is not ``1``); a dict's changed keys are reported as
+        ``"<field>.<key>"`` too.
         """
         loaded = self.loaded_values
         if loaded is None:
@@ -205,18 +230,25 @@ class TrackedFieldsMixin(models.Model):
                     changed.add(name)
                 continue
             old, new = loaded[name], getattr(self, name)
-            if old != new:
+            if isinstance(old, dict | list) or isinstance(new, dict | list):
+                if json_same(old, new):
+                    continue
                 changed.add(name)
                 if isinstance(old, dict) or isinstance(new, dict):
                     old_d, new_d = old or {}, new or {}
-                    changed.update(
-                        f"{name}.{key}" for key in old_d.keys() | new_d.keys() if old_d.get(key) != new_d.get(key)
-                    )
+                    changed.update(f"{name}.{key}" for key in old_d.keys() | new_d.keys()
+                                   if key not in old_d or key not in new_d or not json_same(old_d[key], new_d[key]))
+            elif old != new:
+                changed.add(name)
         return changed
 
     def previous_value(self, name: str) -> Any:
         loaded = self.loaded_values or {}
         return loaded.get(name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json_same(a, b) if isinstance(a, dict | list) or isinstance(b, dict | list) else a == b
 
 
 def _snapshot(items) -> dict[str, Any]:
@@ -228,8 +260,10 @@ class _SaveCommitted:
     """Called when the transaction of a tracked save commits; still waiting while that transaction
     (and the savepoint the callback was registered in) is open; neither: it was rolled back."""
 
-    def __init__(self, conn, sids: tuple[str, ...]):
+    def __init__(self, conn, sids: tuple[str, ...], *, before: dict[str, Any] | None, created: bool):
         self.conn, self.sids = conn, sids
+        self.before = before  # the object's snapshot before its first save in this transaction or savepoint
+        self.created = created  # one of those saves inserted the row
         self.committed = False
 
     def __call__(self) -> None:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from ..attributes import BY_NAME, CUSTOM_FIELDS, CUSTOM_PREFIX, PROFILE_FIELDS
 from ..errors import InvalidData, LoyaltyError, MemberAlreadyExists
-from ..fieldtypes import TypeProblem, coerce, json_type
+from ..fieldtypes import TypeProblem, coerce, json_same, json_type
 from ..member_checks import member_checks_run
 from ..models import CustomField, EventSource, FieldType, Member, MemberStatus
 from ..transient import retry_transient
@@ -132,7 +132,7 @@ def _profile_apply(
                 if key in merged:
                     del merged[key]
                     changed_custom[key] = None
-            elif merged.get(key) != value:
+            elif key not in merged or not json_same(merged[key], value):
                 merged[key] = value
                 changed_custom[key] = value
         if changed_custom:

@@ -182,6 +182,20 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
 
 
+def test_patch_of_a_json_value_that_python_takes_for_equal_is_saved(api, enrol, custom_fields):
+    """``true`` and ``1`` are one value to Python, two to JSON and Braze."""
+    enrol("M-1")
+    api.patch("/api/v1/members/M-1/", {"custom_fields": {"preferences": {"vip": True, "n": 0}}}, format="json")
+
+    response = api.patch("/api/v1/members/M-1/", {"custom_fields": {"preferences": {"vip": 1, "n": False}}},
+                         format="json")
+
+    assert response.status_code == 200, response.json()
+    stored = Member.objects.get().custom_fields["preferences"]
+    assert (stored["vip"], stored["n"]) == (1, False)
+    assert stored["vip"] is not True and stored["n"] is False
+
+
 def test_patch_that_sends_back_the_members_own_id_is_accepted(api, enrol):
     """Given a member, when it is read, edited and patched back with its own member_id, then the change is
     saved and the id is ignored."""

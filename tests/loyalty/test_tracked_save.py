@@ -4,6 +4,7 @@ loaded (``only()``, ``defer()``, ``refresh_from_db()``), and nothing it did not 
 from __future__ import annotations
 
 import pytest
+from django.db import DatabaseError, transaction
 
 from loyaltysync.models import Member
 
@@ -69,3 +70,69 @@ def test_given_a_save_without_changes_then_the_row_is_touched_and_nothing_else_i
     after = Member.objects.get(pk=stored.pk)
     assert after.first_name == "Grace"
     assert after.updated_at > before
+
+
+def test_given_a_refreshed_member_when_a_field_is_set_back_to_its_earlier_value_then_it_is_written(stored):
+    member = Member.objects.get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(first_name="Grace")
+    member.refresh_from_db()
+
+    member.first_name = "Ada"
+    member.save()
+
+    assert Member.objects.get(pk=stored.pk).first_name == "Ada"
+
+
+def test_given_a_json_value_that_python_takes_for_equal_when_it_changes_then_it_is_written(stored):
+    Member.objects.filter(pk=stored.pk).update(custom_fields={"prefs": {"vip": True, "n": 0}})
+    member = Member.objects.get(pk=stored.pk)
+
+    member.custom_fields = {"prefs": {"vip": 1, "n": False}}
+    assert {"custom_fields", "custom_fields.prefs"} <= member.changed_fields()
+    member.save()
+
+    assert Member.objects.get(pk=stored.pk).custom_fields == {"prefs": {"vip": 1, "n": False}}
+    assert Member.objects.get(pk=stored.pk).custom_fields["prefs"]["vip"] is not True
+
+
+def test_given_a_rolled_back_save_when_another_writer_changes_a_field_then_the_retry_writes_only_its_own(stored):
+    member = Member.objects.get(pk=stored.pk)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        member.first_name = "Grace"
+        member.save()
+        raise RuntimeError("the caller fails after the save")
+    Member.objects.filter(pk=stored.pk).update(email="new@example.com", points_spendable=50)
+
+    member.save()  # the retry
+
+    assert Member.objects.values_list("first_name", "email", "points_spendable").get(pk=stored.pk) == (
+        "Grace", "new@example.com", 50)
+
+
+def test_given_a_rolled_back_save_when_the_member_is_erased_then_the_retry_raises_and_does_not_bring_it_back(
+        stored, loyalty_settings):
+    from loyaltysync.services.erasure import member_erase
+
+    member = Member.objects.get(pk=stored.pk)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        member.first_name = "Grace"
+        member.save()
+        raise RuntimeError("the caller fails after the save")
+    member_erase(member_id="m-1", erased_by="test", source="admin")
+
+    with pytest.raises(DatabaseError):
+        member.save()
+
+    assert not Member.objects.filter(pk=stored.pk).exists()
+
+
+def test_given_a_rolled_back_creation_when_it_is_saved_again_then_the_member_is_inserted(db):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        member = Member.objects.create(member_id="m-2", first_name="Ada")
+        member.first_name = "Grace"
+        member.save()
+        raise RuntimeError("the caller fails after the save")
+
+    member.save()
+
+    assert Member.objects.values_list("member_id", "first_name").get() == ("m-2", "Grace")
