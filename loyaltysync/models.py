@@ -133,6 +133,7 @@ class TrackedFieldsMixin(models.Model):
         # One transaction around the row and whatever post_save receivers record about it, so a
         # change is never stored without the listeners' bookkeeping (or the other way round).
         with transaction.atomic(using=using):
+            self._json_objects_merge(kwargs.get("update_fields"), using)
             super().save(*args, **kwargs)
         self._loaded_values = _snapshot((f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields)
         conn = transaction.get_connection(using)
@@ -157,6 +158,34 @@ class TrackedFieldsMixin(models.Model):
         self._loaded_values.update(_snapshot(
             (f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields
             if f.attname not in deferred and (fields is None or f.attname in fields or f.name in fields)))
+
+    def _json_objects_merge(self, update_fields, using) -> None:
+        """A JSON object this save writes gets only the keys this object changed: the stored object,
+        read under a row lock, with those keys set or removed. Another writer's keys stay (a script
+        holding the member while the API changed another custom field, say). The stored object becomes
+        the loaded one, so listeners see this save's keys changed, not the other writer's again."""
+        loaded = self.loaded_values
+        if not loaded or update_fields is None:
+            return
+        names = [f.attname for f in self._meta.concrete_fields
+                 if f.attname in loaded and (f.name in update_fields or f.attname in update_fields)
+                 and isinstance(loaded[f.attname], dict) and isinstance(getattr(self, f.attname), dict)
+                 and not json_same(loaded[f.attname], getattr(self, f.attname))]
+        if not names:
+            return
+        stored = (type(self)._base_manager.using(using or self._state.db).select_for_update()
+                  .filter(pk=self.pk).values(*names).first())
+        for name in names:
+            if stored is None or not isinstance(stored[name], dict):
+                continue
+            old, new, merged = loaded[name], getattr(self, name), dict(stored[name])
+            for key in old.keys() | new.keys():
+                if key not in new:
+                    merged.pop(key, None)
+                elif key not in old or not json_same(old[key], new[key]):
+                    merged[key] = new[key]
+            setattr(self, name, merged)
+            loaded[name] = _snapshot([(name, stored[name])])[name]
 
     def _fields_to_write(self) -> list[str] | None:
         """The fields a plain ``save()`` writes: all of them for a new object (``None``), else the

@@ -136,3 +136,40 @@ def test_given_a_rolled_back_creation_when_it_is_saved_again_then_the_member_is_
     member.save()
 
     assert Member.objects.values_list("member_id", "first_name").get() == ("m-2", "Grace")
+
+
+def test_given_a_stale_object_when_it_changes_one_key_of_a_json_object_then_other_writers_keys_stay(stored):
+    Member.objects.filter(pk=stored.pk).update(custom_fields={"shoe_size": 40, "favourite_store": "Mitte"})
+    member = Member.objects.get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(custom_fields={"shoe_size": 40, "favourite_store": "Kreuzberg",
+                                                              "newsletter": True})
+
+    member.custom_fields["shoe_size"] = 42
+    del member.custom_fields["favourite_store"]
+    assert member.changed_fields() & {"custom_fields.shoe_size", "custom_fields.favourite_store"} == {
+        "custom_fields.shoe_size", "custom_fields.favourite_store"}
+    member.save()
+
+    assert Member.objects.get(pk=stored.pk).custom_fields == {"shoe_size": 42, "newsletter": True}
+    assert member.custom_fields == {"shoe_size": 42, "newsletter": True}
+
+
+def test_given_a_merged_json_object_then_listeners_see_only_this_saves_keys_changed(stored):
+    from django.db.models.signals import post_save
+
+    Member.objects.filter(pk=stored.pk).update(custom_fields={"shoe_size": 40})
+    member = Member.objects.get(pk=stored.pk)
+    Member.objects.filter(pk=stored.pk).update(custom_fields={"shoe_size": 40, "newsletter": True})
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance.changed_fields())
+
+    post_save.connect(listener, sender=Member, dispatch_uid="test-merged-json")
+    try:
+        member.custom_fields = {"shoe_size": 42}
+        member.save()
+    finally:
+        post_save.disconnect(dispatch_uid="test-merged-json", sender=Member)
+
+    assert seen == [{"custom_fields", "custom_fields.shoe_size", "updated_at"}]
