@@ -129,17 +129,28 @@ class TrackedFieldsMixin(models.Model):
         self._snapshot_reread_if_rolled_back()
         before, creating = self.loaded_values, self._state.adding
         if not args and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            # Django fills a foreign key from a related object saved after it was assigned; it does so in
+            # save(), which is too late to see it changed. Done first (save() does it again, idempotently).
+            self._prepare_related_fields_for_save(operation_name="save")
             kwargs["update_fields"] = self._fields_to_write()
+        update_fields = kwargs.get("update_fields")
         # One transaction around the row and whatever post_save receivers record about it, so a
         # change is never stored without the listeners' bookkeeping (or the other way round).
         with transaction.atomic(using=using):
-            self._json_objects_merge(kwargs.get("update_fields"), using)
+            self._json_objects_merge(update_fields, using)
             super().save(*args, **kwargs)
-        self._loaded_values = _snapshot((f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields)
+        fields = self._meta.concrete_fields
+        if update_fields is not None and self.loaded_values is not None:  # the fields not written keep theirs
+            written = set(update_fields)
+            fields = [f for f in fields if f.name in written or f.attname in written]
+            self._loaded_values = {**self.loaded_values, **_snapshot((f, getattr(self, f.attname)) for f in fields)}
+        else:
+            self._loaded_values = _snapshot((f, getattr(self, f.attname)) for f in fields)
         conn = transaction.get_connection(using)
         if conn.in_atomic_block:
             # Not committed yet: the caller's transaction (or a savepoint of it) may still roll this
-            # save back. One callback per savepoint level is enough to tell.
+            # save back. One callback per savepoint level is enough to tell. (A savepoint made by hand,
+            # ``transaction.savepoint()``, is not seen: Django's on_commit does not see it either.)
             unconfirmed = getattr(self, "_unconfirmed", None) or []
             sids = tuple(conn.savepoint_ids)
             if unconfirmed and unconfirmed[-1].sids == sids and unconfirmed[-1].waiting():
@@ -151,19 +162,23 @@ class TrackedFieldsMixin(models.Model):
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None):
         """Reload, and take the reloaded values as loaded (a deferred field read on access too)."""
+        self._snapshot_reread_if_rolled_back()
         super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
         if self.loaded_values is None:
             return
         deferred = self.get_deferred_fields()
-        self._loaded_values.update(_snapshot(
-            (f.attname, getattr(self, f.attname)) for f in self._meta.concrete_fields
-            if f.attname not in deferred and (fields is None or f.attname in fields or f.name in fields)))
+        self._loaded_values = {**self.loaded_values, **_snapshot(
+            (f, getattr(self, f.attname)) for f in self._meta.concrete_fields
+            if f.attname not in deferred and (fields is None or f.attname in fields or f.name in fields))}
 
     def _json_objects_merge(self, update_fields, using) -> None:
         """A JSON object this save writes gets only the keys this object changed: the stored object,
         read under a row lock, with those keys set or removed. Another writer's keys stay (a script
         holding the member while the API changed another custom field, say). The stored object becomes
-        the loaded one, so listeners see this save's keys changed, not the other writer's again."""
+        the loaded one, so listeners see this save's keys changed, not the other writer's again.
+
+        The lock is ``FOR NO KEY UPDATE``, the one the save's own ``UPDATE`` takes: it does not wait for
+        a worker or a checkout inserting a row that refers to the member (``FOR KEY SHARE``)."""
         loaded = self.loaded_values
         if not loaded or update_fields is None:
             return
@@ -173,8 +188,9 @@ class TrackedFieldsMixin(models.Model):
                  and not json_same(loaded[f.attname], getattr(self, f.attname))]
         if not names:
             return
-        stored = (type(self)._base_manager.using(using or self._state.db).select_for_update()
+        stored = (type(self)._base_manager.using(using or self._state.db).select_for_update(no_key=True)
                   .filter(pk=self.pk).values(*names).first())
+        merged_loaded = dict(loaded)
         for name in names:
             if stored is None or not isinstance(stored[name], dict):
                 continue
@@ -185,7 +201,8 @@ class TrackedFieldsMixin(models.Model):
                 elif key not in old or not json_same(old[key], new[key]):
                     merged[key] = new[key]
             setattr(self, name, merged)
-            loaded[name] = _snapshot([(name, stored[name])])[name]
+            merged_loaded[name] = copy.deepcopy(stored[name])
+        self._loaded_values = merged_loaded
 
     def _fields_to_write(self) -> list[str] | None:
         """The fields a plain ``save()`` writes: all of them for a new object (``None``), else the
@@ -199,8 +216,15 @@ class TrackedFieldsMixin(models.Model):
                 if not field.primary_key and (field.attname in changed or getattr(field, "auto_now", False))]
 
     def __getstate__(self):
+        """For pickles and copies. The confirmation callbacks hold the database connection and stay
+        behind; a copy taken while saves of this object may still roll back takes the snapshot from
+        before them, so it counts their values as changes (written again, harmlessly if they held)."""
         state = super().__getstate__()
-        state.pop("_unconfirmed", None)  # holds the database connection; meaningless in another process
+        unconfirmed = [confirm for confirm in state.pop("_unconfirmed", None) or [] if not confirm.committed]
+        if unconfirmed:
+            state["_loaded_values"] = unconfirmed[0].before
+        if state.get("_loaded_values") is not None:
+            state["_loaded_values"] = dict(state["_loaded_values"])  # a copy's own
         return state
 
     def _snapshot_reread_if_rolled_back(self) -> None:
@@ -227,12 +251,16 @@ class TrackedFieldsMixin(models.Model):
             # so the save writes every field with update_fields, finds no row and raises).
             self._loaded_values = None if created or baseline is None else {}
             return
-        loaded = _snapshot(stored.items())
+        loaded = {name: copy.deepcopy(value) for name, value in stored.items()}
         if baseline is not None:
             for name in names:
                 mine = getattr(self, name)
-                if name in baseline and _same(baseline[name], mine):
-                    loaded[name] = _snapshot([(name, mine)])[name]
+                if name not in baseline:
+                    continue
+                if _same(baseline[name], mine):
+                    loaded[name] = copy.deepcopy(mine)  # not this object's change
+                elif isinstance(baseline[name], dict) and isinstance(mine, dict):
+                    loaded[name] = copy.deepcopy(baseline[name])  # the save merges its own keys into the stored object
         self._loaded_values = loaded
 
     @property
@@ -263,11 +291,11 @@ class TrackedFieldsMixin(models.Model):
                 if json_same(old, new):
                     continue
                 changed.add(name)
-                if isinstance(old, dict) or isinstance(new, dict):
-                    old_d, new_d = old or {}, new or {}
+                old_d, new_d = old or {}, new or {}
+                if isinstance(old_d, dict) and isinstance(new_d, dict):
                     changed.update(f"{name}.{key}" for key in old_d.keys() | new_d.keys()
                                    if key not in old_d or key not in new_d or not json_same(old_d[key], new_d[key]))
-            elif old != new:
+            elif old != new and not _same_as_stored(field, old, new):
                 changed.add(name)
         return changed
 
@@ -281,8 +309,31 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _snapshot(items) -> dict[str, Any]:
-    """Field values as loaded or saved; JSON values copied, so that a change made in place shows."""
-    return {name: copy.deepcopy(value) if isinstance(value, (dict, list)) else value for name, value in items}
+    """Field values as loaded or saved, from ``(field, value)`` pairs (a field or its attname): JSON values
+    copied, so that a change made in place shows; a saved value as the field stores it (the text
+    "1990-05-17" set on a date field was stored as that date)."""
+    out = {}
+    for field, value in items:
+        if isinstance(value, dict | list):
+            value = copy.deepcopy(value)
+        elif not isinstance(field, str) and value is not None:
+            value = _stored_form(field, value)
+        out[field if isinstance(field, str) else field.attname] = value
+    return out
+
+
+def _stored_form(field: models.Field, value: Any) -> Any:
+    if isinstance(field, models.JSONField):
+        return value
+    try:
+        return field.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        return value
+
+
+def _same_as_stored(field: models.Field, old: Any, new: Any) -> bool:
+    """Whether ``new`` is the stored ``old`` in another type (a date given as text, a Decimal as "10.00")."""
+    return new is not None and type(new) is not type(old) and _stored_form(field, new) == old
 
 
 class _SaveCommitted:

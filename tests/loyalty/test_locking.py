@@ -113,3 +113,26 @@ def test_given_a_worker_recording_an_answer_when_a_checkout_starts_a_workflow_th
     braze_queue.unhold([member.pk])
     # ... and then the change is due.
     assert braze_queue.claimable_exists()
+
+
+def test_given_a_row_referring_to_the_member_being_inserted_when_a_custom_field_is_saved_then_it_waits_for_nothing(
+        member):
+    """A worker or a checkout inserting a row that refers to the member holds ``FOR KEY SHARE`` on it until
+    it commits. A save that merges a JSON object reads the stored one under ``FOR NO KEY UPDATE``, as the
+    save's own UPDATE locks the row, which does not conflict with it."""
+    stale = Member.objects.get(pk=member.pk)
+
+    def script_saves():
+        stale.custom_fields = {**stale.custom_fields, "shoe_size": 42}
+        stale.save()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Member._meta.db_table} WHERE id = %s FOR KEY SHARE", [member.pk])
+        thread, saved = _in_thread(script_saves)
+        thread.join(5)
+        done_while_the_row_was_share_locked = not thread.is_alive()
+    thread.join(30)
+
+    assert done_while_the_row_was_share_locked
+    assert "error" not in saved, saved.get("error")
+    assert Member.objects.get(pk=member.pk).custom_fields["shoe_size"] == 42
