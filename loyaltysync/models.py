@@ -279,14 +279,16 @@ class TrackedFieldsMixin(models.Model):
         if loaded is None:
             return None
         changed: set[str] = set()
-        deferred = self.get_deferred_fields()
+        values = self.__dict__  # a field's value, or no entry while it is deferred (getattr would load it)
         for field in self._meta.concrete_fields:
             name = field.attname
             if name not in loaded:
-                if name not in deferred:  # loaded deferred, then set: what it was is unknown
+                if name in values:  # loaded deferred, then set: what it was is unknown
                     changed.add(name)
                 continue
-            old, new = loaded[name], getattr(self, name)
+            old, new = loaded[name], values[name] if name in values else getattr(self, name)
+            if old == new and type(old) is type(new) and type(old) not in _JSON_CONTAINERS:
+                continue  # the common case, first
             if isinstance(old, dict | list) or isinstance(new, dict | list):
                 if json_same(old, new):
                     continue
@@ -302,6 +304,9 @@ class TrackedFieldsMixin(models.Model):
     def previous_value(self, name: str) -> Any:
         loaded = self.loaded_values or {}
         return loaded.get(name)
+
+
+_JSON_CONTAINERS = (dict, list)
 
 
 def _same(a: Any, b: Any) -> bool:
