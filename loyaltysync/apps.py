@@ -15,3 +15,8 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(cache_table_create, sender=self)
+        from django_q.signals import post_spawn
+
+        from .db.sqlite3.base import worker_process_started
+
+        post_spawn.connect(worker_process_started, dispatch_uid="loyaltysync_sqlite_checkpoints")
