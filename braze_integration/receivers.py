@@ -17,10 +17,7 @@ from .models import Connection, FieldMapping, MemberChange
 def member_saved(sender, instance: Member, created: bool, raw: bool = False, update_fields=None, **kwargs):
     if raw:  # loaddata: the initial sync or a resync sends fixtures
         return
-    changed = None if created else instance.changed_fields()
-    if update_fields is not None and changed is not None:
-        changed &= {f if "." in f else sender._meta.get_field(f).attname for f in update_fields} | {
-            c for c in changed if "." in c}
+    changed = None if created else instance.changed_fields(among=update_fields)
     if services.sync_config().concerns(changed):
         services.member_sync_enqueue(member_ids=[instance.pk])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -268,19 +269,23 @@ class TrackedFieldsMixin(models.Model):
         """The values as last read from or written to the database; ``None`` for a new object."""
         return getattr(self, "_loaded_values", None)
 
-    def changed_fields(self) -> set[str] | None:
+    def changed_fields(self, among: Iterable[str] | None = None) -> set[str] | None:
         """Attribute names whose value differs from the loaded row; ``None`` when unknown (new object).
         A field the object was loaded without (``only()``, ``defer()``) and set since counts as changed.
 
         JSON values are compared as JSON (``true`` is not ``1``); a dict's changed keys are reported as
         ``"<field>.<key>"`` too.
+
+        ``among``: only these fields (names or attribute names), e.g. the ``update_fields`` a ``post_save``
+        receiver is given: what that save wrote.
         """
         loaded = self.loaded_values
         if loaded is None:
             return None
         changed: set[str] = set()
         values = self.__dict__  # a field's value, or no entry while it is deferred (getattr would load it)
-        for field in self._meta.concrete_fields:
+        fields = self._meta.concrete_fields if among is None else {self._meta.get_field(name) for name in among}
+        for field in fields:
             name = field.attname
             if name not in loaded:
                 if name in values:  # loaded deferred, then set: what it was is unknown

@@ -144,12 +144,9 @@ def trigger_record_member_change(*, member: Member, update_fields: Iterable[str]
     interest = workflow_interest()
     if not interest.fields:
         return None
-    changed = member.changed_fields()
+    changed = member.changed_fields(among=update_fields)
     if not changed:  # None: a new member, which is an enrolment (opt_in), not a change
         return None
-    if update_fields is not None:
-        saved = {Member._meta.get_field(name).attname for name in update_fields if "." not in name}
-        changed = {name for name in changed if name.split(".", 1)[0] in saved}
     if interest.fields.isdisjoint(changed):
         return None
     changes = _changes_of(member, changed)

@@ -200,3 +200,23 @@ def test_given_a_creation_and_an_update_rolled_back_when_saved_again_then_the_ne
     m.save()
     assert row(m.pk, "first_name") == ("Newer",)
     assert sandbox.user("m-10")["attributes"]["loyalty_first_name"] == "Newer"
+
+
+def test_given_a_mapped_custom_field_changed_in_memory_when_another_field_alone_is_saved_then_nothing_is_sent(braze_connection, sandbox):
+    """The receiver asks only about the fields the save wrote: a key of a JSON field left unsaved is no
+    change of the stored member."""
+    from braze_integration.models import FieldMapping, SyncRequest
+    from loyaltysync.models import CustomField
+
+    CustomField.objects.create(key="shoe_size", label="Shoe size", type="integer")
+    FieldMapping.objects.create(connection=braze_connection, loyalty_field="custom.shoe_size",
+                                remote_field="loyalty_shoe_size", position=40)
+    m = Member.objects.get(pk=make_member().pk)
+    requests = SyncRequest.objects.count()
+    m.phone = "+49 30 1"  # not mapped
+    m.custom_fields["shoe_size"] = 44  # mapped, not written below
+    m.save(update_fields=["phone"])
+    assert SyncRequest.objects.count() == requests
+    m.save(update_fields=["custom_fields"])
+    assert SyncRequest.objects.count() == requests + 1
+    assert sandbox.user("m-1")["attributes"]["loyalty_shoe_size"] == 44

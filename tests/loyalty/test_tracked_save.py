@@ -173,3 +173,12 @@ def test_given_a_merged_json_object_then_listeners_see_only_this_saves_keys_chan
         post_save.disconnect(dispatch_uid="test-merged-json", sender=Member)
 
     assert seen == [{"custom_fields", "custom_fields.shoe_size", "updated_at"}]
+
+
+def test_given_fields_named_then_changed_fields_looks_at_those_only(stored):
+    """What a ``post_save`` receiver asks about the fields the save wrote (its ``update_fields``)."""
+    m = Member.objects.get(pk=stored.pk)
+    m.first_name, m.points_spendable, m.custom_fields = "Grace", 2, {"vip": True}
+    assert m.changed_fields(among=["first_name", "updated_at"]) == {"first_name"}
+    assert m.changed_fields(among=["custom_fields"]) == {"custom_fields", "custom_fields.vip"}
+    assert m.changed_fields() == {"first_name", "points_spendable", "custom_fields", "custom_fields.vip"}
