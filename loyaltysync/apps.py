@@ -15,8 +15,10 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(cache_table_create, sender=self)
+        from django.db.backends.signals import connection_created
         from django_q.signals import post_spawn
 
-        from .db.sqlite3.base import worker_process_started
+        from . import checkpoints
 
-        post_spawn.connect(worker_process_started, dispatch_uid="loyaltysync_sqlite_checkpoints")
+        connection_created.connect(checkpoints.apply, dispatch_uid="loyaltysync_sqlite_checkpoints")
+        post_spawn.connect(checkpoints.worker_started, dispatch_uid="loyaltysync_sqlite_checkpoints_worker")

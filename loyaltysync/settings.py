@@ -100,8 +100,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the django-q2 workers write to one file at once: WAL lets readers go on
     # while one writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrades),
     # and the busy timeout makes a writer wait for the lock instead of failing.
-    # Django's backend, with a finer wait for the write lock (see loyaltysync/db/sqlite3/base.py).
-    DATABASES["default"]["ENGINE"] = "loyaltysync.db.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
