@@ -255,33 +255,51 @@ def claim_lease() -> timedelta:
 def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False,
           token: uuid.UUID | None = None) -> tuple[uuid.UUID, list[int]]:
     """Stamp up to ``limit`` due members with a fresh token (or ``token``, which also takes the rows it
-    holds already, see ``states_ensure``); at most one claim holds a member."""
+    holds already, see ``states_ensure``); at most one claim holds a member.
+
+    The statements are built before the transaction begins: on SQLite it holds the database's one
+    write lock, which a user's save waits for, and the ORM takes 0.4 ms to build the query (a round's
+    claim held the lock 1.5 ms for 0.2 ms of SQL)."""
     changes_fold()
     mine = token
     token = token or uuid.uuid4()
     now = timezone.now()
-    with transaction.atomic():
-        if include_synced:
-            free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-        else:
-            free = _claimable(now)
-        if mine is not None:
-            free |= Q(claim_token=mine)
-        qs = MemberSyncState.objects.filter(free)
-        if member_ids is not None:
-            qs = qs.filter(pk__in=one_param(member_ids))
-        else:
-            qs = qs.order_by("dirty_since")
-        rows = list(qs.select_for_update(skip_locked=True).values_list("pk", "claim_token")[:limit])
+    pick, pick_params = _claim_pick(now, limit=limit, member_ids=member_ids, include_synced=include_synced, mine=mine)
+    token_field = MemberSyncState._meta.get_field("claim_token")
+    until = db_connection.ops.adapt_datetimefield_value(now + claim_lease())
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        cursor.execute(pick, pick_params)
+        rows = [(pk, token_field.to_python(old)) for pk, old in cursor.fetchall()]
         ids = [pk for pk, _ in rows]
         # A token still on a free row belongs to a worker that stopped while holding it.
         _recover_lost({old for _, old in rows if old is not None and old != mine})
         # Rows ``states_ensure`` just added under ``mine`` are stamped already (a first sync's whole chunk).
         stamp = [pk for pk, old in rows if mine is None or old != mine]
         if stamp:
-            MemberSyncState.objects.filter(pk__in=one_param(stamp)).update(
-                claim_token=token, claimed_until=now + claim_lease(), claimed_version=F("version"))
+            listed = one_param(stamp)
+            cursor.execute(
+                f"UPDATE {_q(MemberSyncState._meta.db_table)} SET claim_token = %s, claimed_until = %s, "
+                f"claimed_version = version WHERE member_id IN ({listed.sql})",
+                [token_field.get_db_prep_value(token, db_connection), until, *listed.params])
     return token, ids
+
+
+def _claim_pick(now, *, limit: int, member_ids: Iterable[int] | None, include_synced: bool,
+                mine: uuid.UUID | None) -> tuple[str, list[Any]]:
+    """The claim's ``SELECT member_id, claim_token`` of the rows it may take, oldest change first, as
+    SQL and parameters; on PostgreSQL locked, skipping rows another claim is locking."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) if include_synced else _claimable(now)
+    if mine is not None:
+        free |= Q(claim_token=mine)
+    qs = MemberSyncState.objects.filter(free)
+    if member_ids is not None:
+        qs = qs.filter(pk__in=one_param(member_ids))
+    else:
+        qs = qs.order_by("dirty_since")
+    sql, params = qs.values_list("pk", "claim_token")[:limit].query.sql_with_params()
+    if db_connection.vendor == "postgresql":  # as select_for_update(skip_locked=True), which needs a transaction to build
+        sql += " FOR UPDATE SKIP LOCKED"
+    return sql, list(params)
 
 
 def claim_holds(token: uuid.UUID, member_ids: Iterable[int], *, for_at_least: timedelta) -> bool:
