@@ -11,6 +11,7 @@ import pytest
 from django.db import DatabaseError, transaction
 
 from loyaltysync.models import Member, Tier
+from tests.rollbacks import rolled_back
 
 from .members import make_member
 
@@ -46,9 +47,8 @@ def test_given_a_rolled_back_save_of_a_json_key_when_another_writer_sets_another
     m = make_member(custom_fields={"a": 1, "b": 1})
     m = Member.objects.get(pk=m.pk)
     m.custom_fields["a"] = 2
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.save()
-        raise RuntimeError
     Member.objects.filter(pk=m.pk).update(custom_fields={"a": 1, "b": 99})  # other writer
     m.save()  # retry
     assert row(m.pk, "custom_fields") == ({"a": 2, "b": 99},)
@@ -71,10 +71,9 @@ def test_given_a_json_key_saved_in_a_rolled_back_savepoint_then_the_retry_keeps_
 
 def test_given_a_rolled_back_save_and_a_refresh_then_a_later_save_leaves_another_writers_value(braze_connection, sandbox):
     m = Member.objects.get(pk=make_member().pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.first_name = "B"
         m.save()
-        raise RuntimeError
     Member.objects.filter(pk=m.pk).update(first_name="C")
     m.refresh_from_db()
     assert m.first_name == "C"
@@ -86,10 +85,9 @@ def test_given_a_rolled_back_save_and_a_refresh_then_a_later_save_leaves_another
 
 def test_given_a_rolled_back_save_and_a_refresh_when_the_field_is_set_back_then_it_is_written(braze_connection, sandbox):
     m = Member.objects.get(pk=make_member().pk)  # first_name "Ada"
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.first_name = "B"
         m.save()
-        raise RuntimeError
     Member.objects.filter(pk=m.pk).update(first_name="C")
     m.refresh_from_db()
     m.first_name = "Ada"
@@ -109,11 +107,10 @@ def test_given_a_copy_refreshed_then_the_original_still_writes_only_its_own_chan
 
 def test_given_a_member_pickled_after_a_save_that_rolls_back_then_its_save_writes_the_value(braze_connection, sandbox):
     m = Member.objects.get(pk=make_member().pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.first_name = "Pickled"
         m.save()
         blob = pickle.dumps(m)
-        raise RuntimeError
     p = pickle.loads(blob)
     p.save()
     assert row(m.pk, "first_name") == ("Pickled",)
@@ -121,11 +118,10 @@ def test_given_a_member_pickled_after_a_save_that_rolls_back_then_its_save_write
 
 def test_given_a_member_copied_after_a_save_that_rolls_back_then_its_save_writes_the_value(braze_connection, sandbox):
     m = Member.objects.get(pk=make_member().pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.first_name = "Copied"
         m.save()
         d = copy.deepcopy(m)
-        raise RuntimeError
     d.save()
     assert row(m.pk, "first_name") == ("Copied",)
 
@@ -179,10 +175,9 @@ def test_given_a_creation_rolled_back_with_its_savepoint_when_saved_again_then_i
 
 def test_given_a_rolled_back_save_when_the_member_is_deleted_then_the_retry_raises(braze_connection, sandbox):
     m = Member.objects.get(pk=make_member().pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.first_name = "X"
         m.save()
-        raise RuntimeError
     Member.objects.filter(pk=m.pk).delete()
     with pytest.raises(DatabaseError):
         m.save()
@@ -191,12 +186,11 @@ def test_given_a_rolled_back_save_when_the_member_is_deleted_then_the_retry_rais
 
 def test_given_a_creation_and_an_update_rolled_back_when_saved_again_then_the_newest_value_is_inserted(braze_connection, sandbox):
     m = Member(member_id="m-10", first_name="New")
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         m.save()
         with transaction.atomic():
             m.first_name = "Newer"
             m.save()
-        raise RuntimeError
     m.save()
     assert row(m.pk, "first_name") == ("Newer",)
     assert sandbox.user("m-10")["attributes"]["loyalty_first_name"] == "Newer"

@@ -4,9 +4,10 @@ loaded (``only()``, ``defer()``, ``refresh_from_db()``), and nothing it did not 
 from __future__ import annotations
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from loyaltysync.models import Member
+from tests.rollbacks import rolled_back
 
 pytestmark = pytest.mark.django_db
 
@@ -97,10 +98,9 @@ def test_given_a_json_value_that_python_takes_for_equal_when_it_changes_then_it_
 
 def test_given_a_rolled_back_save_when_another_writer_changes_a_field_then_the_retry_writes_only_its_own(stored):
     member = Member.objects.get(pk=stored.pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         member.first_name = "Grace"
         member.save()
-        raise RuntimeError("the caller fails after the save")
     Member.objects.filter(pk=stored.pk).update(email="new@example.com", points_spendable=50)
 
     member.save()  # the retry
@@ -114,10 +114,9 @@ def test_given_a_rolled_back_save_when_the_member_is_erased_then_the_retry_raise
     from loyaltysync.services.erasure import member_erase
 
     member = Member.objects.get(pk=stored.pk)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         member.first_name = "Grace"
         member.save()
-        raise RuntimeError("the caller fails after the save")
     member_erase(member_id="m-1", erased_by="test", source="admin")
 
     with pytest.raises(DatabaseError):
@@ -127,11 +126,10 @@ def test_given_a_rolled_back_save_when_the_member_is_erased_then_the_retry_raise
 
 
 def test_given_a_rolled_back_creation_when_it_is_saved_again_then_the_member_is_inserted(db):
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with rolled_back():
         member = Member.objects.create(member_id="m-2", first_name="Ada")
         member.first_name = "Grace"
         member.save()
-        raise RuntimeError("the caller fails after the save")
 
     member.save()
 
