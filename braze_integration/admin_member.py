@@ -35,10 +35,10 @@ def can_see_braze(request: HttpRequest) -> bool:
 
 
 def braze_state(member: Member, *, with_button: bool) -> str:
-    queue.changes_fold_for_reading()
+    folded = queue.changes_fold_for_reading()
     state = MemberSyncState.objects.filter(pk=member.pk).first()
     # A save no fold has taken yet (this page's own transaction does not fold) is a change not in Braze yet.
-    unfolded = queue.changes_unfolded(member.pk)
+    unfolded = folded is None and queue.changes_unfolded(member.pk)
     if state is None and not unfolded:
         words = format_html("{} never sent", state_badge("Not synced", "never"))
     elif state is None:

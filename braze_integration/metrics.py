@@ -62,7 +62,7 @@ class SyncCollector:
         now = timezone.now()
         state = self.state or monitoring.liveness()
 
-        queue.changes_fold()  # saved changes count as pending
+        queue.changes_fold_for_reading()  # saved changes count as pending
         members = GaugeMetricFamily(f"{PREFIX}_members", "Members by sync status (dead = dead letters).",
                                     labels=["status"])
         for status, count in _counts(MemberSyncState.objects.all(), SyncStatus.values).items():

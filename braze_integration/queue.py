@@ -138,12 +138,15 @@ def changes_fold() -> int:
     return folded
 
 
-def changes_fold_for_reading() -> int:
-    """``changes_fold`` before reading counts or states, except inside a caller's transaction (an admin
-    form view is one): the fold's locks on the state rows would last as long as that transaction, and a
-    worker recording those members would wait for it. Such a reader looks at the change rows instead."""
+def changes_fold_for_reading() -> int | None:
+    """``changes_fold`` for readers (the admin, ``braze_status``, ``/metrics``, the demo), so members saved
+    a moment ago count as pending with or without a worker; workers call ``changes_fold`` before they claim.
+
+    Inside a caller's transaction (an admin form view is one) it folds nothing: the fold's locks on the
+    state rows would last as long as that transaction, and a worker recording those members would wait
+    for it. Such a reader looks at the change rows instead (``changes_unfolded``); ``None`` says so."""
     if db_connection.in_atomic_block:
-        return 0
+        return None
     return changes_fold()
 
 

@@ -531,7 +531,7 @@ def outbox_left_behind_requeue() -> int:
 
 def sync_status_summary() -> dict[str, Any]:
     """The numbers behind `braze_status` and the dashboard."""
-    queue.changes_fold()  # saved changes count as pending at once, with or without a worker
+    queue.changes_fold_for_reading()  # saved changes count as pending at once, with or without a worker
     now = timezone.now()
     by_status = dict(MemberSyncState.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     oldest = MemberSyncState.objects.filter(status=SyncStatus.PENDING).aggregate(m=Min("dirty_since"))["m"]

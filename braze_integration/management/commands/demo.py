@@ -198,7 +198,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Initial sync of {len(ids)} members through the worker…")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            queue.changes_fold()
+            queue.changes_fold_for_reading()
             pending = MemberSyncState.objects.filter(status=SyncStatus.PENDING).count()
             if not pending:
                 break
