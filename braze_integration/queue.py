@@ -291,7 +291,7 @@ def _claim_pick(now, *, limit: int, member_ids: Iterable[int] | None, include_sy
                 mine: uuid.UUID | None) -> tuple[str, list[Any]]:
     """The claim's ``SELECT member_id, claim_token`` of the rows it may take, oldest change first, as
     SQL and parameters; on PostgreSQL locked, skipping rows another claim is locking."""
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) if include_synced else _claimable(now)
+    free = (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)) if include_synced else _claimable(now)
     if mine is not None:
         free |= Q(claim_token=mine)
     qs = MemberSyncState.objects.filter(free)
