@@ -13,7 +13,9 @@ class BrazeIntegrationConfig(AppConfig):
 
         from . import receivers  # noqa: F401  (connects the signal receivers)
         from .endpoints import local_endpoints_check
+        from .queue import claim_lease_check
         from .sendable import CHECK_KEY, member_sendable_problems
 
         checks.register(local_endpoints_check)
+        checks.register(claim_lease_check)
         member_check_register(CHECK_KEY, member_sendable_problems)

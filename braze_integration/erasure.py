@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -56,7 +55,7 @@ def deletion_not_before(member_pk: int) -> datetime | None:
                   .values_list("claimed_until", flat=True).first())
     if held_until is None or held_until <= timezone.now():
         return None
-    return held_until + timedelta(seconds=settings.BRAZE_HTTP_TIMEOUT + 5)
+    return held_until + queue.answer_wait()
 
 
 # How far before a full check ``tombstoned(since=...)`` looks back: an erasure's time is taken when its

@@ -20,6 +20,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core import checks
 from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Case, F, Q, Value, When
@@ -253,6 +254,26 @@ def _claimable(now) -> Q:
 
 def claim_lease() -> timedelta:
     return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
+
+
+def answer_wait() -> timedelta:
+    """The longest a request waits for Braze's answer: the client's timeout and 5 s for the rest of the
+    round trip. A request leaves only while its claim has that much lease left (``Deliverer._hold``)."""
+    return timedelta(seconds=settings.BRAZE_HTTP_TIMEOUT + 5)
+
+
+def claim_lease_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """System check: a lease shorter than twice ``answer_wait`` leaves each request a fence of half the
+    lease, less than its answer may take; another worker could then take its members and send newer
+    values while the old request is still on its way."""
+    if claim_lease() >= 2 * answer_wait():
+        return []
+    return [checks.Warning(
+        f"BRAZE_CLAIM_LEASE_SECONDS ({settings.BRAZE_CLAIM_LEASE_SECONDS}) is shorter than twice "
+        f"BRAZE_HTTP_TIMEOUT + 5 s ({2 * answer_wait().total_seconds():g} s): a request still waiting for "
+        "Braze's answer may outlast its claim, and another worker may send its members' newer values first.",
+        hint="Raise BRAZE_CLAIM_LEASE_SECONDS (default 120) or lower BRAZE_HTTP_TIMEOUT (default 10).",
+        id="braze_integration.W002")]
 
 
 def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced: bool = False,

@@ -122,3 +122,18 @@ def test_a_flush_that_loses_its_claim_claims_again_and_sends_the_rest_at_once(br
     assert MemberSyncState.objects.filter(status=SyncStatus.SYNCED).count() == 2
     assert result.report.members_sent == 2
     assert result.stopped == ""  # the lost claim is not why the task ended
+
+
+def test_a_lease_too_short_for_braze_s_answer_is_named_at_startup(settings):
+    """With a lease under twice the answer's wait, the fence is half the lease: a request may still be
+    on its way when another worker takes its members (found by an attack with a 10 s lease)."""
+    from django.core.management import call_command
+
+    assert queue.claim_lease_check() == []  # the defaults: 120 s against 2 x (10 + 5) s
+    settings.BRAZE_CLAIM_LEASE_SECONDS, settings.BRAZE_HTTP_TIMEOUT = 10, 10
+    [warning] = queue.claim_lease_check()
+    assert warning.id == "braze_integration.W002"
+    assert "BRAZE_CLAIM_LEASE_SECONDS (10)" in warning.msg and "30 s" in warning.msg
+    call_command("check")  # a warning, not an error: commands (and qcluster) still start
+    settings.BRAZE_CLAIM_LEASE_SECONDS = 30
+    assert queue.claim_lease_check() == []
