@@ -1,11 +1,12 @@
 """Sending claimed members to Braze and recording what happened.
 
 A *claim* (see ``queue``) is a set of members stamped with a token and a lease; ``building`` turns
-it into objects. Members are packed into requests (a member's objects share a request), each is
-recorded as a ``SyncRequest`` (before it leaves when it carries events or purchases, so a worker killed
-mid-request leaves a trace and the possible duplicate is counted; with its answer when it carries only
-attributes, which are safe to send again), and Braze's answer is carried out for every member and item: ``errors.outcome_of`` decides
-what the answer means (retry, wait, pause, split, fail), this module only does it.
+it into objects. Members are packed into requests (a member's objects share a request), and each is
+recorded as a ``SyncRequest``: before it leaves when it carries events or purchases (so a worker
+killed mid-request leaves a trace and the possible duplicate is counted), with its answer when it
+carries only attributes (safe to send again). Braze's answer is carried out for every member and
+item: ``errors.outcome_of`` decides what the answer means (retry, wait, pause, split, fail), this
+module only does it.
 ``deliver_claim`` is the one round that the flush task, the resync and "Sync now" all run.
 """
 
@@ -298,7 +299,8 @@ class Deliverer:
         if now - self._renewed > lease / 3:
             queue.claim_renew(token)
             self._renewed = now
-        window = min(self.client.timeout + 5.0, lease / 2)  # lease / 2 only when misconfigured (queue.claim_lease_check)
+        # Half the lease only when it is too short for the answer (``queue.claim_lease_check`` warns).
+        window = min(queue.answer_wait(self.client.timeout).total_seconds(), lease / 2)
         if now - self._held < min(1.0, window / 2):
             return
         if not queue.claim_holds(token, _members_of(plan) - report.settled, for_at_least=timedelta(seconds=window)):

@@ -256,10 +256,11 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=settings.BRAZE_CLAIM_LEASE_SECONDS)
 
 
-def answer_wait() -> timedelta:
-    """The longest a request waits for Braze's answer: the client's timeout and 5 s for the rest of the
-    round trip. A request leaves only while its claim has that much lease left (``Deliverer._hold``)."""
-    return timedelta(seconds=settings.BRAZE_HTTP_TIMEOUT + 5)
+def answer_wait(timeout: float | None = None) -> timedelta:
+    """The longest a request waits for Braze's answer: the client's timeout (``BRAZE_HTTP_TIMEOUT``
+    unless given) and 5 s for the rest of the round trip. A request leaves only while its claim has
+    that much lease left (``Deliverer._hold``)."""
+    return timedelta(seconds=(settings.BRAZE_HTTP_TIMEOUT if timeout is None else timeout) + 5)
 
 
 def claim_lease_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

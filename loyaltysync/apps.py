@@ -14,11 +14,11 @@ class LoyaltyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        post_migrate.connect(cache_table_create, sender=self)
         from django.db.backends.signals import connection_created
         from django_q.signals import post_spawn
 
         from . import checkpoints
 
+        post_migrate.connect(cache_table_create, sender=self)
         connection_created.connect(checkpoints.apply, dispatch_uid="loyaltysync_sqlite_checkpoints")
         post_spawn.connect(checkpoints.worker_started, dispatch_uid="loyaltysync_sqlite_checkpoints_worker")
