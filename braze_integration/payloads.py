@@ -183,11 +183,16 @@ _NODES_BELOW_LIMIT = MAX_NESTED_BYTES // 1534
 
 
 def _nested(value: Any, where: str) -> Any:
-    """A value inside an object or an array of objects: dates become ``{"$time": ...}``."""
-    try:
-        converted, nodes = _nested_walk(value, 0)
-    except _NestedProblem as problem:
-        raise PayloadError(where + "".join(reversed(problem.path)), problem.problem) from None
+    """A value inside an object or an array of objects: dates become ``{"$time": ...}``. A value Braze
+    takes as it is (what a JSON column holds, within Braze's limits) is returned itself, not copied."""
+    nodes = _as_is_nodes(value, 0)
+    if nodes >= 0:
+        converted = value
+    else:
+        try:
+            converted, nodes = _nested_walk(value, 0)
+        except _NestedProblem as problem:
+            raise PayloadError(where + "".join(reversed(problem.path)), problem.problem) from None
     if nodes >= _NODES_BELOW_LIMIT:
         _check_size(converted, where, MAX_NESTED_BYTES)
     return converted
@@ -207,6 +212,35 @@ def _nested_key_ok(key: Any) -> bool:
     if len(_GOOD_KEYS) < _GOOD_KEYS_MAX:
         _GOOD_KEYS.add(key)
     return True
+
+
+def _as_is_nodes(value: Any, depth: int) -> int:
+    """How many nodes ``value`` has (as ``_nested_walk`` counts them) when Braze takes it exactly as it
+    is: dicts, lists, strings, booleans, None, integers and finite floats, within Braze's limits. Else
+    -1, and ``_nested_walk`` converts it or names the problem. It checks without building a copy:
+    most objects are as a JSON column gave them."""
+    kind = type(value)
+    if kind is str:
+        return 1 if len(value) <= MAX_STRING else -1
+    if (kind is bool or value is None or (kind is int and -MAX_INTEGER <= value < MAX_INTEGER)
+            or (kind is float and math.isfinite(value))):
+        return 1
+    if depth >= MAX_NESTING:
+        return -1
+    nodes = 0
+    if kind is dict:
+        for key, item in value.items():
+            if not _nested_key_ok(key) or (count := _as_is_nodes(item, depth + 1)) < 0:
+                return -1
+            nodes += count + 1
+        return nodes
+    if kind is list:
+        for item in value:
+            if (count := _as_is_nodes(item, depth + 1)) < 0:
+                return -1
+            nodes += count + 1
+        return nodes
+    return -1
 
 
 def _nested_walk(value: Any, depth: int) -> tuple[Any, int]:

@@ -1,6 +1,9 @@
 """The converters' fast paths for common values (plain strings, integers, known object keys, values
 taken as they are) decide exactly as the general path does."""
 
+import datetime as dt
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -54,6 +57,36 @@ def test_array_elements_take_the_same_checks_on_the_fast_path():
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=300),
                     st.decimals(allow_nan=False, allow_infinity=False, places=2))
+
+
+NESTED = st.recursive(
+    SCALARS | st.dates() | st.sampled_from([2**63, -(2**63) - 1, "x" * 255, "x" * 256]),
+    lambda children: st.lists(children, max_size=5) | st.tuples(children)
+    | st.dictionaries(st.sampled_from(["a", "b c", "d.e", "$f", "g", 7]), children, max_size=4),
+    max_leaves=25)
+
+
+@given(value=NESTED)
+def test_a_nested_value_kept_as_it_is_is_exactly_what_the_full_walk_builds(value):
+    """The check that keeps an object as it is (no copy) agrees with the walk that converts it: same
+    value, same node count, and it never keeps what the walk would change or refuse."""
+    nodes = payloads._as_is_nodes(value, 0)
+    try:
+        walked, walked_nodes = payloads._nested_walk(value, 0)
+    except payloads._NestedProblem:
+        assert nodes == -1
+        return
+    if nodes >= 0:
+        assert (walked, walked_nodes) == (value, nodes)
+        assert json.dumps(walked) == json.dumps(value)  # a tuple or a date would differ here
+
+
+def test_a_nested_value_taken_as_is_is_not_copied_and_one_to_convert_is():
+    plain = {"a": [1, "x", {"b": None}]}
+    assert convert_value(BrazeType.OBJECT, plain) is plain
+    with_date = {"a": dt.date(2024, 1, 2)}
+    assert convert_value(BrazeType.OBJECT, with_date) == {"a": {"$time": "2024-01-02T00:00:00Z"}}
+    assert with_date == {"a": dt.date(2024, 1, 2)}
 
 
 @given(braze_type=st.sampled_from(sorted(payloads.TAKEN_AS_IS)), value=SCALARS)
