@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loyaltysync.models import Member
-from loyaltysync.sql_lists import one_param
+from loyaltysync.sql_lists import one_param, value_rows
 
 from . import payloads, standard_fields
 from .fields import FieldContext, LoyaltyField, loyalty_fields
@@ -241,7 +241,7 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         for pk, version, attempts, last_sent in MemberSyncState.objects.filter(claim_token=token)
         .values_list("pk", "version", "attempts", "last_sent_values")
     }
-    rows = Member.objects.filter(pk__in=one_param(states)).values(*plan.columns)
+    rows = value_rows(Member.objects.filter(pk__in=one_param(states)), plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
     outbox_left: set[int] = set()
     for item in OutboxItem.objects.filter(member_id__in=one_param(states), status=OutboxStatus.PENDING).order_by("id"):
@@ -252,7 +252,7 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
             outbox_left.add(item.member_id)
     works, users = [], []
     send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
-    for row in rows.iterator(chunk_size=2000):
+    for row in rows:
         version, attempts, last_sent = states[row["id"]]
         work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
                           last_sent=last_sent or {}, outbox=outbox.get(row["id"], []),

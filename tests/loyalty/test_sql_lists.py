@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from loyaltysync.models import Member
-from loyaltysync.sql_lists import array_literal, one_param, one_param_table
+from loyaltysync.sql_lists import array_literal, one_param, one_param_table, value_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -45,3 +45,22 @@ def test_array_literal_refuses_what_it_cannot_write():
         array_literal([True])
     with pytest.raises(TypeError, match="NoneType"):
         array_literal([None])
+
+
+def test_value_rows_are_what_values_gives():
+    from braze_integration.fields import loyalty_fields
+
+    Member.objects.create(member_id="V-1", first_name="Ana", birth_date="1990-02-03", email="a@example.com",
+                          custom_fields={"tags": ["a", "b"], "n": {"x": 1}})
+    Member.objects.create(member_id="V-2")
+    names = sorted({column for field in loyalty_fields().values() for column in field.columns} | {"id"})
+    queryset = Member.objects.filter(member_id__in=one_param(["V-1", "V-2"], sql_type="text")).order_by("pk")
+    assert value_rows(queryset, names) == list(queryset.values(*names))
+    assert value_rows(queryset, names)[0]["birth_date"].year == 1990  # converted, not SQLite's text
+
+
+def test_value_rows_refuses_what_is_not_a_plain_field():
+    from django.db.models import F
+
+    with pytest.raises(ValueError, match="plain fields only"):
+        value_rows(Member.objects.annotate(twice=F("id") * 2), ["twice", "id"])
