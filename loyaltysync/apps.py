@@ -17,8 +17,9 @@ class LoyaltyConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django_q.signals import post_spawn
 
-        from . import checkpoints
+        from . import checkpoints, collector
 
         post_migrate.connect(cache_table_create, sender=self)
         connection_created.connect(checkpoints.apply, dispatch_uid="loyaltysync_sqlite_checkpoints")
         post_spawn.connect(checkpoints.worker_started, dispatch_uid="loyaltysync_sqlite_checkpoints_worker")
+        post_spawn.connect(collector.freeze_startup, dispatch_uid="loyaltysync_collector_freeze")

@@ -11,6 +11,7 @@ from django.utils.timezone import make_aware
 from tqdm import tqdm
 
 from braze_integration import resync, resync_parallel
+from loyaltysync import collector
 
 
 def _parse_since(text: str):
@@ -105,6 +106,7 @@ class Command(BaseCommand):
             self.stdout.write("Sample payload:\n" + json.dumps(report.sample, indent=2, ensure_ascii=False))
 
     def _execute(self, run, *, in_process: bool):
+        collector.freeze_startup()  # when this process sends, full collections skip Django's objects
         bar = tqdm(
             total=run.total,
             initial=run.members_done,

@@ -1,0 +1,45 @@
+"""Workers keep the objects they start with out of Python's full collections (``loyaltysync.collector``)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+from django_q.signals import post_spawn
+
+from loyaltysync import collector
+
+
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """As in a process that has not frozen anything yet; everything frozen here is let go after."""
+    monkeypatch.setattr(collector, "_frozen", False)
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_a_worker_freezes_what_it_holds_at_start_once(fresh_process):
+    alive = len(gc.get_objects())
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    frozen = gc.get_freeze_count()
+    assert frozen >= alive * 0.9  # what the process held, not a handful
+    assert gc.get_objects() == [] or len(gc.get_objects()) < alive / 10
+
+    later = [[n] for n in range(1000)]  # made after start-up: collectable
+    collector.freeze_startup()
+    assert gc.get_freeze_count() == frozen
+    assert later[0] in gc.get_objects()
+
+
+def test_garbage_at_start_is_collected_not_frozen(fresh_process):
+    class Cycle:
+        pass
+
+    garbage = Cycle()
+    garbage.me = garbage  # only the cyclic collector can free it
+    gone = weakref.ref(garbage)
+    del garbage
+    collector.freeze_startup()
+    assert gone() is None
