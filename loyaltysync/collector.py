@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 
-
 _frozen = False  # once per process: what a process holds at start-up
 
 
