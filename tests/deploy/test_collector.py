@@ -29,8 +29,8 @@ def test_a_worker_freezes_what_it_holds_at_start_once(fresh_process):
 
     later = [[n] for n in range(1000)]  # made after start-up: collectable
     collector.freeze_startup()
-    assert gc.get_freeze_count() == frozen
-    assert later[0] in gc.get_objects()
+    assert gc.get_freeze_count() <= frozen  # nothing frozen again (frozen objects may still be freed)
+    assert any(obj is later[0] for obj in gc.get_objects())  # still in the collector's sight
 
 
 def test_garbage_at_start_is_collected_not_frozen(fresh_process):
