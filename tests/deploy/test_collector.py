@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import runpy
 import weakref
 
 import pytest
+from django.conf import settings
 from django_q.signals import post_spawn
 
 from loyaltysync import collector
@@ -43,3 +45,9 @@ def test_garbage_at_start_is_collected_not_frozen(fresh_process):
     del garbage
     collector.freeze_startup()
     assert gone() is None
+
+
+def test_a_web_worker_freezes_once_the_application_is_loaded(fresh_process):
+    conf = runpy.run_path(str(settings.BASE_DIR / "deploy" / "gunicorn.conf.py"))
+    conf["post_worker_init"](worker=None)
+    assert gc.get_freeze_count() > 0
