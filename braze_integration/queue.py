@@ -203,8 +203,12 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
 
     Members erased meanwhile get no row: the member rows are joined (and on PostgreSQL locked FOR KEY
     SHARE, as the row's foreign key would lock them, so an erasure still open is waited for and its
-    member then left out rather than failing the insert)."""
-    ids, params = one_param_table(member_ids)
+    member then left out rather than failing the insert).
+
+    The members are looked up by key (``IN``, not a join with the list): on PostgreSQL a join let the
+    planner hash the whole member table for each chunk of 600 (a sequential scan: 7 of 12 ms for a
+    chunk at 20,000 members)."""
+    listed = one_param(member_ids)
     member_table = _q(Member._meta.db_table)
     lock = " FOR KEY SHARE OF m" if db_connection.vendor == "postgresql" else ""
     if claimed_by is None:
@@ -217,8 +221,8 @@ def states_ensure(member_ids: list[int], *, claimed_by: uuid.UUID | None = None)
         cursor.execute(
             f"INSERT INTO {_q(MemberSyncState._meta.db_table)} (member_id, status, version, synced_version, "
             "attempts, last_error, last_error_kind, claimed_version, claim_token, claimed_until) "
-            f"SELECT m.id, 'pending', 1, 0, 0, '', '', {claimed} FROM {ids} JOIN {member_table} m ON m.id = ids.value "
-            f"WHERE true{lock} ON CONFLICT (member_id) DO NOTHING", [*claim_params, *params])
+            f"SELECT m.id, 'pending', 1, 0, 0, '', '', {claimed} FROM {member_table} m WHERE m.id IN ({listed.sql})"
+            f"{lock} ON CONFLICT (member_id) DO NOTHING", [*claim_params, *listed.params])
 
 
 def hold(member_ids: list[int], *, until) -> None:
