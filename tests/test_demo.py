@@ -63,3 +63,41 @@ def test_sigterm_stops_the_demo_and_its_processes(tmp_path):
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT
             sock.bind(("127.0.0.1", busy))
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_while_stopping_ends_the_demo_without_a_traceback(tmp_path):
+    """Given a demo stopping after SIGTERM, when a second SIGTERM comes (an impatient user), then the
+    rest of its processes are killed and it exits cleanly, with no traceback."""
+    import signal
+    import time
+
+    port, sandbox_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "DEBUG": "1", "REDIS_URL": ""}
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            output.append(line)
+            if "demo is running" in line or not line:
+                break
+        assert "demo is running" in "".join(output), "".join(output)
+        demo.send_signal(signal.SIGTERM)
+        while "Stopping the demo" not in (line := demo.stdout.readline()):
+            output.append(line)
+            assert line, "".join(output)
+        demo.send_signal(signal.SIGTERM)
+        rest, _ = demo.communicate(timeout=40)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, "".join(output) + rest
+    assert "Traceback" not in rest, rest
+    for busy in (port, sandbox_port):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", busy))

@@ -68,8 +68,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port: int, sandbox_port: int, exit_after_sync: bool, **options):
-        # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C, at any stage: children are stopped too.
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C, at any stage: children are stopped too;
+        # a second signal while it stops is let pass (see _stop_on_signal).
+        global _stopping
+        _stopping = False
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop_on_signal)
         for name, number in (("--port", port), ("--sandbox-port", sandbox_port)):
             if not _port_free(number):
                 raise CommandError(
@@ -126,13 +130,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nStopping the demo…")
         finally:
-            for child in children:
-                child.terminate()
-            for child in children:
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            _stop(children)
 
     def _load_demo_data(self) -> None:
         if Member.objects.exists():
@@ -233,5 +231,28 @@ Try: edit a member's first name or points in the admin, then reload its profile 
         )
 
 
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
+_stopping = False
+
+
+def _stop_on_signal(signum, frame):
+    """Ctrl-C or SIGTERM: the first one stops the demo (``KeyboardInterrupt``, caught in ``handle``).
+    Another one while it stops (an impatient user, a terminal that signals the whole group) is let
+    pass: raising again in the middle of stopping would leave a traceback and could leave the worker's
+    processes behind. Each process still has at most 10 s to finish."""
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        raise KeyboardInterrupt
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """Stop the demo's processes, each given 10 s to finish."""
+    global _stopping
+    _stopping = True
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
