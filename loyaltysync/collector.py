@@ -8,9 +8,9 @@ garbage. In an in-process resync of 30,000 members on SQLite there were six full
 
 ``gc.freeze()`` moves the objects that exist at start-up out of the collector's sight (it first
 collects what is garbage already, so nothing is kept that should go): full collections then walk
-only what the process made since. Done when a django-q2 worker starts (``post_spawn``) and before a
-resync runs in a command's process. Python's documentation recommends the same for processes that
-fork workers.
+only what the process made since. Done when a django-q2 worker starts (``post_spawn``), when a
+gunicorn worker has loaded the application (``post_worker_init`` in ``deploy/gunicorn.conf.py``),
+and before a resync runs in a command's process.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _frozen = False  # once per process: what a process holds at start-up
 
 
 def freeze_startup(**kwargs) -> None:
-    """Collect once, then keep everything alive now out of later collections (``post_spawn`` and the
-    resync command). Only the first call in a process freezes: later objects stay collectable."""
+    """Collect once, then keep everything alive now out of later collections. Only the first call in a
+    process freezes: later objects stay collectable."""
     global _frozen
     if _frozen:
         return
