@@ -264,8 +264,8 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
         if not ids:
             return True
         token = uuid.uuid4()
-        queue.states_ensure(ids, claimed_by=token)
-        report = _deliver_chunk(sender.deliverer, ids, sender.plan, sender.force, max_stalls, token=token)
+        born = queue.states_ensure(ids, claimed_by=token)
+        report = _deliver_chunk(sender.deliverer, ids, sender.plan, sender.force, max_stalls, token=token, born=born)
         cursor = ids[-1]
         if not on_chunk(ids, report):
             return False
@@ -317,16 +317,19 @@ def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> No
 
 
 def _deliver_chunk(deliverer: delivery.Deliverer, ids: list[int], plan: building.MappingPlan, force: bool,
-                   max_stalls: int, *, token: uuid.UUID | None = None) -> delivery.DeliveryReport:
-    """Claim and send the chunk's members; ``token`` holds the rows ``states_ensure`` just added."""
+                   max_stalls: int, *, token: uuid.UUID | None = None, born: list[int] | None = None
+                   ) -> delivery.DeliveryReport:
+    """Claim and send the chunk's members; ``token`` holds the rows ``states_ensure`` just added (``born``,
+    when it could say which)."""
     total = delivery.DeliveryReport()
     remaining = list(ids)
     stalls = 0
-    held = token
+    held, held_rows = token, born or ()
     held_by_others_since: float | None = None
     while remaining:
-        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held)
-        held = None
+        token, claimed = queue.claim(limit=len(remaining), member_ids=remaining, include_synced=True, token=held,
+                                     held=held_rows)
+        held, held_rows = None, ()
         if not claimed:
             # A member erased since the chunk was read has no state row left to claim: it is done.
             remaining = list(Member.objects.filter(pk__in=remaining).values_list("pk", flat=True))

@@ -21,6 +21,8 @@ from django.db import connection as db_connection
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
+from loyaltysync import collector
+
 from . import delivery, monitoring, resync
 from .models import ResyncCounters, ResyncPart, ResyncRun, ResyncStatus
 
@@ -168,6 +170,7 @@ def resync_parallel_execute(*, run: ResyncRun, progress: resync.ProgressCallback
                 last_activity = time.monotonic()
             elif time.monotonic() - last_activity > pickup_wait:
                 # Nobody took a part for pickup_wait seconds: no worker runs; send them here.
+                collector.freeze_startup()  # full collections skip Django's objects from now on
                 for part_id in parts.filter(_free(now)).values_list("pk", flat=True):
                     part_execute(part_id=part_id, time_budget=float("inf"), requeue=False)
                     _sum_into(run, started, progress)

@@ -106,7 +106,6 @@ class Command(BaseCommand):
             self.stdout.write("Sample payload:\n" + json.dumps(report.sample, indent=2, ensure_ascii=False))
 
     def _execute(self, run, *, in_process: bool):
-        collector.freeze_startup()  # when this process sends, full collections skip Django's objects
         bar = tqdm(
             total=run.total,
             initial=run.members_done,
@@ -127,6 +126,7 @@ class Command(BaseCommand):
             if parallel:
                 run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
             else:
+                collector.freeze_startup()  # this process sends: full collections skip Django's objects
                 run = resync.resync_execute(run=run, progress=progress)
         except KeyboardInterrupt:
             bar.close()
