@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -135,13 +136,17 @@ class Round:
 
 
 def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan | None = None,
-                  force: bool = False) -> Round:
-    """Deliver one claim. A stop (rate limit, paused connection, Braze down) gives the members back
-    and is returned; an unexpected error (a bug, the database, an interrupt) gives them back at once, counting any
-    request that may have reached Braze as a possible duplicate, and is raised."""
-    report = DeliveryReport()
+                  force: bool = False, built: Built | None = None,
+                  while_answers_come: Callable[[], None] | None = None) -> Round:
+    """Deliver one claim (``built`` already, or built here). A stop (rate limit, paused connection,
+    Braze down) gives the members back and is returned; an unexpected error (a bug, the database, an
+    interrupt) gives them back at once, counting any request that may have reached Braze as a possible
+    duplicate, and is raised. ``while_answers_come``: see ``Deliverer.send``."""
+    report = built.report if built is not None else DeliveryReport()
     try:
-        return Round(deliverer.deliver(token, plan=plan, force=force, report=report))
+        if built is None:
+            built = deliverer.build(token, plan=plan, force=force, report=report)
+        return Round(deliverer.send(built, while_answers_come=while_answers_come))
     except SyncStopped as stop:
         queue.release(token)
         # What was done before the stop stands (the requests Braze accepted are not sent again).
@@ -149,6 +154,20 @@ def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan |
     except BaseException:  # Ctrl-C and SIGTERM too: give the claim back now rather than after the lease
         queue.abandon(token)
         raise
+
+
+@dataclass
+class Built:
+    """A claim built and ready to send (``Deliverer.build``): its requests, its report so far (members
+    with nothing to send are finished already), and what the look for erasures after its last answer
+    needs."""
+
+    token: uuid.UUID
+    requests: list[payloads.RequestPlan]
+    report: DeliveryReport
+    claimed: set[str]  # the external ids of the claim's members
+    tombstones_checked: datetime  # when they were last checked against every erasure
+    claimed_at: float  # ``time.monotonic()`` about when the claim was taken (its lease began)
 
 
 class Deliverer:
@@ -164,22 +183,23 @@ class Deliverer:
         # Without member rows (a full resync) a request keeps one row of its own, and a member only
         # one when Braze refused something of it; its state still points at the request that carried it.
         self.member_rows = member_rows
-        # When this claim's members were last checked against every erasure (see ``erasure.tombstoned``).
-        self._tombstones_checked: datetime | None = None
-        # The external ids of this claim's members (checked against erasures after its last answer).
-        self._claimed: set[str] = set()
         # When the claim's lease was last extended, and last found holding its members (``time.monotonic()``).
         self._renewed = self._held = 0.0
 
     def deliver(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
                 report: DeliveryReport | None = None) -> DeliveryReport:
+        return self.send(self.build(token, plan=plan, force=force, report=report))
+
+    def build(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
+              report: DeliveryReport | None = None) -> Built:
+        """Build the claim's members and plan its requests; members with nothing to send are finished."""
+        claimed_at = time.monotonic()  # the claim was taken just before
         report = report if report is not None else DeliveryReport()
-        self._renewed, self._held = time.monotonic(), -math.inf  # claimed (or renewed) just before
         plan = plan or MappingPlan.load(self.connection)
         works, users = build(self.connection, token, plan, force=force)
         by_pk = {w.pk: w for w in works}
         # A member erased since its row was read sends nothing (its state and outbox rows are gone with it).
-        self._tombstones_checked = timezone.now() - erasure.TOMBSTONE_MARGIN
+        tombstones_checked = timezone.now() - erasure.TOMBSTONE_MARGIN
         erased = erasure.tombstoned(w.external_id for w in works)
         if erased:
             users = [u for u in users if by_pk[u.key].external_id not in erased]
@@ -193,26 +213,35 @@ class Deliverer:
         requests = payloads.plan_requests(
             sending, max_objects=self.connection.batch_size,
             per_array_limit=self.connection.batch_size if self.connection.per_array_limit else None)
-        self._claimed = {w.external_id for w in works}
-        try:
-            self._send_all(token, requests, report)
-        finally:  # also when sending stopped or was interrupted: what went out went out
-            self._erased_while_sending()
-        return report
+        return Built(token=token, requests=requests, report=report, claimed={w.external_id for w in works},
+                     tombstones_checked=tombstones_checked, claimed_at=claimed_at)
 
-    def _erased_while_sending(self) -> None:
+    def send(self, built: Built, *, while_answers_come: Callable[[], None] | None = None) -> DeliveryReport:
+        """Send a built claim and record every answer. ``while_answers_come`` is called once the last
+        request is on its way, before the answers still to come are waited for: work for the next claim
+        (a resync builds its next chunk) that would otherwise wait until they are in. Not called when
+        sending stopped early."""
+        self._renewed, self._held = built.claimed_at, -math.inf
+        try:
+            self._send_all(built.token, built.requests, built.report, while_answers_come)
+        finally:  # also when sending stopped or was interrupted: what went out went out
+            self._erased_while_sending(built)
+        return built.report
+
+    @staticmethod
+    def _erased_while_sending(built: Built) -> None:
         """A member erased while this claim held it may have been recreated by a request on its way:
         delete its profile again, now. One read for the whole claim, after its last answer: an erasure
         that commits later queues its deletion after that answer anyway, so Braze gets the deletion last.
         (An erasure of a claimed member waits for the claim's lease, see ``receivers``: this brings it
         forward once the claim is over, whether or not the member was sent.)"""
-        claimed, self._claimed = self._claimed, set()
-        erased = erasure.tombstoned(claimed, since=self._tombstones_checked)
+        erased = erasure.tombstoned(built.claimed, since=built.tombstones_checked)
         if erased:
             with transaction.atomic():
                 erasure.deletions_repeat(erased)
 
-    def _send_all(self, token: uuid.UUID, requests: list[payloads.RequestPlan], report: DeliveryReport) -> None:
+    def _send_all(self, token: uuid.UUID, requests: list[payloads.RequestPlan], report: DeliveryReport,
+                  while_answers_come: Callable[[], None] | None = None) -> None:
         """Send the requests in order, up to ``requests_in_flight()`` of them waiting for Braze at once
         while this thread records the answers, oldest first, each as soon as it is in. A request that
         carries a member of one still waiting goes out after that one's answer: a member's objects
@@ -248,6 +277,8 @@ class Deliverer:
                 self._release_from(token, requests, index)
                 raise
             in_flight.append((prepared, sender.submit(_post, self.client, prepared.data), members))
+        if while_answers_come is not None:
+            while_answers_come()
         while in_flight:
             try:
                 complete_oldest()

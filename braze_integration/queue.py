@@ -408,6 +408,19 @@ def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
     qs.update(claim_token=None, claimed_until=None)
 
 
+def release_unsent(token: uuid.UUID, *, born: Iterable[int]) -> None:
+    """Give back a claim that sent nothing, such as a resync's next chunk when the resync stops. The
+    rows ``states_ensure`` added for it (``born``) that nothing else touched since are removed again:
+    those members are as they were, never synced, rather than pending for the flush workers."""
+    born = list(born)
+    with transaction.atomic():
+        if born:
+            MemberSyncState.objects.filter(
+                claim_token=token, pk__in=one_param(born), status=SyncStatus.PENDING, synced_version=0,
+                dirty_since__isnull=True).delete()
+        release(token)
+
+
 def _recover_lost(tokens: set[uuid.UUID]) -> int:
     """Requests still "sending" under a claim that expired: their worker died. Braze may have
     processed them, so their events count as ambiguous sends (possible duplicates)."""

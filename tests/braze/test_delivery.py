@@ -121,7 +121,7 @@ def test_given_an_unexpected_error_mid_batch_then_the_members_are_given_back_at_
     def explode(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(delivery.Deliverer, "deliver", explode)
+    monkeypatch.setattr(delivery.Deliverer, "build", explode)
     with pytest.raises(RuntimeError):
         services.sync_flush()
 

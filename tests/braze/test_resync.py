@@ -249,3 +249,81 @@ def test_a_proxy_setting_the_client_cannot_use_stops_the_resync_with_a_message_s
         with pytest.raises(CommandError, match=r"socks5://.*use an http:// or https:// proxy"):
             run("--all")
     assert sandbox.stats()["requests"] == 0
+
+
+def test_the_next_chunk_is_claimed_and_built_while_the_answers_of_the_one_before_are_on_their_way(
+        members, sandbox, monkeypatch, settings):
+    """A worker does not wait idle for Braze's last answers of a chunk: by then it has taken the next."""
+    from braze_integration import queue
+
+    settings.BRAZE_REQUESTS_IN_FLIGHT = 4
+    events: list[str] = []
+    ensure, finish = queue.states_ensure, queue.finish_synced
+
+    def noting_ensure(member_ids, **kwargs):
+        events.append("chunk")
+        return ensure(member_ids, **kwargs)
+
+    def noting_finish(token, **kwargs):
+        events.append("answer")
+        return finish(token, **kwargs)
+
+    monkeypatch.setattr(queue, "states_ensure", noting_ensure)
+    monkeypatch.setattr(queue, "finish_synced", noting_finish)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)  # chunks of 200: 8 requests
+
+    resync.resync_execute(run=started)
+
+    second = events.index("chunk", 1)
+    # Between 4 (BRAZE_REQUESTS_IN_FLIGHT) and 7 of the first chunk's 8 answers were in (those that came
+    # early are recorded at once): the last one at least was still to come.
+    assert 4 <= events[:second].count("answer") < 8
+    assert events.count("answer") == 12 and events.count("chunk") == 2
+    assert sandbox.stats()["users"] == 300
+    assert MemberSyncState.objects.filter(status="synced").count() == 300
+
+
+def test_when_the_walk_stops_after_a_chunk_the_chunk_taken_ahead_goes_back_as_it_was(members, sandbox):
+    """The rows added for the next chunk are removed again (no member the run did not send becomes
+    pending for the flush workers); a row that was there before stays, released."""
+    from braze_integration import queue
+
+    changed = members[250]  # in the second chunk
+    queue.mark_pending([changed.pk])
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    sender = resync.resync_sender(started)
+
+    walked = resync.resync_walk(sender, after=0, last=None, on_chunk=lambda ids, report: False)
+
+    assert walked is False
+    assert sandbox.stats()["users"] == 200
+    assert MemberSyncState.objects.count() == 201
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    assert MemberSyncState.objects.get(pk=changed.pk).status == "pending"
+
+
+def test_an_error_taking_the_next_chunk_is_raised_after_the_answers_of_the_one_before_are_recorded(
+        members, sandbox, monkeypatch):
+    from django.db import OperationalError
+
+    from braze_integration import queue
+
+    ensure = queue.states_ensure
+    calls = []
+
+    def failing_second(member_ids, **kwargs):
+        calls.append(member_ids)
+        if len(calls) == 2:
+            raise OperationalError("database is locked")
+        return ensure(member_ids, **kwargs)
+
+    monkeypatch.setattr(queue, "states_ensure", failing_second)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+
+    with pytest.raises(OperationalError):
+        resync.resync_execute(run=started)
+
+    started.refresh_from_db()
+    assert started.status == ResyncStatus.INTERRUPTED and started.cursor == members[199].pk
+    assert MemberSyncState.objects.filter(status="synced").count() == 200 == sandbox.stats()["users"]
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
