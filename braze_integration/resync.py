@@ -298,16 +298,14 @@ def _chunk_take(sender: Sender, *, after: int, last: int | None) -> _Chunk | Non
     if not ids:
         return None
     token = uuid.uuid4()
-    born = queue.states_ensure(ids, claimed_by=token)
-    token, claimed = queue.claim(limit=len(ids), member_ids=ids, include_synced=True, token=token, held=born or ())
-    if not claimed:
-        return _Chunk(ids=ids, token=token, claimed=claimed, born=born or [], built=None)
     try:
-        built = sender.deliverer.build(token, plan=sender.plan, force=sender.force)
-    except BaseException:
+        born = queue.states_ensure(ids, claimed_by=token) or []
+        token, claimed = queue.claim(limit=len(ids), member_ids=ids, include_synced=True, token=token, held=born)
+        built = sender.deliverer.build(token, plan=sender.plan, force=sender.force) if claimed else None
+    except BaseException:  # Ctrl-C too: the rows born claimed go back now rather than after the lease
         queue.abandon(token)
         raise
-    return _Chunk(ids=ids, token=token, claimed=claimed, born=born or [], built=built)
+    return _Chunk(ids=ids, token=token, claimed=claimed, born=born, built=built)
 
 
 class _Lookahead:

@@ -327,3 +327,25 @@ def test_an_error_taking_the_next_chunk_is_raised_after_the_answers_of_the_one_b
     assert started.status == ResyncStatus.INTERRUPTED and started.cursor == members[199].pk
     assert MemberSyncState.objects.filter(status="synced").count() == 200 == sandbox.stats()["users"]
     assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+
+
+def test_an_interrupt_while_taking_the_next_chunk_leaves_no_member_claimed(members, sandbox, monkeypatch):
+    from braze_integration import queue
+
+    claim = queue.claim
+    calls = []
+
+    def interrupted_second(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the next chunk's rows were just added, born claimed
+            raise KeyboardInterrupt
+        return claim(**kwargs)
+
+    monkeypatch.setattr(queue, "claim", interrupted_second)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    monkeypatch.setattr(queue, "claim", claim)
+    assert "done: 300 members" in run("--resume")
