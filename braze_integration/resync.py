@@ -8,6 +8,7 @@ resync and the workers never send one member at the same time, and goes through 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from .models import (
     SendMode,
 )
 from .standard_fields import SUBSCRIPTION_GROUPS
+
+logger = logging.getLogger(__name__)
 
 # How much longer than a claim lease a resync waits for members other processes hold.
 CLAIM_WAIT_MARGIN = 10.0
@@ -335,10 +338,16 @@ class _Lookahead:
         return self._chunk
 
     def give_back(self) -> None:
-        """The walk stops before sending the chunk taken: its members go back as they were."""
+        """The walk stops before sending the chunk taken: its members go back as they were. When the
+        database is what stopped it, this may fail too: the walk's own error is the one raised, and the
+        members are free again after the claim's lease."""
         chunk, self._chunk = self._chunk, None
-        if chunk is not None and chunk.claimed:
+        if chunk is None or not chunk.claimed:
+            return
+        try:
             queue.release_unsent(chunk.token, born=chunk.born)
+        except Exception:
+            logger.exception("Could not give back the resync's next chunk; its members are free again after the lease.")
 
 
 def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:

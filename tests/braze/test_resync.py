@@ -349,3 +349,21 @@ def test_an_interrupt_while_taking_the_next_chunk_leaves_no_member_claimed(membe
     assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
     monkeypatch.setattr(queue, "claim", claim)
     assert "done: 300 members" in run("--resume")
+
+
+def test_when_giving_the_next_chunk_back_fails_too_the_walks_own_error_is_raised(members, sandbox, monkeypatch):
+    from django.db import OperationalError
+
+    from braze_integration import queue
+
+    def broken(token, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    def failing_record(ids, report):
+        raise RuntimeError("the run's row could not be written")
+
+    monkeypatch.setattr(queue, "release_unsent", broken)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+
+    with pytest.raises(RuntimeError, match="the run's row"):
+        resync.resync_walk(resync.resync_sender(started), after=0, last=None, on_chunk=failing_record)
