@@ -247,8 +247,8 @@ class Deliverer:
         carries a member of one still waiting goes out after that one's answer: a member's objects
         reach Braze in order.
 
-        When an answer stops sending (a rate limit, Braze down), the answers of the requests already
-        on the wire are still recorded, and the members of the rest are given back."""
+        When an answer stops sending (a rate limit, Braze down), or an interrupt, the answers of the
+        requests already on the wire are still recorded, and the members of the rest are given back."""
         depth = requests_in_flight()
         sender = _sender(depth)
         in_flight: deque[tuple[_Prepared, Future, set[int]]] = deque()
@@ -265,26 +265,33 @@ class Deliverer:
                 except SyncStopped:  # a further stop changes nothing now
                     continue
 
-        for index, plan in enumerate(requests):
-            members = _members_of(plan)
-            try:
-                while in_flight and (len(in_flight) >= depth or in_flight[0][1].done()
-                                     or any(members & m for _, _, m in in_flight)):
+        try:
+            for index, plan in enumerate(requests):
+                members = _members_of(plan)
+                try:
+                    while in_flight and (len(in_flight) >= depth or in_flight[0][1].done()
+                                         or any(members & m for _, _, m in in_flight)):
+                        complete_oldest()
+                    prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
+                except SyncStopped:
+                    complete_the_rest()
+                    self._release_from(token, requests, index)
+                    raise
+                in_flight.append((prepared, sender.submit(_post, self.client, prepared.data), members))
+            if while_answers_come is not None:
+                while_answers_come()
+            while in_flight:
+                try:
                     complete_oldest()
-                prepared = self._prepare(token, plan, report, ahead=len(requests) - index)
-            except SyncStopped:
-                complete_the_rest()
-                self._release_from(token, requests, index)
-                raise
-            in_flight.append((prepared, sender.submit(_post, self.client, prepared.data), members))
-        if while_answers_come is not None:
-            while_answers_come()
-        while in_flight:
-            try:
-                complete_oldest()
-            except SyncStopped:
-                complete_the_rest()
-                raise
+                except SyncStopped:
+                    complete_the_rest()
+                    raise
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: what is on the wire reaches Braze anyway. Its answers are recorded (at most
+            # ``requests_in_flight()``, each within the client's timeout), so that a resumed run does not
+            # send those members again; another interrupt while waiting stops at once.
+            complete_the_rest()
+            raise
 
     @staticmethod
     def _release_from(token: uuid.UUID, requests: list[payloads.RequestPlan], start: int) -> None:

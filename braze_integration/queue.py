@@ -409,16 +409,26 @@ def release(token: uuid.UUID, member_ids: Iterable[int] | None = None) -> None:
 
 
 def release_unsent(token: uuid.UUID, *, born: Iterable[int]) -> None:
-    """Give back a claim that sent nothing, such as a resync's next chunk when the resync stops. The
-    rows ``states_ensure`` added for it (``born``) that nothing else touched since are removed again:
-    those members are as they were, never synced, rather than pending for the flush workers."""
-    born = list(born)
+    """Give back a claim that sent nothing, such as a resync's next chunk when the resync stops, and
+    remove the rows ``states_ensure`` added for it (``born``) that nothing touched (``unsent_forget``)."""
     with transaction.atomic():
-        if born:
-            MemberSyncState.objects.filter(
-                claim_token=token, pk__in=one_param(born), status=SyncStatus.PENDING, synced_version=0,
-                dirty_since__isnull=True).delete()
         release(token)
+        unsent_forget(born)
+
+
+def unsent_forget(born: Iterable[int]) -> int:
+    """Remove again the state rows ``states_ensure`` added (``born``) that were never sent, that nothing
+    touched since (no change, no hold) and that no claim holds: those members are as they were before,
+    never synced, rather than pending for the flush workers after a resync that stopped. Returns how
+    many were removed. A member whose request was on its way when the resync stopped may be among
+    them: whether Braze has it is not known, and the next resync sends it."""
+    born = list(born)
+    if not born:
+        return 0
+    deleted, _ = MemberSyncState.objects.filter(
+        pk__in=one_param(born), claim_token__isnull=True, status=SyncStatus.PENDING, synced_version=0,
+        dirty_since__isnull=True, held_until__isnull=True).delete()
+    return deleted
 
 
 def _recover_lost(tokens: set[uuid.UUID]) -> int:

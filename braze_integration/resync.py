@@ -270,8 +270,9 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
             report = _deliver_chunk(sender.deliverer, chunk, sender.plan, sender.force, max_stalls,
                                     while_answers_come=ahead.take)
             go_on = on_chunk(chunk.ids, report)
-        except BaseException:
+        except BaseException:  # Ctrl-C, a stop, the database: what this run did not send goes back as it was
             ahead.give_back()
+            _unsent_forget(chunk.born)
             raise
         if not go_on:
             ahead.give_back()
@@ -301,12 +302,14 @@ def _chunk_take(sender: Sender, *, after: int, last: int | None) -> _Chunk | Non
     if not ids:
         return None
     token = uuid.uuid4()
+    born: list[int] = []
     try:
         born = queue.states_ensure(ids, claimed_by=token) or []
         token, claimed = queue.claim(limit=len(ids), member_ids=ids, include_synced=True, token=token, held=born)
         built = sender.deliverer.build(token, plan=sender.plan, force=sender.force) if claimed else None
     except BaseException:  # Ctrl-C too: the rows born claimed go back now rather than after the lease
         queue.abandon(token)
+        _unsent_forget(born)
         raise
     return _Chunk(ids=ids, token=token, claimed=claimed, born=born, built=built)
 
@@ -348,6 +351,14 @@ class _Lookahead:
             queue.release_unsent(chunk.token, born=chunk.born)
         except Exception:
             logger.exception("Could not give back the resync's next chunk; its members are free again after the lease.")
+
+
+def _unsent_forget(born: list[int]) -> None:
+    """``queue.unsent_forget``, for a walk that is stopping: its own error is the one to raise."""
+    try:
+        queue.unsent_forget(born)
+    except Exception:
+        logger.exception("Could not remove the state rows of members the resync did not send; they stay pending.")
 
 
 def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:

@@ -367,3 +367,88 @@ def test_when_giving_the_next_chunk_back_fails_too_the_walks_own_error_is_raised
 
     with pytest.raises(RuntimeError, match="the run's row"):
         resync.resync_walk(resync.resync_sender(started), after=0, last=None, on_chunk=failing_record)
+
+
+def test_an_interrupt_while_requests_are_on_the_wire_records_their_answers_so_resume_sends_them_once(
+        members, sandbox, monkeypatch, settings):
+    """Ctrl-C with two requests on their way: Braze gets them anyway, so their answers are waited for and
+    recorded; the resumed run sends only the rest."""
+    from braze_integration import delivery
+
+    settings.BRAZE_REQUESTS_IN_FLIGHT = 4
+    prepare = delivery.Deliverer._prepare
+    calls = []
+
+    def interrupted_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(delivery.Deliverer, "_prepare", interrupted_third)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+
+    assert sandbox.stats()["users"] == 50
+    assert MemberSyncState.objects.filter(status="synced").count() == 50
+    assert not MemberSyncState.objects.exclude(status="synced").exists()  # nor rows of members not sent
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    monkeypatch.setattr(delivery.Deliverer, "_prepare", prepare)
+    assert "done: 300 members" in run("--resume")
+    assert sandbox.stats()["requests"] == 2 + 10  # 50 members, then the other 250: none twice
+
+
+def test_an_interrupt_while_the_next_chunk_is_built_leaves_no_pending_row_for_members_not_sent(
+        members, sandbox, monkeypatch):
+    from braze_integration import delivery
+
+    build = delivery.Deliverer.build
+    calls = []
+
+    def interrupted_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the chunk taken ahead: its rows were added, born claimed
+            raise KeyboardInterrupt
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(delivery.Deliverer, "build", interrupted_second)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+
+    synced = MemberSyncState.objects.filter(status="synced").count()
+    assert synced == sandbox.stats()["users"] == 200  # the first chunk's answers were all recorded
+    assert MemberSyncState.objects.count() == synced
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+
+
+def test_sigterm_stops_an_in_process_resync_as_ctrl_c_does(members, sandbox, monkeypatch):
+    """systemd or a container's stop: the run is marked interrupted, the claims are given back, and
+    --resume finishes at once."""
+    import os
+    import signal
+
+    from braze_integration import delivery
+
+    post = delivery._post
+    calls = []
+
+    def terminated_during_second(client, data):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return post(client, data)
+
+    monkeypatch.setattr(delivery, "_post", terminated_during_second)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exited:
+        run("--all", "--in-process", "--batch-size", "25")
+
+    assert exited.value.code == 130
+    assert signal.getsignal(signal.SIGTERM) is before
+    interrupted = ResyncRun.objects.get()
+    assert interrupted.status == ResyncStatus.INTERRUPTED
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    monkeypatch.setattr(delivery, "_post", post)
+    assert "done: 300 members" in run("--resume")

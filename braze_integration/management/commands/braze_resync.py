@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -123,11 +127,12 @@ class Command(BaseCommand):
         parallel = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0 and (
             run.parts.exists() or (run.members_done == 0 and resync_parallel.workers_running()))
         try:
-            if parallel:
-                run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
-            else:
-                collector.freeze_startup()  # this process sends: full collections skip Django's objects
-                run = resync.resync_execute(run=run, progress=progress)
+            with _sigterm_as_interrupt():
+                if parallel:
+                    run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
+                else:
+                    collector.freeze_startup()  # this process sends: full collections skip Django's objects
+                    run = resync.resync_execute(run=run, progress=progress)
         except KeyboardInterrupt:
             bar.close()
             self.stderr.write(
@@ -145,3 +150,21 @@ class Command(BaseCommand):
                 f"{run.requests} requests, {run.data_points} data points."
             )
         )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, a container's stop, ``kill``) stops the run as Ctrl-C does: the answers on their
+    way are recorded, the claims given back and the run marked interrupted, ready for ``--resume``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
