@@ -254,8 +254,12 @@ class Deliverer:
         in_flight: deque[tuple[_Prepared, Future, set[int]]] = deque()
 
         def complete_oldest(*, stopping: bool = False) -> None:
-            prepared, future, _ = in_flight.popleft()
-            self._complete(token, prepared, future.result(), report, stopping=stopping)
+            prepared, future, _ = in_flight[0]
+            # Taken off only once its answer is in: an interrupt while waiting for it leaves it to
+            # ``complete_the_rest``, which records it too.
+            answer = future.result()
+            in_flight.popleft()
+            self._complete(token, prepared, answer, report, stopping=stopping)
 
         def complete_the_rest() -> None:
             """Sending stopped: record every answer still to come (none of them sends anything)."""

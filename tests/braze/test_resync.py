@@ -452,3 +452,33 @@ def test_sigterm_stops_an_in_process_resync_as_ctrl_c_does(members, sandbox, mon
     assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
     monkeypatch.setattr(delivery, "_post", post)
     assert "done: 300 members" in run("--resume")
+
+
+def test_an_interrupt_while_waiting_for_an_answer_records_that_answer_too(members, sandbox, monkeypatch, settings):
+    """The main thread spends most of a resync waiting for the oldest answer: a Ctrl-C lands there.
+    That request reached Braze as well; its answer is recorded with the others on the wire."""
+    import threading
+    from concurrent.futures import Future
+
+    settings.BRAZE_REQUESTS_IN_FLIGHT = 4
+    result = Future.result
+    waits = []
+
+    def interrupted_third_wait(self, timeout=None):
+        if threading.current_thread() is threading.main_thread():
+            waits.append(1)
+            if len(waits) == 3:
+                raise KeyboardInterrupt
+        return result(self, timeout)
+
+    monkeypatch.setattr(Future, "result", interrupted_third_wait)
+    started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+    monkeypatch.setattr(Future, "result", result)
+
+    sent = sandbox.stats()["users"]
+    assert sent >= 75 and MemberSyncState.objects.filter(status="synced").count() == sent
+    assert not MemberSyncState.objects.exclude(status="synced").exists()
+    assert "done: 300 members" in run("--resume")
+    assert sandbox.stats()["requests"] == 300 // 25  # each member once
