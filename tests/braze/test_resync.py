@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from io import StringIO
 
 import pytest
@@ -27,6 +28,22 @@ def run(*args) -> str:
     out = StringIO()
     call_command("braze_resync", *args, stdout=out, stderr=StringIO())
     return out.getvalue()
+
+
+def failing_on_call(number: int, real, error: BaseException | Callable[[], object]):
+    """``real``, except that its ``number``-th call raises ``error`` (or calls it: a signal, say) first."""
+    calls = 0
+
+    def wrapper(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == number:
+            if isinstance(error, BaseException):
+                raise error
+            error()
+        return real(*args, **kwargs)
+
+    return wrapper
 
 
 def test_given_300_members_when_resyncing_all_then_every_profile_is_in_the_sandbox(members, sandbox):
@@ -138,15 +155,8 @@ def test_an_interrupt_during_a_request_releases_the_claims_so_resume_works_at_on
     from braze_integration import delivery
 
     post = delivery._post
-    calls = []
-
-    def interrupted_post(client, data):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # Ctrl-C while the second request is on its way
-        return post(client, data)
-
-    monkeypatch.setattr(delivery, "_post", interrupted_post)
+    # Ctrl-C while the second request is on its way
+    monkeypatch.setattr(delivery, "_post", failing_on_call(2, post, KeyboardInterrupt()))
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
     with pytest.raises(KeyboardInterrupt):
         resync.resync_execute(run=started)
@@ -308,16 +318,8 @@ def test_an_error_taking_the_next_chunk_is_raised_after_the_answers_of_the_one_b
 
     from braze_integration import queue
 
-    ensure = queue.states_ensure
-    calls = []
-
-    def failing_second(member_ids, **kwargs):
-        calls.append(member_ids)
-        if len(calls) == 2:
-            raise OperationalError("database is locked")
-        return ensure(member_ids, **kwargs)
-
-    monkeypatch.setattr(queue, "states_ensure", failing_second)
+    monkeypatch.setattr(queue, "states_ensure",
+                        failing_on_call(2, queue.states_ensure, OperationalError("database is locked")))
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
 
     with pytest.raises(OperationalError):
@@ -333,15 +335,8 @@ def test_an_interrupt_while_taking_the_next_chunk_leaves_no_member_claimed(membe
     from braze_integration import queue
 
     claim = queue.claim
-    calls = []
-
-    def interrupted_second(**kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # the next chunk's rows were just added, born claimed
-            raise KeyboardInterrupt
-        return claim(**kwargs)
-
-    monkeypatch.setattr(queue, "claim", interrupted_second)
+    # The second claim is the next chunk's: its rows were just added, born claimed.
+    monkeypatch.setattr(queue, "claim", failing_on_call(2, claim, KeyboardInterrupt()))
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
     with pytest.raises(KeyboardInterrupt):
         resync.resync_execute(run=started)
@@ -377,15 +372,7 @@ def test_an_interrupt_while_requests_are_on_the_wire_records_their_answers_so_re
 
     settings.BRAZE_REQUESTS_IN_FLIGHT = 4
     prepare = delivery.Deliverer._prepare
-    calls = []
-
-    def interrupted_third(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return prepare(self, *args, **kwargs)
-
-    monkeypatch.setattr(delivery.Deliverer, "_prepare", interrupted_third)
+    monkeypatch.setattr(delivery.Deliverer, "_prepare", failing_on_call(3, prepare, KeyboardInterrupt()))
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
     with pytest.raises(KeyboardInterrupt):
         resync.resync_execute(run=started)
@@ -403,16 +390,8 @@ def test_an_interrupt_while_the_next_chunk_is_built_leaves_no_pending_row_for_me
         members, sandbox, monkeypatch):
     from braze_integration import delivery
 
-    build = delivery.Deliverer.build
-    calls = []
-
-    def interrupted_second(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # the chunk taken ahead: its rows were added, born claimed
-            raise KeyboardInterrupt
-        return build(self, *args, **kwargs)
-
-    monkeypatch.setattr(delivery.Deliverer, "build", interrupted_second)
+    # The second build is the chunk taken ahead's: its rows were added, born claimed.
+    monkeypatch.setattr(delivery.Deliverer, "build", failing_on_call(2, delivery.Deliverer.build, KeyboardInterrupt()))
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
     with pytest.raises(KeyboardInterrupt):
         resync.resync_execute(run=started)
@@ -432,15 +411,7 @@ def test_sigterm_stops_an_in_process_resync_as_ctrl_c_does(members, sandbox, mon
     from braze_integration import delivery
 
     post = delivery._post
-    calls = []
-
-    def terminated_during_second(client, data):
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return post(client, data)
-
-    monkeypatch.setattr(delivery, "_post", terminated_during_second)
+    monkeypatch.setattr(delivery, "_post", failing_on_call(2, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exited:
         run("--all", "--in-process", "--batch-size", "25")
