@@ -228,7 +228,7 @@ def limits(response) -> tuple[int, int, int]:
 @pytest.mark.usefixtures("five_per_minute")
 def test_every_answer_carries_the_rate_limit_and_it_counts_down(api, enrol):
     """Given 5 requests a minute, when a success, a 400, a 404 and an event are sent, then each answer says
-    the limit and what remains, counting down, and the reset is within the minute."""
+    the limit and what remains, counting down, and the reset is a minute after the first."""
     enrol("M-1")
     before = time.time()
     answers = [
@@ -237,9 +237,12 @@ def test_every_answer_carries_the_rate_limit_and_it_counts_down(api, enrol):
         api.get("/api/v1/members/ghost/"),
         api.post(EVENTS, {"customer": "M-1", "action": "visit"}, format="json"),
     ]
+    after = time.time()
     assert [answer.status_code for answer in answers] == [200, 400, 404, 201]
     assert [limits(answer)[:2] for answer in answers] == [(5, 4), (5, 3), (5, 2), (5, 1)]
-    assert all(before <= limits(answer)[2] <= before + 61 for answer in answers)
+    # The first request leaves the window a minute after it was counted (between before and after: a busy
+    # machine may take over a second for it), rounded up to the second.
+    assert all(before + 60 <= limits(answer)[2] <= after + 61 for answer in answers)
 
 
 @pytest.mark.usefixtures("five_per_minute")
