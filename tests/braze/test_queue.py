@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from braze_integration import queue
@@ -89,6 +90,25 @@ def test_given_a_change_of_a_member_erased_since_then_the_fold_leaves_it_out(mem
     assert queue.changes_fold() == 2
     assert list(MemberSyncState.objects.values_list("pk", flat=True)) == [members[1].pk]
     assert MemberChange.objects.count() == 0
+
+
+def test_a_change_row_keeps_no_id_counter_and_an_id_given_again_after_a_fold_folds_right(members):
+    """On SQLite the change table is a plain rowid table: a save writes no ``sqlite_sequence`` row (a page
+    more in each save's commit), and an id may come again once the fold deleted its row."""
+    queue.changes_note([members[0].pk])
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM sqlite_sequence WHERE name = %s", [MemberChange._meta.db_table])
+            assert cursor.fetchone()[0] == 0
+    assert queue.changes_fold() == 1
+
+    queue.changes_note([members[1].pk])
+    queue.changes_note([members[0].pk])
+
+    assert queue.changes_fold() == 2
+    assert MemberChange.objects.count() == 0
+    versions = dict(MemberSyncState.objects.values_list("pk", "version"))
+    assert versions == {members[0].pk: 2, members[1].pk: 1}
 
 
 def test_given_more_changes_than_one_fold_takes_then_all_are_folded(members, monkeypatch):
