@@ -231,10 +231,10 @@ class RowidAutoField(models.BigAutoField):
     """A ``BigAutoField`` that on SQLite is the table's plain rowid, without ``AUTOINCREMENT``.
 
     Django declares SQLite's auto fields ``AUTOINCREMENT``, which keeps the highest id ever given in
-    ``sqlite_sequence`` and so writes that table's page in every inserting transaction: on the save
-    path, about 25 µs of a 40 µs insert (``bench/README.md``). Without it SQLite gives the highest id
-    present plus one, so an id may come again once its row is deleted. For rows that are only ever
-    appended and deleted in one writer's transaction (the fold's), that is harmless. Elsewhere as
+    ``sqlite_sequence`` and so writes that table's page in every inserting transaction: 18 of the
+    29.5 µs the change row added to a save (``bench/README.md``). Without it SQLite gives the highest
+    id present plus one, so an id may come again once its row is deleted. For rows that are only
+    appended, and deleted in one writer's transaction (the fold's), that is harmless. Elsewhere as
     ``BigAutoField``."""
 
     def db_type_suffix(self, connection):
