@@ -102,12 +102,12 @@ def changes_note(member_ids: list[int]) -> None:
             params: list[Any] = []
             for member_id in chunk:
                 params += [member_id, now]
-            cursor.execute(_change_insert_sql(conn.vendor, len(chunk)), params)
+            cursor.execute(_change_insert_sql(len(chunk)), params)
 
 
 @functools.cache
-def _change_insert_sql(vendor: str, rows: int) -> str:
-    table = db_connection.ops.quote_name(MemberChange._meta.db_table)
+def _change_insert_sql(rows: int) -> str:
+    table = _q(MemberChange._meta.db_table)
     return f"INSERT INTO {table} (member_id, changed_at) VALUES " + ", ".join(["(%s, %s)"] * rows)
 
 
