@@ -27,6 +27,27 @@ EVERY_TYPE_MAPPINGS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def postgresql_flush_by_delete():
+    """After each transactional test Django empties every table with one ``TRUNCATE``. On PostgreSQL that
+    makes new files for the 50 tables and their indexes: 210 ms, after each of about 360 tests (over a
+    minute of the run). The tests leave a few rows, so ``DELETE`` with the foreign keys checked at commit
+    (Django makes them all deferrable) empties the same tables in 6-7 ms. Sequences are kept either way."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or allow_cascade or not tables:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET CONSTRAINTS ALL DEFERRED",
+                *(f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(t))}" for t in tables)]
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = truncate
+
+
 @pytest.fixture(autouse=True)
 def resync_in_process():
     """No qcluster runs in most tests: `braze_resync` sends from its own process at once instead of
