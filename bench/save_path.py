@@ -3,9 +3,10 @@
 
 "Off" is no active connection (what a program without Braze pays); "on" is an active connection
 with ten mappings, a worker draining the queue, so each save marks the member pending and wakes
-the worker when none is lingering.
+the worker when none is lingering. Blocks of each alternate (off, on, on, off, ...); the ratio of
+each pair of blocks side by side is printed too.
 
-    python bench/save_path.py --database sqlite --saves 2000
+    python bench/save_path.py --database sqlite --saves 4000
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from common import (
 )
 
 _next = 0
+BLOCK = 1000  # saves per block (about half a second); a tenth as many API PATCHes
 
 
 def timed_saves(members, count: int) -> list[float]:
@@ -56,6 +58,20 @@ def timed_patches(client, members, count: int) -> list[float]:
     return timings
 
 
+def queue_drained_wait(timeout: float = 30.0) -> None:
+    """Until the worker has sent every change saved so far."""
+    from django.db.models import Q
+
+    from braze_integration.models import MemberChange, MemberSyncState, SyncStatus
+
+    deadline = time.monotonic() + timeout
+    while MemberChange.objects.exists() or MemberSyncState.objects.filter(
+            Q(status=SyncStatus.PENDING) | Q(claim_token__isnull=False)).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not send the saved changes within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 def api_client():
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -74,7 +90,7 @@ def api_client():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--saves", type=int, default=2000)
+    parser.add_argument("--saves", type=int, default=4000, help="saves with the sync on, and as many with it off")
     parser.add_argument("--redis-url", default="", help="use Redis as the broker (e.g. redis://127.0.0.1:6379/5)")
     parser.add_argument("--members", type=int, default=0,
                         help="members the saves cycle through (default: one per save; a small pool measures a "
@@ -98,18 +114,29 @@ def main() -> None:
 
     def measure(key: tuple[str, str], calls) -> None:
         cpu = descendants_cpu_seconds()
-        results.setdefault(key, []).extend(calls())
+        timings = calls()
+        results.setdefault(key, []).extend(timings)
+        blocks.setdefault(key, []).append(statistics.mean(timings))
         others_cpu[key] = others_cpu.get(key, 0.0) + descendants_cpu_seconds() - cpu
 
+    blocks: dict[tuple[str, str], list[float]] = {}
+    # Blocks of about a second, in the order off on on off off on on off ...: this machine's speed drifts
+    # by a third within a minute, so each "on" block has an "off" one beside it, and a steady drift cancels
+    # out. An "off" block starts once the worker has sent everything the "on" block before it saved, so it
+    # does not pay for the sync's work (it would flatter the ratio).
+    rounds = max(1, args.saves // BLOCK)
+    order = [("off", "on")[(i + 1) // 2 % 2] for i in range(2 * rounds)]
     with sandbox_process() as url, worker_process(redis_url=args.redis_url):
         create_connection(url)
-        for label in ("off", "on", "off", "on"):  # interleaved twice, to even out drift
+        for label in order:
+            if label == "off":
+                queue_drained_wait()
             Connection.objects.update(active=label == "on")
             services.sync_config_invalidate()
             timed_saves(members, 100)  # warm up
-            measure(("save()", label), lambda: timed_saves(members, args.saves // 2))
-            timed_patches(client, members, 50)
-            measure(("API PATCH", label), lambda: timed_patches(client, members, args.saves // 4))
+            measure(("save()", label), lambda: timed_saves(members, BLOCK))
+            timed_patches(client, members, 25)
+            measure(("API PATCH", label), lambda: timed_patches(client, members, BLOCK // 8))
     rows, summary = [], {"bench": "save", "database": args.database, "broker": "Redis" if args.redis_url else "ORM"}
     for kind in ("save()", "API PATCH"):
         for label in ("off", "on"):
@@ -125,6 +152,8 @@ def main() -> None:
     print(table(rows, ["", "", "calls", "mean µs", "p50 µs", "p99 µs", "worker + sandbox CPU µs / call"]))
     for kind in ("save()", "API PATCH"):
         print(f"{kind}: sync on / off = {summary[kind]['mean']:.2f}x (mean), {summary[kind]['p50']:.2f}x (p50)")
+        pairs = zip(blocks[(kind, "on")], blocks[(kind, "off")], strict=True)
+        print(f"  on / off of each pair of blocks side by side (mean): {', '.join(f'{on / off:.2f}x' for on, off in pairs)}")
     print("SUMMARY " + json.dumps(summary))
 
 
