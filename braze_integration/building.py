@@ -231,16 +231,25 @@ def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str,
     raise ValueError(item.kind)
 
 
-def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force: bool = False
-          ) -> tuple[list[MemberWork], list[payloads.UserObjects]]:
+FORCED_RESYNC = "resync-force"  # the trigger of a forced resync's requests
+
+
+def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force: bool = False,
+          forced_after: int | None = None) -> tuple[list[MemberWork], list[payloads.UserObjects]]:
     """Build every claimed member's objects. ``force`` sends mapped values even if Braze has them.
 
+    ``forced_after`` (with ``force``): a member whose last request is a forced resync's request after
+    this one is built as without ``force``. Braze has every value it sent, so a forced resync resumed
+    after an interruption does not send again what was accepted before it stopped.
+
     Outbox items that cannot be built are marked failed on the returned ``MemberWork`` (not saved)."""
-    states = {
-        pk: (version, attempts, last_sent)
-        for pk, version, attempts, last_sent in MemberSyncState.objects.filter(claim_token=token)
-        .values_list("pk", "version", "attempts", "last_sent_values")
-    }
+    claimed = MemberSyncState.objects.filter(claim_token=token)
+    states = {pk: (version, attempts, last_sent)
+              for pk, version, attempts, last_sent in claimed.values_list("pk", "version", "attempts", "last_sent_values")}
+    forced_already: set[int] = set()
+    if force and forced_after is not None:
+        forced_already = set(claimed.filter(last_request_id__gt=forced_after, last_request__trigger=FORCED_RESYNC)
+                             .values_list("pk", flat=True))
     rows = value_rows(Member.objects.filter(pk__in=one_param(states)), plan.columns)
     outbox: dict[int, list[OutboxItem]] = {}
     outbox_left: set[int] = set()
@@ -269,7 +278,8 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
             work.cleared = plan.clear
         attributes: dict[str, Any] = {}
         if work.values is not None:
-            attributes = attributes_to_send(work.values, work.last_sent, send_all=send_all, force=force)
+            attributes = attributes_to_send(work.values, work.last_sent, send_all=send_all,
+                                            force=force and work.pk not in forced_already)
             work.sent_values = dict(attributes)
         merge_objects = False
         for item in work.outbox:

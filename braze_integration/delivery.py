@@ -136,7 +136,7 @@ class Round:
 
 
 def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan | None = None,
-                  force: bool = False, built: Built | None = None,
+                  force: bool = False, forced_after: int | None = None, built: Built | None = None,
                   while_answers_come: Callable[[], None] | None = None) -> Round:
     """Deliver one claim (``built`` already, or built here). A stop (rate limit, paused connection,
     Braze down) gives the members back and is returned; an unexpected error (a bug, the database, an
@@ -145,7 +145,7 @@ def deliver_claim(deliverer: Deliverer, token: uuid.UUID, *, plan: MappingPlan |
     report = built.report if built is not None else DeliveryReport()
     try:
         if built is None:
-            built = deliverer.build(token, plan=plan, force=force, report=report)
+            built = deliverer.build(token, plan=plan, force=force, forced_after=forced_after, report=report)
         return Round(deliverer.send(built, while_answers_come=while_answers_come))
     except SyncStopped as stop:
         queue.release(token)
@@ -191,12 +191,12 @@ class Deliverer:
         return self.send(self.build(token, plan=plan, force=force, report=report))
 
     def build(self, token: uuid.UUID, *, plan: MappingPlan | None = None, force: bool = False,
-              report: DeliveryReport | None = None) -> Built:
+              forced_after: int | None = None, report: DeliveryReport | None = None) -> Built:
         """Build the claim's members and plan its requests; members with nothing to send are finished."""
         claimed_at = time.monotonic()  # the claim was taken just before
         report = report if report is not None else DeliveryReport()
         plan = plan or MappingPlan.load(self.connection)
-        works, users = build(self.connection, token, plan, force=force)
+        works, users = build(self.connection, token, plan, force=force, forced_after=forced_after)
         by_pk = {w.pk: w for w in works}
         # A member erased since its row was read sends nothing (its state and outbox rows are gone with it).
         tombstones_checked = timezone.now() - erasure.TOMBSTONE_MARGIN

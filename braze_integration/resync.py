@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from loyaltysync.models import Member, Tier
@@ -31,6 +31,7 @@ from .models import (
     ResyncRun,
     ResyncStatus,
     SendMode,
+    SyncRequest,
 )
 from .standard_fields import SUBSCRIPTION_GROUPS
 
@@ -212,10 +213,10 @@ def resync_start(*, selection: Selection, force: bool = False, batch_size: int |
     connection = _require_connection()
     selection.check_exists()
     _mapping_plan(connection, selection)  # refuse unknown --fields before anything starts
-    return ResyncRun.objects.create(
-        options={"selection": selection.to_json(), "force": force, "batch_size": batch_size or connection.batch_size},
-        total=selection.queryset().count(),
-    )
+    options = {"selection": selection.to_json(), "force": force, "batch_size": batch_size or connection.batch_size}
+    if force:  # what the run sends has a request after this one (see ``building.build``'s ``forced_after``)
+        options["forced_after"] = SyncRequest.objects.aggregate(last=Max("pk"))["last"] or 0
+    return ResyncRun.objects.create(options=options, total=selection.queryset().count())
 
 
 def resync_last_interrupted() -> ResyncRun | None:
@@ -228,6 +229,7 @@ class Sender:
 
     selection: Selection
     force: bool
+    forced_after: int | None  # see ``building.build``
     plan: building.MappingPlan
     deliverer: delivery.Deliverer
     chunk_size: int
@@ -245,10 +247,11 @@ def resync_sender(run: ResyncRun) -> Sender:
         client = services.client_for(connection)
     except errors.BrazeConfigurationError as err:  # an endpoint or proxy that cannot be used
         raise ResyncError(str(err)) from None
-    deliverer = delivery.Deliverer(connection, client, trigger="resync",
+    force = bool(run.options.get("force"))
+    deliverer = delivery.Deliverer(connection, client, trigger=building.FORCED_RESYNC if force else "resync",
                                    partial=bool(selection.fields or selection.clear), member_rows=not selection.all)
-    return Sender(selection=selection, force=bool(run.options.get("force")), plan=plan, deliverer=deliverer,
-                  chunk_size=connection.batch_size * 8)
+    return Sender(selection=selection, force=force, forced_after=run.options.get("forced_after"), plan=plan,
+                  deliverer=deliverer, chunk_size=connection.batch_size * 8)
 
 
 ChunkDone = Callable[[list[int], delivery.DeliveryReport], bool]
@@ -267,8 +270,7 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
     while chunk is not None:
         ahead = _Lookahead(sender, after=chunk.ids[-1], last=last)
         try:
-            report = _deliver_chunk(sender.deliverer, chunk, sender.plan, sender.force, max_stalls,
-                                    while_answers_come=ahead.take)
+            report = _deliver_chunk(sender, chunk, max_stalls, while_answers_come=ahead.take)
             go_on = on_chunk(chunk.ids, report)
         except BaseException:  # Ctrl-C, a stop, the database: what this run did not send goes back as it was
             ahead.give_back()
@@ -306,7 +308,8 @@ def _chunk_take(sender: Sender, *, after: int, last: int | None) -> _Chunk | Non
     try:
         born = queue.states_ensure(ids, claimed_by=token) or []
         token, claimed = queue.claim(limit=len(ids), member_ids=ids, include_synced=True, token=token, held=born)
-        built = sender.deliverer.build(token, plan=sender.plan, force=sender.force) if claimed else None
+        built = (sender.deliverer.build(token, plan=sender.plan, force=sender.force, forced_after=sender.forced_after)
+                 if claimed else None)
     except BaseException:  # Ctrl-C too: the rows born claimed go back now rather than after the lease
         queue.abandon(token)
         _unsent_forget(born)
@@ -406,9 +409,8 @@ def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> No
     run.save()
 
 
-def _deliver_chunk(deliverer: delivery.Deliverer, chunk: _Chunk, plan: building.MappingPlan, force: bool,
-                   max_stalls: int, *, while_answers_come: Callable[[], None] | None = None
-                   ) -> delivery.DeliveryReport:
+def _deliver_chunk(sender: Sender, chunk: _Chunk, max_stalls: int, *,
+                   while_answers_come: Callable[[], None] | None = None) -> delivery.DeliveryReport:
     """Send the chunk's members: its first claim is ``chunk``'s, taken and built already; members it
     did not get (workers held them) or did not send (sending stopped) are claimed again.
     ``while_answers_come`` goes to the first claim's ``Deliverer.send``."""
@@ -438,7 +440,8 @@ def _deliver_chunk(deliverer: delivery.Deliverer, chunk: _Chunk, plan: building.
             time.sleep(0.5)
             continue
         held_by_others_since = None
-        round_ = delivery.deliver_claim(deliverer, token, plan=plan, force=force, built=built,
+        round_ = delivery.deliver_claim(sender.deliverer, token, plan=sender.plan, force=sender.force,
+                                        forced_after=sender.forced_after, built=built,
                                         while_answers_come=while_answers_come)
         while_answers_come = None  # once per chunk: it takes the next chunk
         total.merge(round_.report)
@@ -450,7 +453,7 @@ def _deliver_chunk(deliverer: delivery.Deliverer, chunk: _Chunk, plan: building.
         if stop is None:
             stalls = 0
         else:
-            connection = Connection.objects.get(pk=deliverer.connection.pk)
+            connection = Connection.objects.get(pk=sender.deliverer.connection.pk)
             if connection.status == ConnectionStatus.NEEDS_ATTENTION:
                 raise ResyncError(f"Stopped: {connection.last_message}")
             if not stop.rate_limited:  # waiting for the rate limit's reset is not a failed try

@@ -151,6 +151,35 @@ def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, na
     assert sandbox.stats()["requests"] == 0 and not ResyncRun.objects.exists()
 
 
+def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_accepted(members, sandbox,
+                                                                                           monkeypatch):
+    """--resume goes on from the last chunk the run finished; a forced run sent part of the next one."""
+    import os
+    import signal
+
+    from braze_integration import delivery
+    from braze_integration.models import SyncRequest
+
+    run("--all")
+    sandbox.reset()
+    post = delivery._post
+    # SIGTERM while the fifth of the first chunk's eight requests (25 members each) goes out.
+    monkeypatch.setattr(delivery, "_post", failing_on_call(5, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    with pytest.raises(SystemExit):
+        run("--all", "--force", "--in-process", "--batch-size", "25")
+    interrupted = ResyncRun.objects.get(status=ResyncStatus.INTERRUPTED)
+    accepted = SyncRequest.objects.filter(outcome="success", created_at__gte=interrupted.created_at).count()
+    assert interrupted.cursor == 0 and accepted >= 4  # Braze has part of a chunk the run did not finish
+    assert sum(sandbox.stats()["objects"].values()) == accepted * 25
+
+    monkeypatch.setattr(delivery, "_post", post)
+    output = run("--resume")
+
+    assert "done: 300 members" in output
+    assert sum(sandbox.stats()["objects"].values()) == 300  # each member once: none sent again by the resume
+    assert sandbox.stats()["users"] == 300
+
+
 def test_an_interrupt_during_a_request_releases_the_claims_so_resume_works_at_once(members, sandbox, monkeypatch):
     from braze_integration import delivery
 
