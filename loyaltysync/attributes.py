@@ -99,6 +99,15 @@ class MemberAttribute:
 # --- How profile input is checked ----------------------------------------------------------------
 
 
+# C0 controls (line breaks and tabs among them), DEL and C1: a profile value is one line of text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\n": "a line break", "\r": "a line break", "\t": "a tab"}
+
+
+def _control_name(character: str) -> str:
+    return _CONTROL_NAMES.get(character, f"U+{ord(character):04X}")
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -109,7 +118,10 @@ def _text(value: Any) -> str:
         raise TypeProblem(problem)
     if len(value) > MAX_PROFILE_TEXT:
         raise TypeProblem(f"must be at most {MAX_PROFILE_TEXT} characters (got {len(value)}).")
-    return value.strip()
+    text = value.strip()  # a line break or tab at either end is dropped, as spaces are
+    if control := _CONTROL.search(text):
+        raise TypeProblem(f"must be one line without control characters (found {_control_name(control.group())}).")
+    return text
 
 
 def _one_of(values: Iterable[str], message: str) -> Callable[[Any], str]:

@@ -36,6 +36,35 @@ def custom_fields(db):
     CustomField.objects.create(key="interests", label="Interests", type="array")
 
 
+def test_a_quote_left_open_in_a_csv_rejects_the_lines_it_joined_and_names_them(tmp_path, db):
+    """Read as CSV, the open quote of line 2 takes lines 2-4 into one row: Ann's name holding two lines
+    of other rows, and Carl's e-mail. That row is refused as a whole, naming the lines."""
+    path = tmp_path / "members.csv"
+    path.write_text("member_id,first_name,email\n"
+                    'q-1,"Ann,ann@example.com\n'
+                    "q-2,Bob,bob@example.com\n"
+                    'q-3,Carl",carl@example.com\n'
+                    "q-4,Dan,dan@example.com\n")
+
+    out, err = run(path)
+
+    assert "1 created, 0 updated, 0 unchanged, 1 rejected" in out
+    assert f"{path}:2: has a quoted first_name cell that runs on to line 4" in err
+    assert "Lines 2-4 were not imported" in err
+    assert list(Member.objects.values_list("member_id", "email")) == [("q-4", "dan@example.com")]
+
+
+def test_a_custom_text_field_may_hold_lines_in_a_quoted_csv_cell(tmp_path, db):
+    CustomField.objects.create(key="note", label="Note", type="string")
+    path = tmp_path / "members.csv"
+    path.write_text('member_id,first_name,custom.note\nn-1,Ada,"first line\nsecond line"\nn-2,Bob,\n')
+
+    run(path, rejects=False)
+
+    assert Member.objects.get(member_id="n-1").custom_fields == {"note": "first line\nsecond line"}
+    assert Member.objects.filter(member_id="n-2").exists()
+
+
 def test_csv_rows_create_and_update_members_and_bad_rows_are_reported_with_their_line(tmp_path, custom_fields):
     Member.objects.create(member_id="m-2", first_name="Old")
     path = tmp_path / "members.csv"

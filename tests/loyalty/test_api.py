@@ -395,6 +395,24 @@ def test_patch_with_hostile_text_is_400_not_500(api, enrol, custom_fields, raw):
     assert error_of(response)["fields"]
 
 
+@pytest.mark.parametrize("field, value, found", [("first_name", "Ann\nq-2,Bob", "a line break"),
+                                                  ("last_name", "Love\r\nlace", "a line break"),
+                                                  ("email", "ada@exa\tmple.com", "a tab"),
+                                                  ("phone", "+49\x1b30", "U+001B")])
+def test_a_profile_value_is_one_line_without_control_characters(api, enrol, field, value, found):
+    enrol("M-1", first_name="Ada")
+    response = api.patch("/api/v1/members/M-1/", {field: value}, format="json")
+    assert response.status_code == 400, response.content
+    assert error_of(response)["fields"] == {field: [f"must be one line without control characters (found {found})."]}
+    assert api.get("/api/v1/members/M-1/").json()[field] == {"first_name": "Ada"}.get(field, "")
+
+
+def test_a_line_break_at_either_end_of_a_profile_value_is_dropped_as_a_space_is(api, enrol):
+    enrol("M-1")
+    response = api.patch("/api/v1/members/M-1/", {"first_name": "\tAda\r\n"}, format="json")
+    assert response.status_code == 200 and response.json()["first_name"] == "Ada"
+
+
 def test_a_body_that_is_not_json_is_415(api, db):
     """Given a form-encoded body, when it is posted, then the answer is 415 in the error shape."""
     response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")

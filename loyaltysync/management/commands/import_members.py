@@ -29,8 +29,10 @@ from django.db import transaction
 from tqdm import tqdm
 
 from loyaltysync import services
+from loyaltysync.attributes import CUSTOM_FIELDS
 from loyaltysync.errors import LoyaltyError
 from loyaltysync.models import CustomField
+from loyaltysync.services.members import IMPORT_CUSTOM_PREFIX
 
 BATCH = 500  # rows per transaction; each row has its own savepoint inside it
 
@@ -112,18 +114,33 @@ def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Ite
                            "each column must appear once. Nothing was imported.")
     last = reader.line_num
     for cells in reader:
-        # A quoted cell may span lines: the record is lines last+1 .. reader.line_num.
-        bad = [number for number in range(last + 1, reader.line_num + 1) if number in problems]
+        # A quoted cell may span lines: the record is lines first .. reader.line_num.
+        first = last + 1
+        bad = [number for number in range(first, reader.line_num + 1) if number in problems]
         last = reader.line_num
         if bad:
             yield bad[0], problems[bad[0]]
             continue
         if not cells:
             continue
+        if reader.line_num > first and (spanning := _spanning_cell(header, cells)):
+            # A quote left open reads the lines after it into one cell, and the row's other cells from
+            # a later line: refuse the record rather than create a member of pieces of several.
+            yield first, (f"has a quoted {spanning} cell that runs on to line {reader.line_num} (is its closing "
+                          f"quote missing?); a {spanning} is one line. Lines {first}-{reader.line_num} were not imported.")
+            continue
         if len(cells) > len(header):
             yield reader.line_num, "has more cells than the header"
             continue
         yield reader.line_num, {name: value for name, value in zip(header, cells, strict=False) if value != ""}
+
+
+def _spanning_cell(header: list[str], cells: list[str]) -> str | None:
+    """The first column whose cell holds a line break but cannot (custom fields' text may)."""
+    for name, value in zip(header, cells, strict=False):
+        if ("\n" in value or "\r" in value) and not name.startswith((IMPORT_CUSTOM_PREFIX, CUSTOM_FIELDS)):
+            return name
+    return None
 
 
 def _describe(err: LoyaltyError) -> str:
