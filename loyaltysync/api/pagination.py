@@ -11,14 +11,17 @@ from base64 import b64decode, b64encode
 from urllib import parse
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.settings import api_settings
 from rest_framework.utils.urls import replace_query_param
 
+from loyaltysync.fieldtypes import string_problem
+
 PAGE_SIZE_PARAMETER = "page_size"
 CURSOR_PARAMETER = "cursor"
+_NO_LINK = "Invalid cursor: use the `next` or `previous` link."
 
 
 class CursorPage(CursorPagination):
@@ -52,6 +55,7 @@ class CursorPage(CursorPagination):
         return size
 
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+        self._model = queryset.model  # the cursor's position is a value of its ordering field (``decode_cursor``)
         ordering = tuple(str(field) for field in queryset.query.order_by) or self.ordering
         if not _is_unique(queryset.model, ordering[0]) and not any(
             field.lstrip("-") in ("id", "pk") for field in ordering
@@ -73,17 +77,36 @@ class CursorPage(CursorPagination):
         return replace_query_param(self.base_url, self.cursor_query_param, encoded)
 
     def decode_cursor(self, request):
+        """DRF's decoding, and what it lets through refused too: a cursor no link gave (no ordering in it:
+        "AAAA" read as the first page), one made for another ordering, and a position that is no value of
+        the ordering's field (a NUL in it failed in PostgreSQL, a bad date answered with Django's words)."""
         try:
             cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise _invalid(CURSOR_PARAMETER, "Invalid cursor: use the `next` or `previous` link.", "invalid") from None
-        if cursor is not None:
-            made_for = parse.parse_qs(b64decode(request.query_params[self.cursor_query_param].encode("ascii"))
-                                      .decode("ascii")).get("x", [None])[0]
-            if made_for is not None and made_for != ",".join(self.ordering):
-                raise _invalid(CURSOR_PARAMETER, "This cursor is a position in another ordering: use the `next` or "
-                                                 "`previous` link with the ordering it came from.", "invalid")
+            raise _invalid(CURSOR_PARAMETER, _NO_LINK, "invalid") from None
+        if cursor is None:
+            return None
+        tokens = parse.parse_qs(b64decode(request.query_params[self.cursor_query_param].encode("ascii")).decode("ascii"))
+        made_for = tokens.get("x", [None])[0]
+        if made_for is None:
+            raise _invalid(CURSOR_PARAMETER, _NO_LINK, "invalid")
+        if made_for != ",".join(self.ordering):
+            raise _invalid(CURSOR_PARAMETER, "This cursor is a position in another ordering: use the `next` or "
+                                             "`previous` link with the ordering it came from.", "invalid")
+        if cursor.position is not None and not self._position_valid(cursor.position):
+            raise _invalid(CURSOR_PARAMETER, _NO_LINK, "invalid")
         return cursor
+
+    def _position_valid(self, position: str) -> bool:
+        if string_problem(position):
+            return False
+        try:
+            self._model._meta.get_field(self.ordering[0].lstrip("-")).to_python(position)
+        except FieldDoesNotExist:
+            return True  # an annotation: the database compares it
+        except (ValidationError, ValueError, TypeError, OverflowError):
+            return False
+        return True
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
