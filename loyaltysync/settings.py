@@ -63,6 +63,7 @@ MIDDLEWARE = [
     # Before CommonMiddleware, as django-cors-headers asks, so redirects carry the CORS headers too.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "loyaltysync.middleware.query_nul_refused",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
