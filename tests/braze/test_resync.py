@@ -141,6 +141,19 @@ def test_given_braze_rate_limits_hard_when_force_resyncing_then_each_accepted_ba
     assert ResyncRun.objects.get().status == ResyncStatus.FINISHED
 
 
+@pytest.mark.parametrize("since, problem", [
+    ("notadate", "is not a date (YYYY-MM-DD) or an ISO date-time"),
+    ("2026-13-45", "is no date or time that exists (month must be in 1..12)"),
+    ("2026-02-30", "is no date or time that exists (day is out of range for month)"),
+    ("2026-01-01T00:00:00+99:00", "is no date or time that exists"),
+])
+def test_a_since_that_is_no_date_is_refused_naming_it(members, sandbox, since, problem):
+    """Dates written right that do not exist ended in a traceback."""
+    with pytest.raises(CommandError, match=r"--since: '.*' " + problem.replace("(", r"\(").replace(")", r"\)")):
+        run("--since", since)
+    assert sandbox.stats()["requests"] == 0 and not ResyncRun.objects.exists()
+
+
 @pytest.mark.parametrize("args, named", [(("--tier", "Golden"), "no tier named 'Golden'"),
                                          (("--member", "r-0001", "nobody"), "no member with id 'nobody'")])
 def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, named):

@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -19,13 +20,14 @@ from loyaltysync import collector
 
 
 def _parse_since(text: str):
-    parsed = parse_datetime(text)
+    try:  # Django's parsers raise ValueError for a date written right that does not exist (2026-02-30)
+        parsed = parse_datetime(text)
+        day = parse_date(text) if parsed is None else None
+    except ValueError as err:
+        raise CommandError(f"--since: {text!r} is no date or time that exists ({err}).") from None
     if parsed is None:
-        day = parse_date(text)
         if day is None:
             raise CommandError(f"--since: {text!r} is not a date (YYYY-MM-DD) or an ISO date-time.")
-        from datetime import datetime
-
         parsed = datetime(day.year, day.month, day.day)
     return parsed if parsed.tzinfo else make_aware(parsed)
 
