@@ -202,13 +202,20 @@ def unsendable_note(unsendable: dict[str, str]) -> str:
         unsendable[name] for name in sorted(unsendable))
 
 
+def _same_number(sent: Any, value: Any) -> bool:
+    """Whether a float was sent as ``sent``: PostgreSQL's ``jsonb`` keeps the last-sent 1e+308 as its
+    309 digits, an integer that ``==`` does not take for the float (then it was sent again every time)."""
+    return type(sent) is int and type(value) is float and float(sent) == value
+
+
 def attributes_to_send(values: dict[str, Any], last_sent: dict[str, Any], *, send_all: bool, force: bool
                        ) -> dict[str, Any]:
     """The mapped values a request carries: the changed ones (or all when ``send_all`` and any
     changed, or ``force``). A value that is empty and was never sent is left out: Braze has nothing
     to remove, and a ``null`` would cost a data point (a new member's empty fields, say)."""
     changed = {k: v for k, v in values.items()
-               if (k in last_sent and last_sent[k] != v) or (k not in last_sent and v is not None)}
+               if (k in last_sent and last_sent[k] != v and not _same_number(last_sent[k], v))
+               or (k not in last_sent and v is not None)}
     if force:
         return dict(values)
     if not changed:

@@ -338,6 +338,13 @@ def by_group(attributes: Iterable[MemberAttribute]) -> dict[str, list[MemberAttr
 # --- Custom fields -----------------------------------------------------------------------------------
 
 
+def custom_value(field_type: str, value: Any) -> Any:
+    """A custom field's value as read from the JSON column. PostgreSQL's ``jsonb`` writes a number
+    as its digits: a float field's 1e+19 comes back as the integer 10000000000000000000, which is a
+    float again here."""
+    return float(value) if type(value) is int and field_type == T.FLOAT else value
+
+
 def custom_attribute(key: str, label: str, field_type: str) -> MemberAttribute:
     """The attribute of one custom field: ``custom_fields.<key>``, read from the JSON column."""
     return MemberAttribute(
@@ -348,7 +355,7 @@ def custom_attribute(key: str, label: str, field_type: str) -> MemberAttribute:
         Kind.CUSTOM,
         (CUSTOM_FIELDS,),
         (f"{CUSTOM_PREFIX}{key}",),
-        lambda row, context: (row[CUSTOM_FIELDS] or {}).get(key),
+        lambda row, context: custom_value(field_type, (row[CUSTOM_FIELDS] or {}).get(key)),
         watchable=True,
         anniversary=FieldType(field_type) == FieldType.DATE,
         custom_key=key,

@@ -12,7 +12,7 @@ from rest_framework.exceptions import ErrorDetail
 
 from .. import attributes, services
 from ..fieldtypes import FieldType
-from ..models import LoyaltyEvent, Member, PointsTransaction
+from ..models import CustomField, LoyaltyEvent, Member, PointsTransaction
 
 
 class StrictCharField(serializers.CharField):
@@ -93,6 +93,21 @@ class MemberSerializer(serializers.ModelSerializer):
         model = Member
         fields = (*(a.name for a in attributes.ATTRIBUTES if a.stored), attributes.CUSTOM_FIELDS)
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get(attributes.CUSTOM_FIELDS):
+            types = self._custom_types()
+            data[attributes.CUSTOM_FIELDS] = {key: attributes.custom_value(types.get(key, ""), value)
+                                              for key, value in data[attributes.CUSTOM_FIELDS].items()}
+        return data
+
+    def _custom_types(self) -> dict[str, str]:
+        """The custom fields' types, read once per answer (a page of members shares them)."""
+        root = self.root
+        if not hasattr(root, "custom_types_read"):
+            root.custom_types_read = dict(CustomField.objects.values_list("key", "type"))
+        return root.custom_types_read
 
 
 def profile_field(attribute: attributes.MemberAttribute) -> serializers.Field:

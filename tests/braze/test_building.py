@@ -140,7 +140,10 @@ def test_given_a_value_braze_has_when_it_is_emptied_then_null_is_sent_to_remove_
     ({"a": 1, "b": None}, {"a": 1}, True, {}),
     ({"a": 2, "b": None, "c": 3}, {"a": 1, "c": 3}, False, {"a": 2}),
     ({"a": None, "b": None}, {"a": 1}, True, {"a": None}),
-], ids=["first-sync", "all-empty", "unchanged", "changed-only", "removal"])
+    # PostgreSQL's jsonb keeps a last-sent 1e308 as its digits: the same float, not a change
+    ({"a": 1e308, "b": 1.5e19}, {"a": 10**308, "b": 15 * 10**18}, False, {}),
+    ({"a": 2.5}, {"a": 2}, False, {"a": 2.5}),
+], ids=["first-sync", "all-empty", "unchanged", "changed-only", "removal", "float-kept-as-digits", "float-changed"])
 def test_attributes_to_send(values, last_sent, send_all, expected):
     assert building.attributes_to_send(values, last_sent, send_all=send_all, force=False) == expected
 

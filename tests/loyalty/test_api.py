@@ -182,6 +182,22 @@ def test_patch_changes_profile_and_custom_fields(api, enrol, custom_fields):
     assert Member.objects.get().custom_fields == {"interests": ["navy"], "newsletter": False}
 
 
+@pytest.mark.parametrize("value", [1e19, 1.234567e25, 1e308, 1e16])
+def test_a_large_float_field_reads_back_as_the_float_it_was_and_a_get_patched_back_is_taken(api, enrol,
+                                                                                          custom_fields, value):
+    """PostgreSQL's jsonb wrote 1e+19 back as the integer 10000000000000000000: the GET gave an integer,
+    and that body patched back was refused (integers must fit in 64 bits)."""
+    enrol("M-1")
+    assert api.patch("/api/v1/members/M-1/", {"custom_fields": {"avg_basket": value}}, format="json").status_code == 200
+
+    read = api.get("/api/v1/members/M-1/").json()["custom_fields"]
+
+    assert read["avg_basket"] == value and type(read["avg_basket"]) is float
+    response = api.patch("/api/v1/members/M-1/", {"custom_fields": read}, format="json")
+    assert response.status_code == 200, response.json()
+    assert type(api.get("/api/v1/members/?page_size=5").json()["results"][0]["custom_fields"]["avg_basket"]) is float
+
+
 def test_patch_of_a_json_value_that_python_takes_for_equal_is_saved(api, enrol, custom_fields):
     """``true`` and ``1`` are one value to Python, two to JSON and Braze."""
     enrol("M-1")
