@@ -103,6 +103,18 @@ def test_a_big_checkout_sends_points_earned_with_a_templated_message(post_event,
         "Last purchase": RunOutcome.SENT, "Benefit earned: big checkout": RunOutcome.SENT}
 
 
+def test_the_big_checkout_message_fits_braze_for_the_longest_name_and_order_id_the_api_takes(post_event, sandbox, tiers):
+    """The shipped template rendered a 150-character name and a 128-character order id to 307 characters,
+    over Braze's 255: the run failed and no points event went out."""
+    post_event("M-1", "opt_in", first_name="A" * 150)
+
+    post_event("M-1", "checkout", transaction_id="T" * 128, total=900, currency="EUR", items=ITEMS[:1])
+
+    [points] = events_named(sandbox, "M-1", "loyalty_points_earned")
+    assert len(points["properties"]["message"]) <= 255
+    assert points["properties"]["message"].startswith("A" * 49 + "… earned 900 points on order " + "T" * 119 + "…")
+
+
 def test_a_small_checkout_runs_both_checkout_workflows_in_priority_order(post_event, sandbox):
     post_event("M-1", "opt_in")
 
