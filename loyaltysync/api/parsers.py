@@ -10,7 +10,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
 
-def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+def object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
@@ -27,7 +27,7 @@ class StrictJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             return json.load(codecs.getreader(encoding)(stream), parse_constant=strict_constant,
-                             object_pairs_hook=_object_without_repeated_keys)
+                             object_pairs_hook=object_without_repeated_keys)
         except RecursionError:
             raise ParseError("JSON parse error - the document is nested too deeply.") from None
         except ValueError as exc:

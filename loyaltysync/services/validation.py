@@ -115,6 +115,9 @@ def _string(
     if len(value) > max_length:
         errors.add(path, f"must be at most {max_length} characters (got {len(value)}).", "max_length")
         return None
+    if required and not value.strip():
+        errors.add(path, "must not be blank.", "blank")
+        return None
     return value
 
 

@@ -96,11 +96,13 @@ def test_json_lines_with_broken_lines_keep_the_good_ones(tmp_path, custom_fields
         json.dumps(["not", "an", "object"]),
         json.dumps({"member_id": "j-2", "points_spendable": 1000}),  # computed: refused
         json.dumps({"member_id": "j-3", "custom.shoe_size": 40}),
+        '{"member_id": "j-4", "first_name": "Ann", "first_name": "Bob"}',  # a key twice: the API refuses it too
     ]) + "\n")
 
     out, err = run(path)
 
-    assert "2 created, 0 updated, 0 unchanged, 3 rejected" in out
+    assert "2 created, 0 updated, 0 unchanged, 4 rejected" in out
+    assert f"{path}:6: is not valid JSON (the key 'first_name' appears twice in one object)" in err
     assert f"{path}:2: is not valid JSON" in err
     assert f"{path}:3: must be a JSON object" in err
     assert f"{path}:4: points_spendable" in err

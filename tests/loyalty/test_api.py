@@ -429,6 +429,14 @@ def test_a_line_break_at_either_end_of_a_profile_value_is_dropped_as_a_space_is(
     assert response.status_code == 200 and response.json()["first_name"] == "Ada"
 
 
+@pytest.mark.parametrize("transaction_id", ["  ", "\t"])
+def test_a_checkout_whose_order_id_is_blank_is_a_400_naming_it(api, enrol, transaction_id):
+    enrol("M-1")
+    response = api.post(EVENTS, checkout_body(transaction_id=transaction_id), format="json")
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"data.transaction_id": ["must not be blank."]}
+
+
 def test_a_body_that_is_not_json_is_415(api, db):
     """Given a form-encoded body, when it is posted, then the answer is 415 in the error shape."""
     response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")

@@ -29,6 +29,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from loyaltysync import services
+from loyaltysync.api.parsers import object_without_repeated_keys
 from loyaltysync.attributes import CUSTOM_FIELDS
 from loyaltysync.errors import LoyaltyError
 from loyaltysync.models import CustomField
@@ -90,9 +91,15 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=object_without_repeated_keys)
             except json.JSONDecodeError as err:
                 yield number, f"is not valid JSON ({err.msg} at column {err.colno})"
+                continue
+            except ValueError as err:  # a key twice: the last value would win without a word, as in the API
+                yield number, f"is not valid JSON ({err})"
+                continue
+            except RecursionError:
+                yield number, "is not valid JSON (nested too deeply)"
                 continue
             if not isinstance(row, dict):
                 yield number, "must be a JSON object"
