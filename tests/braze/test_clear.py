@@ -111,3 +111,12 @@ def test_given_a_mapping_removed_in_the_admin_then_the_offer_clears_it_with_its_
     assert started.redirect_chain[-1][0] == reverse("admin:braze_integration_resyncrun_change", args=[run.pk])
     assert (run.status, run.total, run.members_sent) == (ResyncStatus.FINISHED, 3, 3)
     assert all("loyalty_points" not in sandbox.user(f"m-{i}")["attributes"] for i in range(3))
+
+
+def test_clearing_an_attribute_no_profile_was_sent_says_so(unmapped_points, sandbox):
+    """A misspelt name selected nobody, and the run said only "done: 0 members"."""
+    requests_before, err = sandbox.stats()["requests"], StringIO()
+    call_command("braze_resync", "--clear", "loyalty_pionts", stdout=StringIO(), stderr=err)
+
+    assert "--clear: no member's profile was sent loyalty_pionts, so there is nothing to remove" in err.getvalue()
+    assert sandbox.stats()["requests"] == requests_before
