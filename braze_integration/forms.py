@@ -8,6 +8,7 @@ the forms only turn the screen's inputs into model fields.
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import RegexValidator
 
 from .endpoints import Instance
 from .fields import field_choices, loyalty_fields
@@ -33,6 +34,8 @@ class ConnectionForm(forms.ModelForm):
         label="REST API key",
         required=False,
         strip=True,
+        max_length=200,  # Braze's keys are 36 characters; a whole clipboard pasted by mistake is refused
+        validators=[RegexValidator(r"^\S*\Z", "A REST API key has no spaces or line breaks inside; paste it again.")],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password", "size": 50}),
     )
 
@@ -87,7 +90,7 @@ class ConnectionForm(forms.ModelForm):
             cleaned["instance_url"] = choice
         elif choice == CUSTOM_URL and not (cleaned.get("instance_url") or "").strip():
             self.add_error("instance_url", "Enter the custom URL, or pick your instance from the list.")
-        if not cleaned.get("new_api_key") and not self.instance.api_key:
+        if not cleaned.get("new_api_key") and not self.instance.api_key and "new_api_key" not in self.errors:
             self.add_error("new_api_key", "Enter the REST API key.")
         return cleaned
 

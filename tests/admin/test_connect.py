@@ -104,6 +104,21 @@ def test_given_a_new_connection_when_saved_with_a_listed_instance_then_the_key_i
     assert connection.api_key == PLAIN_KEY and connection.api_key_display == "…a5b4"
 
 
+@pytest.mark.parametrize("key, message", [
+    ("k" * 100_000, "Ensure this value has at most 200 characters (it has 100000)."),
+    (PLAIN_KEY[:18] + "\n" + PLAIN_KEY[18:], "A REST API key has no spaces or line breaks inside; paste it again."),
+])
+def test_a_key_too_long_or_with_a_line_break_inside_is_refused_naming_the_field(admin_client, db, key, message):
+    """A whole clipboard pasted by mistake was stored; a line break would go into the HTTP header."""
+    response = admin_client.post(reverse("admin:braze_integration_connection_add"), connection_form(
+        name="Braze EU", instance="https://rest.fra-01.braze.eu", instance_url="", new_api_key=key,
+        send_mode="all_mapped_fields", batch_size=75, rate_limit_requests=3000, rate_limit_seconds=3, max_attempts=8))
+
+    assert response.status_code == 200 and not Connection.objects.exists()
+    assert response.context["adminform"].form.errors["new_api_key"] == [message]
+    assert key[:40] not in response.content.decode()  # the key is not shown back
+
+
 def test_given_a_saved_key_when_the_key_box_is_left_empty_then_the_key_is_kept(
     admin_client, braze_connection
 ):
