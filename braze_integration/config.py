@@ -23,7 +23,7 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
-from .models import Connection, FieldMapping, RemoteKind
+from .models import Connection, FieldMapping, RemoteKind, api_key_problem
 from .standard_fields import SUBSCRIPTION_GROUPS
 
 API_KEY_ENV_DEFAULT = "BRAZE_API_KEY"
@@ -321,6 +321,9 @@ def _api_key_read(read: Read, connection: Connection, environ: Mapping[str, str]
         problems.add("connection.api_key_env", f"{show(env_name)} is not an environment variable name")
         return None
     key = (environ.get(env_name) or "").strip() if env_name else ""
+    if key and (problem := api_key_problem(key)):
+        problems.add("connection.api_key_env", f"the REST API key in {env_name} {problem}")
+        return None
     if key:
         return key
     if not connection.api_key:

@@ -8,13 +8,18 @@ the forms only turn the screen's inputs into model fields.
 from __future__ import annotations
 
 from django import forms
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 
 from .endpoints import Instance
 from .fields import field_choices, loyalty_fields
-from .models import Connection, FieldMapping, RemoteKind
+from .models import Connection, FieldMapping, RemoteKind, api_key_problem
 
 CUSTOM_URL = "custom"
+
+
+def _api_key_valid(key: str) -> None:
+    if problem := api_key_problem(key):
+        raise ValidationError(f"The REST API key {problem}; paste it again.")
 
 
 def instance_choices() -> list[tuple[str, str]]:
@@ -34,8 +39,7 @@ class ConnectionForm(forms.ModelForm):
         label="REST API key",
         required=False,
         strip=True,
-        max_length=200,  # Braze's keys are 36 characters; a whole clipboard pasted by mistake is refused
-        validators=[RegexValidator(r"^\S*\Z", "A REST API key has no spaces or line breaks inside; paste it again.")],
+        validators=[_api_key_valid],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password", "size": 50}),
     )
 

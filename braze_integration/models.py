@@ -111,6 +111,19 @@ class Connection(models.Model):
         return f"…{self.api_key_hint}" if self.api_key_hint else "set"
 
 
+API_KEY_MAX_LENGTH = 200  # Braze's REST API keys are 36 characters
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a REST API key (a clipboard pasted by mistake, a line break that would go
+    into the Authorization header), as "The REST API key ..." goes on; ``None`` when it may be one."""
+    if len(key) > API_KEY_MAX_LENGTH:
+        return f"is {len(key):,} characters long; a REST API key has at most {API_KEY_MAX_LENGTH}"
+    if any(character.isspace() for character in key):
+        return "has a space or line break inside; a REST API key has none"
+    return None
+
+
 class RemoteKind(models.TextChoices):
     """What a mapping's remote field names: a Braze attribute (custom or standard), or a subscription group."""
 

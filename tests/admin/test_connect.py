@@ -105,8 +105,9 @@ def test_given_a_new_connection_when_saved_with_a_listed_instance_then_the_key_i
 
 
 @pytest.mark.parametrize("key, message", [
-    ("k" * 100_000, "Ensure this value has at most 200 characters (it has 100000)."),
-    (PLAIN_KEY[:18] + "\n" + PLAIN_KEY[18:], "A REST API key has no spaces or line breaks inside; paste it again."),
+    ("k" * 100_000, "The REST API key is 100,000 characters long; a REST API key has at most 200; paste it again."),
+    (PLAIN_KEY[:18] + "\n" + PLAIN_KEY[18:],
+     "The REST API key has a space or line break inside; a REST API key has none; paste it again."),
 ])
 def test_a_key_too_long_or_with_a_line_break_inside_is_refused_naming_the_field(admin_client, db, key, message):
     """A whole clipboard pasted by mistake was stored; a line break would go into the HTTP header."""

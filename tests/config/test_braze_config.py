@@ -232,6 +232,22 @@ def test_given_the_named_variable_when_imported_then_the_key_comes_from_it(confi
     assert "a-new-rest-key" not in out
 
 
+def test_given_a_variable_holding_no_key_when_imported_then_nothing_changes_and_the_error_names_it(
+        configuration, tmp_path, monkeypatch):
+    """The admin's rule for the key holds for the file's variable too."""
+    data = json.loads(export())
+    data["connection"]["api_key_env"] = "STAGING_BRAZE_KEY"
+    monkeypatch.setenv("STAGING_BRAZE_KEY", "first-half-of-a-key second-half")
+
+    with pytest.raises(CommandError) as failure:
+        run("import", write(tmp_path, data))
+
+    assert ("connection.api_key_env: the REST API key in STAGING_BRAZE_KEY has a space or line break inside"
+            in str(failure.value))
+    assert "first-half" not in str(failure.value)
+    assert Connection.objects.get().api_key == KNOWN_KEY
+
+
 def test_given_no_variable_when_imported_then_the_stored_key_is_kept(configuration, tmp_path):
     data = json.loads(export())
     data["connection"]["batch_size"] = 20
