@@ -203,6 +203,16 @@ class EventInputSerializer(serializers.Serializer):
     )
     data = serializers.DictField(required=False, default=dict, help_text=EVENT_DATA_HELP)
 
+    def to_internal_value(self, data):
+        # A key misspelt at the top ("dta") recorded an event with no data: name it instead.
+        if isinstance(data, dict):
+            unknown = [key for key in data if key not in self.fields]
+            if unknown:
+                message = f"is not a field of an event ({', '.join(self.fields)})."
+                raise serializers.ValidationError(
+                    {str(key): [ErrorDetail(message, code="unknown_field")] for key in unknown})
+        return super().to_internal_value(data)
+
 
 class EventRecordedSerializer(serializers.Serializer):
     event = LoyaltyEventSerializer()

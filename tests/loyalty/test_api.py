@@ -437,6 +437,19 @@ def test_a_checkout_whose_order_id_is_blank_is_a_400_naming_it(api, enrol, trans
     assert error_of(response)["fields"] == {"data.transaction_id": ["must not be blank."]}
 
 
+def test_an_event_with_a_key_misspelt_at_the_top_is_a_400_naming_it_and_records_nothing(api, enrol):
+    """"dta" for "data" recorded a checkout without its data."""
+    from loyaltysync.models import LoyaltyEvent
+
+    enrol("M-1")
+    before = LoyaltyEvent.objects.count()
+    response = api.post(EVENTS, {"customer": "M-1", "action": "point_add", "dta": {"points": 5}}, format="json")
+
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"dta": ["is not a field of an event (customer, action, data)."]}
+    assert LoyaltyEvent.objects.count() == before
+
+
 def test_a_body_that_is_not_json_is_415(api, db):
     """Given a form-encoded body, when it is posted, then the answer is 415 in the error shape."""
     response = api.post(EVENTS, "customer=M-1", content_type="application/x-www-form-urlencoded")
