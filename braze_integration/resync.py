@@ -247,11 +247,15 @@ def resync_sender(run: ResyncRun) -> Sender:
         client = services.client_for(connection)
     except errors.BrazeConfigurationError as err:  # an endpoint or proxy that cannot be used
         raise ResyncError(str(err)) from None
-    force = bool(run.options.get("force"))
-    deliverer = delivery.Deliverer(connection, client, trigger=building.FORCED_RESYNC if force else "resync",
-                                   partial=bool(selection.fields or selection.clear), member_rows=not selection.all)
-    return Sender(selection=selection, force=force, forced_after=run.options.get("forced_after"), plan=plan,
-                  deliverer=deliverer, chunk_size=connection.batch_size * 8)
+    force, partial = bool(run.options.get("force")), bool(selection.fields or selection.clear)
+    # Only a run that forces every mapped field marks its requests as such: a member it sent has all its
+    # values in Braze (``building.build``'s ``forced_after``). A forced run of some fields resumed sends
+    # them again.
+    full_force = force and not partial
+    deliverer = delivery.Deliverer(connection, client, trigger=building.FORCED_RESYNC if full_force else "resync",
+                                   partial=partial, member_rows=not selection.all)
+    return Sender(selection=selection, force=force, forced_after=run.options.get("forced_after") if full_force else None,
+                  plan=plan, deliverer=deliverer, chunk_size=connection.batch_size * 8)
 
 
 ChunkDone = Callable[[list[int], delivery.DeliveryReport], bool]

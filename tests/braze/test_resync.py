@@ -193,6 +193,29 @@ def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_
     assert sandbox.stats()["users"] == 300
 
 
+def test_a_forced_resync_of_some_fields_does_not_count_as_a_full_forced_send(members, sandbox, monkeypatch):
+    """A member sent only its first name by a forced --fields run while a forced --all run was stopped
+    still gets every attribute from that run's --resume."""
+    import os
+    import signal
+
+    from braze_integration import delivery
+
+    run("--all")
+    sandbox.reset()
+    post = delivery._post
+    monkeypatch.setattr(delivery, "_post", failing_on_call(5, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    with pytest.raises(SystemExit):
+        run("--all", "--force", "--in-process", "--batch-size", "25")
+    monkeypatch.setattr(delivery, "_post", post)
+    run("--member", "r-0250", "--fields", "first_name", "--force")
+    assert set(sandbox.user("r-0250")["attributes"]) == {"loyalty_first_name"}
+
+    run("--resume")
+
+    assert sandbox.user("r-0250")["attributes"]["loyalty_points"] == 250
+
+
 def test_an_interrupt_during_a_request_releases_the_claims_so_resume_works_at_once(members, sandbox, monkeypatch):
     from braze_integration import delivery
 
