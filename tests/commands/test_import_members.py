@@ -54,6 +54,30 @@ def test_a_quote_left_open_in_a_csv_rejects_the_lines_it_joined_and_names_them(t
     assert list(Member.objects.values_list("member_id", "email")) == [("q-4", "dan@example.com")]
 
 
+@pytest.mark.parametrize("text, rejected, kept", [
+    # never closed: read on to the end of the file
+    ('member_id,first_name,custom.note\nc-1,Ann,"hello\nc-2,Bob,world\nc-3,Carl,x\n',
+     ":2: is not valid CSV up to line 4 (unexpected end of data; is a quote left open?). Lines 2-4 were not", []),
+    # closed in a later row, before something other than a comma: c-1 was created with Carl's name
+    ('member_id,custom.note,first_name\nc-1,"hello,Ann\nc-2,x,Bob\nc-3,"y,Carl\nc-4,z,Dan\n',
+     ":2: is not valid CSV up to line 4 (',' expected after '\"'; is a quote left open?). Lines 2-4 were not",
+     [("c-4", "Dan")]),
+    # open on the last line, with no line break after it
+    ('member_id,first_name,email\nc-1,Ann,a@example.com\nc-2,"Bob,b@example.com',
+     ":3: is not valid CSV up to line 3 (unexpected end of data; is a quote left open?). Line 3 was not",
+     [("c-1", "Ann")]),
+])
+def test_a_quote_left_open_in_any_column_rejects_the_lines_it_took(tmp_path, db, text, rejected, kept):
+    CustomField.objects.create(key="note", label="Note", type="string")
+    path = tmp_path / "members.csv"
+    path.write_text(text)
+
+    _, err = run(path)
+
+    assert f"{path}{rejected} imported." in err
+    assert list(Member.objects.order_by("member_id").values_list("member_id", "first_name")) == kept
+
+
 def test_a_custom_text_field_may_hold_lines_in_a_quoted_csv_cell(tmp_path, db):
     CustomField.objects.create(key="note", label="Note", type="string")
     path = tmp_path / "members.csv"

@@ -108,8 +108,13 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    reader = csv.reader(lines)
-    header = next(reader, None)
+    # strict: a quote that is never closed, or closed before anything but a comma (a quote left open that
+    # ran into a later row), is an error rather than text read on into the rows after it.
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as err:
+        raise CommandError(f"{path}: the header is not valid CSV ({err}). Nothing was imported.") from None
     if problems:
         raise CommandError(f"{path}: the header (line 1) {problems[min(problems)]} and import it again.")
     if not header or "member_id" not in header:
@@ -120,9 +125,18 @@ def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Ite
         raise CommandError(f"{path}: the CSV header names {', '.join(duplicated)} more than once; "
                            "each column must appear once. Nothing was imported.")
     last = reader.line_num
-    for cells in reader:
+    while True:
         # A quoted cell may span lines: the record is lines first .. reader.line_num.
         first = last + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            last = reader.line_num
+            lines = f"Lines {first}-{last} were" if last > first else f"Line {first} was"
+            yield first, f"is not valid CSV up to line {last} ({err}; is a quote left open?). {lines} not imported."
+            continue
         bad = [number for number in range(first, reader.line_num + 1) if number in problems]
         last = reader.line_num
         if bad:
