@@ -7,6 +7,7 @@ ad-hoc attributes, ``SyncRequest`` records each request with Braze's answer.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -112,6 +113,7 @@ class Connection(models.Model):
 
 
 API_KEY_MAX_LENGTH = 200  # Braze's REST API keys are 36 characters
+_API_KEY_TEXT = re.compile(r"[\x21-\x7e]*\Z")  # printable ASCII without spaces
 
 
 def api_key_problem(key: str) -> str | None:
@@ -119,8 +121,8 @@ def api_key_problem(key: str) -> str | None:
     into the Authorization header), as "The REST API key ..." goes on; ``None`` when it may be one."""
     if len(key) > API_KEY_MAX_LENGTH:
         return f"is {len(key):,} characters long; a REST API key has at most {API_KEY_MAX_LENGTH}"
-    if any(character.isspace() for character in key):
-        return "has a space or line break inside; a REST API key has none"
+    if not _API_KEY_TEXT.match(key):
+        return "holds a space, a line break or a character outside printable ASCII; a REST API key has none"
     return None
 
 

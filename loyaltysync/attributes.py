@@ -99,9 +99,11 @@ class MemberAttribute:
 # --- How profile input is checked ----------------------------------------------------------------
 
 
-# C0 controls (line breaks and tabs among them), DEL and C1: a profile value is one line of text.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_NAMES = {"\n": "a line break", "\r": "a line break", "\t": "a tab"}
+# C0 controls (line breaks and tabs among them), DEL, C1 and Unicode's line and paragraph separators: a
+# profile value is one line of text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_NAMES = {"\n": "a line break", "\r": "a line break", "\u2028": "a line break", "\u2029": "a line break",
+                  "\t": "a tab"}
 
 
 def _control_name(character: str) -> str:

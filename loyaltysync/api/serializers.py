@@ -230,6 +230,9 @@ class BulkEventsRequestSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := [key for key in data if key != "events"]):
+            raise serializers.ValidationError({str(key): [ErrorDetail("is not a field of a bulk request (events).",
+                                                                      code="unknown_field")] for key in unknown})
         # Counted before each event is checked (a huge list is refused without looking at its items), against
         # the setting as it is now: tests and deployments may change it.
         if isinstance(data, dict) and isinstance(data.get("events"), list):

@@ -115,7 +115,7 @@ def _string(
     if len(value) > max_length:
         errors.add(path, f"must be at most {max_length} characters (got {len(value)}).", "max_length")
         return None
-    if required and not value.strip():
+    if required and all(c.isspace() or unicodedata.category(c) == "Cf" for c in value):  # "  ", a zero-width space
         errors.add(path, "must not be blank.", "blank")
         return None
     return value

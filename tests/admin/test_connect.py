@@ -106,8 +106,9 @@ def test_given_a_new_connection_when_saved_with_a_listed_instance_then_the_key_i
 
 @pytest.mark.parametrize("key, message", [
     ("k" * 100_000, "The REST API key is 100,000 characters long; a REST API key has at most 200; paste it again."),
-    (PLAIN_KEY[:18] + "\n" + PLAIN_KEY[18:],
-     "The REST API key has a space or line break inside; a REST API key has none; paste it again."),
+    *((PLAIN_KEY[:18] + inside + PLAIN_KEY[18:],
+       "The REST API key holds a space, a line break or a character outside printable ASCII; a REST API key has "
+       "none; paste it again.") for inside in ("\n", " ", "\x1b", "\u200b")),
 ])
 def test_a_key_too_long_or_with_a_line_break_inside_is_refused_naming_the_field(admin_client, db, key, message):
     """A whole clipboard pasted by mistake was stored; a line break would go into the HTTP header."""

@@ -242,8 +242,8 @@ def test_given_a_variable_holding_no_key_when_imported_then_nothing_changes_and_
     with pytest.raises(CommandError) as failure:
         run("import", write(tmp_path, data))
 
-    assert ("connection.api_key_env: the REST API key in STAGING_BRAZE_KEY has a space or line break inside"
-            in str(failure.value))
+    assert ("connection.api_key_env: the REST API key in STAGING_BRAZE_KEY holds a space, a line break or a "
+            "character outside printable ASCII" in str(failure.value))
     assert "first-half" not in str(failure.value)
     assert Connection.objects.get().api_key == KNOWN_KEY
 

@@ -414,7 +414,8 @@ def test_patch_with_hostile_text_is_400_not_500(api, enrol, custom_fields, raw):
 @pytest.mark.parametrize("field, value, found", [("first_name", "Ann\nq-2,Bob", "a line break"),
                                                   ("last_name", "Love\r\nlace", "a line break"),
                                                   ("email", "ada@exa\tmple.com", "a tab"),
-                                                  ("phone", "+49\x1b30", "U+001B")])
+                                                  ("phone", "+49\x1b30", "U+001B"),
+                                                  ("first_name", "A\u2028B", "a line break")])
 def test_a_profile_value_is_one_line_without_control_characters(api, enrol, field, value, found):
     enrol("M-1", first_name="Ada")
     response = api.patch("/api/v1/members/M-1/", {field: value}, format="json")
@@ -429,7 +430,7 @@ def test_a_line_break_at_either_end_of_a_profile_value_is_dropped_as_a_space_is(
     assert response.status_code == 200 and response.json()["first_name"] == "Ada"
 
 
-@pytest.mark.parametrize("transaction_id", ["  ", "\t"])
+@pytest.mark.parametrize("transaction_id", ["  ", "\t", "\u200b"])
 def test_a_checkout_whose_order_id_is_blank_is_a_400_naming_it(api, enrol, transaction_id):
     enrol("M-1")
     response = api.post(EVENTS, checkout_body(transaction_id=transaction_id), format="json")
@@ -447,6 +448,19 @@ def test_an_event_with_a_key_misspelt_at_the_top_is_a_400_naming_it_and_records_
 
     assert response.status_code == 400
     assert error_of(response)["fields"] == {"dta": ["is not a field of an event (customer, action, data)."]}
+    assert LoyaltyEvent.objects.count() == before
+
+
+def test_a_bulk_request_with_a_key_misspelt_at_the_top_is_a_400_naming_it_and_records_nothing(api, enrol):
+    from loyaltysync.models import LoyaltyEvent
+
+    enrol("M-1")
+    before = LoyaltyEvent.objects.count()
+    event = {"customer": "M-1", "action": "point_add", "data": {"points": 5}}
+    response = api.post(f"{EVENTS}/bulk", {"events": [event], "evnets": 1}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert error_of(response)["fields"] == {"evnets": ["is not a field of a bulk request (events)."]}
     assert LoyaltyEvent.objects.count() == before
 
 
