@@ -164,28 +164,34 @@ def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, na
     assert sandbox.stats()["requests"] == 0 and not ResyncRun.objects.exists()
 
 
-def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_accepted(members, sandbox,
-                                                                                           monkeypatch):
-    """--resume goes on from the last chunk the run finished; a forced run sent part of the next one."""
+def forced_run_stopped_by_sigterm(sandbox, monkeypatch) -> None:
+    """Every member synced, the sandbox emptied, then ``--all --force`` stopped by SIGTERM while the fifth of
+    its first chunk's eight requests (25 members each) goes out; sending works again afterwards."""
     import os
     import signal
 
     from braze_integration import delivery
-    from braze_integration.models import SyncRequest
 
     run("--all")
     sandbox.reset()
     post = delivery._post
-    # SIGTERM while the fifth of the first chunk's eight requests (25 members each) goes out.
     monkeypatch.setattr(delivery, "_post", failing_on_call(5, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
     with pytest.raises(SystemExit):
         run("--all", "--force", "--in-process", "--batch-size", "25")
+    monkeypatch.setattr(delivery, "_post", post)
+
+
+def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_accepted(members, sandbox,
+                                                                                           monkeypatch):
+    """--resume goes on from the last chunk the run finished; a forced run sent part of the next one."""
+    from braze_integration.models import SyncRequest
+
+    forced_run_stopped_by_sigterm(sandbox, monkeypatch)
     interrupted = ResyncRun.objects.get(status=ResyncStatus.INTERRUPTED)
     accepted = SyncRequest.objects.filter(outcome="success", created_at__gte=interrupted.created_at).count()
     assert interrupted.cursor == 0 and accepted >= 4  # Braze has part of a chunk the run did not finish
     assert sum(sandbox.stats()["objects"].values()) == accepted * 25
 
-    monkeypatch.setattr(delivery, "_post", post)
     output = run("--resume")
 
     assert "done: 300 members" in output
@@ -196,18 +202,7 @@ def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_
 def test_a_forced_resync_of_some_fields_does_not_count_as_a_full_forced_send(members, sandbox, monkeypatch):
     """A member sent only its first name by a forced --fields run while a forced --all run was stopped
     still gets every attribute from that run's --resume."""
-    import os
-    import signal
-
-    from braze_integration import delivery
-
-    run("--all")
-    sandbox.reset()
-    post = delivery._post
-    monkeypatch.setattr(delivery, "_post", failing_on_call(5, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
-    with pytest.raises(SystemExit):
-        run("--all", "--force", "--in-process", "--batch-size", "25")
-    monkeypatch.setattr(delivery, "_post", post)
+    forced_run_stopped_by_sigterm(sandbox, monkeypatch)
     run("--member", "r-0250", "--fields", "first_name", "--force")
     assert set(sandbox.user("r-0250")["attributes"]) == {"loyalty_first_name"}
 
