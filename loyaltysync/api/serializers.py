@@ -6,6 +6,9 @@ definitions, balances, duplicate transactions) and name the field of every probl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
@@ -194,6 +197,14 @@ EVENT_DATA_HELP = f"""Depends on `action`:
 Every action accepts `effective_timestamp` (ISO 8601, not in the future) to back-date the event."""
 
 
+def _unknown_keys_refuse(data: Any, fields: Iterable[str], what: str) -> None:
+    """A 400 naming each key of a body object that is none of ``fields`` (code ``unknown_field``)."""
+    known = list(fields)
+    if isinstance(data, dict) and (unknown := [key for key in data if key not in known]):
+        message = f"is not a field of {what} ({', '.join(known)})."
+        raise serializers.ValidationError({str(key): [ErrorDetail(message, code="unknown_field")] for key in unknown})
+
+
 class EventInputSerializer(serializers.Serializer):
     customer = MemberIdField(help_text="The member's id.")
     action = StrictCharField(
@@ -205,12 +216,7 @@ class EventInputSerializer(serializers.Serializer):
 
     def to_internal_value(self, data):
         # A key misspelt at the top ("dta") recorded an event with no data: name it instead.
-        if isinstance(data, dict):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                message = f"is not a field of an event ({', '.join(self.fields)})."
-                raise serializers.ValidationError(
-                    {str(key): [ErrorDetail(message, code="unknown_field")] for key in unknown})
+        _unknown_keys_refuse(data, self.fields, "an event")
         return super().to_internal_value(data)
 
 
@@ -230,9 +236,7 @@ class BulkEventsRequestSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := [key for key in data if key != "events"]):
-            raise serializers.ValidationError({str(key): [ErrorDetail("is not a field of a bulk request (events).",
-                                                                      code="unknown_field")] for key in unknown})
+        _unknown_keys_refuse(data, self.fields, "a bulk request")
         # Counted before each event is checked (a huge list is refused without looking at its items), against
         # the setting as it is now: tests and deployments may change it.
         if isinstance(data, dict) and isinstance(data.get("events"), list):
