@@ -54,14 +54,18 @@ class Selection:
     fields: list[str] = field(default_factory=list)
     clear: list[str] = field(default_factory=list)  # attributes to remove from Braze (no longer mapped)
 
+    @property
+    def clear_alone(self) -> bool:
+        """``clear`` with no other selection: the members Braze was last sent any of those attributes."""
+        return bool(self.clear) and not (self.all or self.member_ids or self.since or self.tier)
+
     def queryset(self) -> QuerySet[Member]:
         """The selected members in primary-key order. ``clear`` alone selects the members Braze was last
         sent any of those attributes; with another selection it narrows nothing."""
-        narrowed = self.all or self.member_ids or self.since or self.tier
-        if not (narrowed or self.clear):
+        if not (self.all or self.member_ids or self.since or self.tier or self.clear):
             raise ResyncError("Choose what to resync: --all, --member ID, --since DATE or --tier NAME.")
         qs = Member.objects.all()
-        if self.clear and not narrowed:
+        if self.clear_alone:
             qs = qs.filter(braze_sync__last_sent_values__has_any_keys=self.clear)
         if self.member_ids:
             qs = qs.filter(member_id__in=self.member_ids)

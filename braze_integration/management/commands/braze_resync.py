@@ -92,9 +92,7 @@ class Command(BaseCommand):
                 if options["dry_run"]:
                     return self._dry_run(selection, options["force"], batch_size)
                 run = resync.resync_start(selection=selection, force=options["force"], batch_size=batch_size)
-                clear_alone = selection.clear and not (selection.all or selection.member_ids or selection.since
-                                                       or selection.tier)
-                if clear_alone and run.total == 0:
+                if selection.clear_alone and run.total == 0:
                     self.stderr.write(f"--clear: no member's profile was sent {', '.join(selection.clear)}, so there "
                                       "is nothing to remove (is a name misspelt?).")
             self._execute(run, in_process=options["in_process"])

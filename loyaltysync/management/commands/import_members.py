@@ -134,8 +134,8 @@ def _csv_rows(path: Path, lines: Iterator[str], problems: dict[int, str]) -> Ite
             return
         except csv.Error as err:
             last = reader.line_num
-            lines = f"Lines {first}-{last} were" if last > first else f"Line {first} was"
-            yield first, f"is not valid CSV up to line {last} ({err}; is a quote left open?). {lines} not imported."
+            span = f"Lines {first}-{last} were" if last > first else f"Line {first} was"
+            yield first, f"is not valid CSV up to line {last} ({err}; is a quote left open?). {span} not imported."
             continue
         bad = [number for number in range(first, reader.line_num + 1) if number in problems]
         last = reader.line_num
