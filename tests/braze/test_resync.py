@@ -165,23 +165,31 @@ def test_a_selection_naming_nothing_that_exists_fails(members, sandbox, args, na
 
 
 def forced_run_stopped_by_sigterm(sandbox, monkeypatch) -> None:
-    """Every member synced, the sandbox emptied, then ``--all --force`` stopped by SIGTERM while the fifth of
-    its first chunk's eight requests (25 members each) goes out; sending works again afterwards."""
-    import os
-    import signal
-
-    from braze_integration import delivery
+    """Every member synced, the sandbox emptied, then ``--all --force`` stopped by an interrupt while its main
+    thread waits for the fourth answer of its first chunk's eight requests (25 members each): where the
+    main thread spends most of a resync, so where a Ctrl-C or SIGTERM lands. Sending works again after."""
+    import threading
+    from concurrent.futures import Future
 
     run("--all")
     sandbox.reset()
-    post = delivery._post
-    monkeypatch.setattr(delivery, "_post", failing_on_call(5, post, lambda: os.kill(os.getpid(), signal.SIGTERM)))
-    with pytest.raises(SystemExit):
-        run("--all", "--force", "--in-process", "--batch-size", "25")
-    monkeypatch.setattr(delivery, "_post", post)
+    result, waits = Future.result, []
+
+    def interrupted_fourth_wait(self, timeout=None):
+        if threading.current_thread() is threading.main_thread():
+            waits.append(1)
+            if len(waits) == 4:
+                raise KeyboardInterrupt
+        return result(self, timeout)
+
+    monkeypatch.setattr(Future, "result", interrupted_fourth_wait)
+    started = resync.resync_start(selection=resync.Selection(all=True), force=True, batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+    monkeypatch.setattr(Future, "result", result)
 
 
-def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_accepted(members, sandbox,
+def test_a_forced_resync_resumed_after_an_interrupt_does_not_send_again_what_braze_accepted(members, sandbox,
                                                                                            monkeypatch):
     """--resume goes on from the last chunk the run finished; a forced run sent part of the next one."""
     from braze_integration.models import SyncRequest
@@ -190,7 +198,7 @@ def test_a_forced_resync_resumed_after_a_sigterm_does_not_send_again_what_braze_
     interrupted = ResyncRun.objects.get(status=ResyncStatus.INTERRUPTED)
     accepted = SyncRequest.objects.filter(outcome="success", created_at__gte=interrupted.created_at).count()
     assert interrupted.cursor == 0 and accepted >= 4  # Braze has part of a chunk the run did not finish
-    assert sum(sandbox.stats()["objects"].values()) == accepted * 25
+    assert sum(sandbox.stats()["objects"].values()) == accepted * 25  # every answer on the wire recorded
 
     output = run("--resume")
 
