@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from loyaltysync.on_commit import commit_without_waiting_for_disk
 
-from . import building, erasure, errors, monitoring, payloads, queue, ratelimit
+from . import building, erasure, errors, interrupts, monitoring, payloads, queue, ratelimit
 from .building import MappingPlan, MemberWork, OutboxOwner, build, data_points_of, works_of
 from .client import BrazeClient, TrackResult
 from .errors import Action, Outcome
@@ -257,7 +257,8 @@ class Deliverer:
             prepared, future, _ = in_flight[0]
             # Taken off only once its answer is in: an interrupt while waiting for it leaves it to
             # ``complete_the_rest``, which records it too.
-            answer = future.result()
+            with interrupts.wait_interruptibly():
+                answer = future.result()
             in_flight.popleft()
             self._complete(token, prepared, answer, report, stopping=stopping)
 
@@ -271,6 +272,9 @@ class Deliverer:
 
         try:
             for index, plan in enumerate(requests):
+                # Ctrl-C and SIGTERM stop here or while an answer is waited for, not while one is
+                # recorded or between a request leaving and its being in ``in_flight`` (``interrupts``).
+                interrupts.safe_point()
                 members = _members_of(plan)
                 try:
                     while in_flight and (len(in_flight) >= depth or in_flight[0][1].done()

@@ -22,6 +22,7 @@ from django.db import connection as db_connection
 
 from loyaltysync.on_commit import committed_without_waiting_for_disk
 
+from . import interrupts
 from .models import Connection, RateLimitWindow
 
 MAX_SLICES = 50
@@ -60,7 +61,8 @@ def acquire(connection: Connection, *, max_wait: float = 30.0, ahead: int = 1) -
         pause = (slice_start + 1) * length - now + 0.001
         if waited + pause > max_wait:
             raise TimeoutError("rate limit budget exhausted")
-        time.sleep(pause)
+        with interrupts.wait_interruptibly():
+            time.sleep(pause)
         waited += pause
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from loyaltysync.models import Member, Tier
 
-from . import building, delivery, errors, payloads, queue, services
+from . import building, delivery, errors, interrupts, payloads, queue, services
 from .models import (
     Connection,
     ConnectionStatus,
@@ -280,6 +280,7 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
         try:
             report = _deliver_chunk(sender, chunk, max_stalls, while_answers_come=ahead.take)
             go_on = on_chunk(chunk.ids, report)
+            interrupts.safe_point()  # also where no request went out (every member unchanged)
         except BaseException:  # Ctrl-C, a stop, the database: what this run did not send goes back as it was
             ahead.give_back()
             _unsent_forget(chunk.born)
@@ -445,7 +446,8 @@ def _deliver_chunk(sender: Sender, chunk: _Chunk, max_stalls: int, *,
             if now - held_by_others_since > queue.claim_lease().total_seconds() + CLAIM_WAIT_MARGIN:
                 raise ResyncError("Members stayed claimed by workers for longer than a claim lease "
                                   f"({settings.BRAZE_CLAIM_LEASE_SECONDS} s); try again later.")
-            time.sleep(0.5)
+            with interrupts.wait_interruptibly():
+                time.sleep(0.5)
             continue
         held_by_others_since = None
         round_ = delivery.deliver_claim(sender.deliverer, token, plan=sender.plan, force=sender.force,
@@ -470,6 +472,7 @@ def _deliver_chunk(sender: Sender, chunk: _Chunk, max_stalls: int, *,
                 raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until
             wait = max(stop.wait, (paused - timezone.now()).total_seconds() if paused else 0.0, 0.5)
-            time.sleep(min(wait, 30.0))
+            with interrupts.wait_interruptibly():
+                time.sleep(min(wait, 30.0))
     return total
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from loyaltysync import collector
 
-from . import delivery, monitoring, resync
+from . import delivery, interrupts, monitoring, resync
 from .models import ResyncCounters, ResyncPart, ResyncRun, ResyncStatus
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,8 @@ def _sleep_unless_finished(parts: QuerySet[ResyncPart]) -> None:
     part does, not up to a whole interval later (with both cores busy until then)."""
     deadline = time.monotonic() + WATCH_INTERVAL
     while time.monotonic() < deadline:
-        time.sleep(FINISH_CHECK)
+        with interrupts.wait_interruptibly():
+            time.sleep(FINISH_CHECK)
         if not parts.filter(finished=False).exists():
             return
 

@@ -493,6 +493,32 @@ def test_sigterm_stops_an_in_process_resync_as_ctrl_c_does(members, sandbox, mon
     assert "done: 300 members" in run("--resume")
 
 
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_an_answer_is_recorded_stops_the_resync_after_the_record(members, sandbox, monkeypatch,
+                                                                                 signum):
+    """Given a resync whose second answer is being recorded, when SIGTERM or Ctrl-C comes right then, the
+    record is written before the run stops: Braze has those members and the database says so, so
+    --resume sends no member twice. (Raised where the signal came, the record's transaction was rolled
+    back and the resume sent those 25 members again.)"""
+    import os
+    import signal
+
+    from braze_integration import queue
+
+    kill = lambda: os.kill(os.getpid(), getattr(signal, signum))  # noqa: E731
+    monkeypatch.setattr(queue, "finish_synced", failing_on_call(2, queue.finish_synced, kill))
+    with pytest.raises(SystemExit) as exited:
+        run("--all", "--in-process", "--batch-size", "25")
+
+    assert exited.value.code == 130
+    assert ResyncRun.objects.get().status == ResyncStatus.INTERRUPTED
+    sent = sandbox.stats()["users"]
+    assert sent >= 50 and MemberSyncState.objects.filter(status="synced").count() == sent
+    assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
+    assert "done: 300 members" in run("--resume")
+    assert sum(sandbox.stats()["objects"].values()) == 300  # each member once
+
+
 def test_an_interrupt_while_waiting_for_an_answer_records_that_answer_too(members, sandbox, monkeypatch, settings):
     """The main thread spends most of a resync waiting for the oldest answer: a Ctrl-C lands there.
     That request reached Braze as well; its answer is recorded with the others on the wire."""

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import threading
-from collections.abc import Iterator
 from datetime import datetime
 
 from django.conf import settings
@@ -15,7 +11,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 from tqdm import tqdm
 
-from braze_integration import resync, resync_parallel
+from braze_integration import interrupts, resync, resync_parallel
 from loyaltysync import collector
 
 
@@ -132,7 +128,10 @@ class Command(BaseCommand):
         parallel = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0 and (
             run.parts.exists() or (run.members_done == 0 and resync_parallel.workers_running()))
         try:
-            with _sigterm_as_interrupt():
+            # SIGTERM (systemd, a container's stop, ``kill``) stops the run as Ctrl-C does, and either stops
+            # it where nothing is half done: the answers on their way are recorded, the claims given back and
+            # the run marked interrupted, ready for --resume.
+            with interrupts.stopping_at_safe_points():
                 if parallel:
                     run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
                 else:
@@ -155,21 +154,3 @@ class Command(BaseCommand):
                 f"{run.requests} requests, {run.data_points} data points."
             )
         )
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (systemd, a container's stop, ``kill``) stops the run as Ctrl-C does: the answers on their
-    way are recorded, the claims given back and the run marked interrupted, ready for ``--resume``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
