@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import pycountry
-
+from loyaltysync import locales
 from loyaltysync.fieldtypes import FieldType, parse_moment
 from loyaltysync.models import Consent, Gender
 
@@ -96,22 +95,11 @@ def _time_zone(value: Any, where: str) -> str | None:
     return text
 
 
-@cache
-def _country_codes() -> frozenset[str]:
-    return frozenset(country.alpha_2 for country in pycountry.countries)
-
-
-@cache
-def _language_codes() -> frozenset[str]:
-    # "bh" (Bihari) was withdrawn from ISO 639-1; Braze does not take it.
-    return frozenset(language.alpha_2 for language in pycountry.languages if hasattr(language, "alpha_2")) - {"bh"}
-
-
 def _country(value: Any, where: str) -> str | None:
     code = _text(value, where)
     if code is None:
         return None
-    if code.upper() not in _country_codes():
+    if code.upper() not in locales.iso_countries():
         raise PayloadError(where, f"{code!r} is not an ISO 3166-1 alpha-2 country code such as DE")
     return code.upper()
 
@@ -120,8 +108,8 @@ def _language(value: Any, where: str) -> str | None:
     tag = _text(value, where)
     if tag is None:
         return None
-    code = tag.replace("_", "-").split("-")[0].lower()  # en-GB: Braze keeps the language, not the region
-    if code not in _language_codes():
+    code = locales.language_of(tag)  # en-GB: Braze keeps the language, not the region
+    if code is None:
         raise PayloadError(where, f"{tag!r} is not an ISO 639-1 language code such as en")
     return code
 

@@ -23,6 +23,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from . import locales
 from .fieldtypes import FieldType, TypeProblem, json_type, string_problem
 from .models import Consent, CustomField, Gender, Member, MemberStatus, Tier
 
@@ -158,18 +159,21 @@ def _consent(value: Any) -> str:
     return value.strip()
 
 
-def _pattern(pattern: str, message: str, *, upper: bool = False) -> Callable[[Any], str]:
-    compiled = re.compile(pattern)
+def _language(value: Any) -> str:
+    text = _text(value)
+    if text and (not _LANGUAGE_TAG.fullmatch(text) or locales.language_of(text) is None):
+        raise TypeProblem(f"{locales.LANGUAGE_RULE} ({text} is not one).")
+    return text
 
-    def clean(value: Any) -> str:
-        text = _text(value)
-        if upper:
-            text = text.upper()
-        if text and not compiled.match(text):
-            raise TypeProblem(message)
-        return text
 
-    return clean
+_LANGUAGE_TAG = re.compile(r"[a-z]{2}(-[A-Za-z0-9]{1,8})*")
+
+
+def _country(value: Any) -> str:
+    text = _text(value).upper()
+    if text and text not in locales.iso_countries():
+        raise TypeProblem(f"{locales.COUNTRY_RULE} ({text} is not one).")
+    return text
 
 
 def _birth_date(value: Any) -> dt.date | None:
@@ -276,10 +280,9 @@ ATTRIBUTES: tuple[MemberAttribute, ...] = (
     _column("birth_date", "Birth date", T.DATE, PROFILE, P, watchable=True, anniversary=True, clean=_birth_date),
     _column("gender", "Gender", T.STRING, PROFILE, P, watchable=True, clean=_gender),
     _column("language", "Language", T.STRING, PROFILE, P, watchable=True,
-            clean=_pattern(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
-                           "must be an ISO 639-1 language code, e.g. en or en-GB.")),
+            clean=_language),
     _column("country", "Country", T.STRING, PROFILE, P, watchable=True,
-            clean=_pattern(r"^[A-Z]{2}$", "must be an ISO 3166-1 alpha-2 country code, e.g. DE.", upper=True)),
+            clean=_country),
     _column("status", "Status", T.STRING, PROFILE, P, watchable=True, listed=True,
             clean=_one_of(MemberStatus.values, _STATUS_MESSAGE)),
     _derived("opted_in", "Opted in", T.BOOLEAN, PROFILE, ("status",), ("status",),

@@ -51,6 +51,15 @@ class _MomentFilter(django_filters.IsoDateTimeFilter):
     field_class = _MomentField
 
 
+class _MemberFilterForm(forms.Form):
+    def clean_ordering(self) -> list[str] | None:
+        # The list's cursor is a position in one field's order; "updated_at,member_id" would page by the first.
+        ordering = self.cleaned_data["ordering"]
+        if ordering and len(ordering) > 1:
+            raise ValidationError("Give one field to sort by, not a list.", code="one_field")
+        return ordering
+
+
 class MemberFilter(django_filters.FilterSet):
     """Filters of ``GET /members/``."""
 
@@ -80,6 +89,7 @@ class MemberFilter(django_filters.FilterSet):
 
     class Meta:
         model = Member
+        form = _MemberFilterForm
         fields = ("updated_since", "status", "tier", "search", "ordering")
 
     def filter_search(self, queryset: QuerySet[Member], name: str, value: str) -> QuerySet[Member]:

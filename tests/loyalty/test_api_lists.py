@@ -93,11 +93,12 @@ def test_status_and_tier_filter_and_a_bad_status_is_an_invalid_choice(api, enrol
 
 def test_ordering_sorts_and_refuses_unknown_fields(api, five_members):
     """Given members changed on different days, when the list is ordered, then the order follows the field
-    and direction; ordering by a field the list does not offer is a 400."""
+    and direction; ordering by a field the list does not offer, or by a list of fields, is a 400."""
     Member.objects.filter(member_id="M-1").update(updated_at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
     assert ids(api.get(MEMBERS, {"ordering": "-member_id"}).json()) == ["M-5", "M-4", "M-3", "M-2", "M-1"]
     assert ids(api.get(MEMBERS, {"ordering": "updated_at"}).json()) == ["M-2", "M-3", "M-4", "M-5", "M-1"]
     assert error_details(api.get(MEMBERS, {"ordering": "points_spendable"})) == {"ordering": ["invalid_choice"]}
+    assert error_details(api.get(MEMBERS, {"ordering": "updated_at,-member_id"})) == {"ordering": ["one_field"]}
 
 
 @pytest.mark.parametrize("url", [MEMBERS, "/api/v1/members/M-1/events/", "/api/v1/members/M-1/ledger"])

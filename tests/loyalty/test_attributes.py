@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -114,8 +115,11 @@ def test_custom_fields_join_as_attributes_of_their_type(db):
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
-        ("country", "Germany", "must be an ISO 3166-1 alpha-2 country code, e.g. DE."),
-        ("language", "english", "must be an ISO 639-1 language code, e.g. en or en-GB."),
+        ("country", "Germany", "must be an ISO 3166-1 alpha-2 country code, e.g. DE (GERMANY is not one)."),
+        ("country", "zz", "must be an ISO 3166-1 alpha-2 country code, e.g. DE (ZZ is not one)."),
+        ("language", "english", "must be an ISO 639-1 language code, e.g. en or en-GB (english is not one)."),
+        ("language", "zz", "must be an ISO 639-1 language code, e.g. en or en-GB (zz is not one)."),
+        ("language", "EN", "must be an ISO 639-1 language code, e.g. en or en-GB (EN is not one)."),
         ("gender", "x", "must be one of: female, male, other, or empty."),
         ("status", None, "must be one of: active, inactive, opted_out."),
         ("birth_date", "1800-01-01", "must be a date between 1900-01-01 and today."),
@@ -123,7 +127,7 @@ def test_custom_fields_join_as_attributes_of_their_type(db):
     ],
 )
 def test_profile_attributes_check_their_input(name, value, problem):
-    with pytest.raises(ValueError, match=problem.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         attributes.BY_NAME[name].clean(value)
 
 
