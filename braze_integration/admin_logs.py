@@ -175,8 +175,9 @@ class MemberSyncStateAdmin(LogAdmin):
         "last_error",
         "last_request",
         "last_sent_pretty",
+        "maybe_sent_display",
     ]
-    readonly_fields = ["last_sent_pretty"]
+    readonly_fields = ["last_sent_pretty", "maybe_sent_display"]
     actions = ["retry", "sync_now"]
 
     def get_queryset(self, request):
@@ -198,6 +199,13 @@ class MemberSyncStateAdmin(LogAdmin):
     @admin.display(description="Values Braze last accepted")
     def last_sent_pretty(self, obj: MemberSyncState) -> str:
         return pretty_json(obj.last_sent_values) if obj.last_sent_values else "—"
+
+    @admin.display(description="Perhaps in Braze, unanswered")
+    def maybe_sent_display(self, obj: MemberSyncState) -> str:
+        """Attributes a request that may have reached Braze carried, with no answer since: sent again next."""
+        if obj.maybe_sent is True:
+            return "every mapped attribute (its worker stopped while sending)"
+        return ", ".join(obj.maybe_sent) if obj.maybe_sent else "—"
 
     @admin.action(description="Retry (failed and dead-lettered)", permissions=["send"])
     def retry(self, request, queryset):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,21 +208,32 @@ def _same_number(sent: Any, value: Any) -> bool:
     return type(sent) is int and type(value) is float and float(sent) == value
 
 
-def attributes_to_send(values: dict[str, Any], last_sent: dict[str, Any], *, send_all: bool, force: bool
-                       ) -> dict[str, Any]:
+def maybe_sent_names(stored: list[str] | bool | None, values: dict[str, Any]) -> Collection[str]:
+    """The attributes ``MemberSyncState.maybe_sent`` names (``True``: every mapped one)."""
+    if stored is True:
+        return values.keys()
+    return stored or ()
+
+
+def attributes_to_send(values: dict[str, Any], last_sent: dict[str, Any], *, send_all: bool, force: bool,
+                       maybe_sent: Collection[str] = ()) -> dict[str, Any]:
     """The mapped values a request carries: the changed ones (or all when ``send_all`` and any
     changed, or ``force``). A value that is empty and was never sent is left out: Braze has nothing
-    to remove, and a ``null`` would cost a data point (a new member's empty fields, say)."""
+    to remove, and a ``null`` would cost a data point (a new member's empty fields, say).
+
+    ``maybe_sent``: attributes a request that may have reached Braze carried, unanswered. Braze may hold
+    that request's values rather than ``last_sent``'s, so they count as changed whatever their value:
+    a value changed back to what was last accepted, or emptied (a ``null``), reaches Braze too."""
     changed = {k: v for k, v in values.items()
                if (k in last_sent and last_sent[k] != v and not _same_number(last_sent[k], v))
-               or (k not in last_sent and v is not None)}
+               or (k not in last_sent and v is not None) or k in maybe_sent}
     if force:
         return dict(values)
     if not changed:
         return {}
     if not send_all:
         return changed
-    return {k: v for k, v in values.items() if v is not None or k in last_sent}
+    return {k: v for k, v in values.items() if v is not None or k in last_sent or k in maybe_sent}
 
 
 def outbox_object(item: OutboxItem, external_id: str, app_id: str) -> tuple[str, dict]:
@@ -251,8 +262,8 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
 
     Outbox items that cannot be built are marked failed on the returned ``MemberWork`` (not saved)."""
     claimed = MemberSyncState.objects.filter(claim_token=token)
-    states = {pk: (version, attempts, last_sent)
-              for pk, version, attempts, last_sent in claimed.values_list("pk", "version", "attempts", "last_sent_values")}
+    states = {pk: (version, attempts, last_sent, maybe_sent) for pk, version, attempts, last_sent, maybe_sent
+              in claimed.values_list("pk", "version", "attempts", "last_sent_values", "maybe_sent")}
     forced_already: set[int] = set()
     if force and forced_after is not None:
         forced_already = set(claimed.filter(last_request_id__gt=forced_after, last_request__trigger=FORCED_RESYNC)
@@ -269,7 +280,7 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
     works, users = [], []
     send_all = connection.send_mode == SendMode.ALL_MAPPED_FIELDS
     for row in rows:
-        version, attempts, last_sent = states[row["id"]]
+        version, attempts, last_sent, maybe_sent = states[row["id"]]
         work = MemberWork(pk=row["id"], external_id=row["member_id"], version=version, attempts=attempts,
                           last_sent=last_sent or {}, outbox=outbox.get(row["id"], []),
                           outbox_left=row["id"] in outbox_left)
@@ -286,7 +297,8 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
         attributes: dict[str, Any] = {}
         if work.values is not None:
             attributes = attributes_to_send(work.values, work.last_sent, send_all=send_all,
-                                            force=force and work.pk not in forced_already)
+                                            force=force and work.pk not in forced_already,
+                                            maybe_sent=maybe_sent_names(maybe_sent, work.values))
             work.sent_values = dict(attributes)
         merge_objects = False
         for item in work.outbox:

@@ -520,9 +520,14 @@ class Deliverer:
                 item.ambiguous_sends += 1
             item.last_error = f"Retrying: {outcome.message}"
         OutboxItem.objects.bulk_update(items, ["attempts", "ambiguous_sends", "last_error"])
+        # The request may have reached Braze: its mapped values may be Braze's now, whatever last_sent_values
+        # says, so the next send carries them whatever they are then (a value changed back, or emptied).
+        carried = {w.pk: w.sent_values.keys() for w in works} if outcome.maybe_delivered else {}
         with transaction.atomic():
             states = list(MemberSyncState.objects.select_for_update().filter(claim_token=token, pk__in=[w.pk for w in works]))
             for state in states:
+                if carried.get(state.pk) and state.maybe_sent is not True:
+                    state.maybe_sent = sorted({*(state.maybe_sent or ()), *carried[state.pk]})
                 state.attempts += 1
                 highest = max(highest, state.attempts)
                 too_old = state.dirty_since and now - state.dirty_since > DEAD_AFTER
@@ -540,7 +545,7 @@ class Deliverer:
                 state.claim_token, state.claimed_until = None, None
             MemberSyncState.objects.bulk_update(
                 states, ["attempts", "status", "next_attempt_at", "last_error", "last_error_kind", "claim_token",
-                         "claimed_until"])
+                         "claimed_until", "maybe_sent"])
         return highest
 
     def _finish_quiet(self, token, works: list[MemberWork], report: DeliveryReport) -> None:

@@ -93,7 +93,8 @@ class Connection(models.Model):
             before is not None and self.active
             and (before[0] != self.instance_url or (before[1] and before[1] != self.api_key)))
         if self.workspace_changed:
-            MemberSyncState.objects.filter(last_sent_values__isnull=False).update(last_sent_values=None)
+            MemberSyncState.objects.filter(Q(last_sent_values__isnull=False) | Q(maybe_sent__isnull=False)).update(
+                last_sent_values=None, maybe_sent=None)
 
     def clean(self) -> None:
         try:
@@ -229,6 +230,11 @@ class MemberSyncState(models.Model):
         null=True, blank=True,
         help_text="Not sent before this time unless released: more for the same request is on its way (a workflow run).")
     last_sent_values = models.JSONField(null=True, blank=True, help_text="The mapped values Braze last accepted.")
+    maybe_sent = models.JSONField(
+        null=True, blank=True,
+        help_text="Mapped attributes that a request which may have reached Braze carried, with no answer since "
+                  "(a list of names; true: every one, its worker stopped): Braze may hold values that "
+                  "last_sent_values does not, so the next send carries them whatever their value, a null included.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_kind = models.CharField(max_length=20, blank=True)

@@ -334,9 +334,12 @@ def claim(*, limit: int, member_ids: Iterable[int] | None = None, include_synced
         stamp = [pk for pk, old in rows if mine is None or old != mine]
         if stamp:
             listed = one_param(stamp)
+            # A row still holding another token: its worker stopped, perhaps with a request on its way
+            # whose values Braze may now hold. The next send carries every mapped value (``maybe_sent``).
             cursor.execute(
                 f"UPDATE {_q(MemberSyncState._meta.db_table)} SET claim_token = %s, claimed_until = %s, "
-                f"claimed_version = version WHERE member_id IN ({listed.sql})",
+                "claimed_version = version, maybe_sent = CASE WHEN claim_token IS NULL THEN maybe_sent "
+                f"ELSE 'true' END WHERE member_id IN ({listed.sql})",
                 [token_field.get_db_prep_value(token, db_connection), until, *listed.params])
     return token, taken + ids
 
@@ -512,9 +515,9 @@ def finish_synced(token: uuid.UUID, *, member_ids: list[int], sent_values: dict[
     if request_id is not None:
         assignments += ["last_synced_at = %s", "last_request_id = %s"]
         params += [db_connection.ops.adapt_datetimefield_value(timezone.now()), request_id]
-    if not partial:
+    if not partial:  # Braze has every mapped value now, those a lost request may have carried too
         same = f"{table}.version = {table}.claimed_version"
-        assignments += [f"synced_version = {table}.claimed_version",
+        assignments += ["maybe_sent = NULL", f"synced_version = {table}.claimed_version",
                         f"status = CASE WHEN {same} THEN 'synced' ELSE 'pending' END",
                         f"dirty_since = CASE WHEN {same} THEN NULL ELSE {table}.dirty_since END"]
     with db_connection.cursor() as cursor:

@@ -177,17 +177,20 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
 
     def flush(chunk_ids: list[int]) -> None:
         nonlocal pending_objects
-        last_sent = dict(MemberSyncState.objects.filter(pk__in=chunk_ids).values_list("pk", "last_sent_values"))
+        states = {pk: (last_sent, maybe_sent) for pk, last_sent, maybe_sent in MemberSyncState.objects.filter(
+            pk__in=chunk_ids).values_list("pk", "last_sent_values", "maybe_sent")}
         for row in Member.objects.filter(pk__in=chunk_ids).values(*plan.columns):
             report.members += 1
-            before = last_sent.get(row["id"]) or {}
+            before, maybe_sent = states.get(row["id"], (None, None))
+            before = before or {}
             values, unsendable = plan.sendable_values(row, before)
             if unsendable:  # the member's other attributes are still sent
                 report.unsendable += 1
                 if len(report.errors) < 20:
                     report.errors.append(f"{row['member_id']}: {'; '.join(unsendable.values())}")
             sent = building.attributes_to_send(values, before, force=force,
-                                               send_all=connection.send_mode == SendMode.ALL_MAPPED_FIELDS)
+                                               send_all=connection.send_mode == SendMode.ALL_MAPPED_FIELDS,
+                                               maybe_sent=building.maybe_sent_names(maybe_sent, values))
             if not sent:
                 report.unchanged += 1
                 continue

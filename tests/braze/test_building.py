@@ -188,3 +188,17 @@ def test_a_member_braze_was_sent_values_before_stores_the_merge_not_the_request_
     [work], _ = building.build(braze_connection, token, building.MappingPlan.load(braze_connection))
 
     assert work.last_sent_after_json() == {**{"old_attribute": "kept"}, **work.sent_values}
+
+
+@pytest.mark.parametrize(("values", "last_sent", "maybe_sent", "expected"), [
+    ({"a": 1, "b": 2}, {"a": 1, "b": 2}, ["a"], {"a": 1}),  # unchanged, but a lost request carried it
+    ({"a": None, "b": 2}, {"b": 2}, ["a"], {"a": None}),  # never accepted, now empty: a null
+    ({"a": 1, "b": 2}, {"a": 1, "b": 2}, [], {}),
+])
+def test_attributes_a_lost_request_may_have_carried_count_as_changed(values, last_sent, maybe_sent, expected):
+    assert building.attributes_to_send(values, last_sent, send_all=False, force=False, maybe_sent=maybe_sent) == expected
+
+
+def test_maybe_sent_true_names_every_mapped_attribute():
+    assert set(building.maybe_sent_names(True, {"a": 1, "b": None})) == {"a", "b"}
+    assert building.maybe_sent_names(None, {"a": 1}) == ()

@@ -3,11 +3,13 @@ database and the sandbox over real HTTP (the outcomes themselves are decided in 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from braze_integration import delivery, errors, services
+from braze_integration import delivery, errors, queue, services
 from braze_integration.models import Connection, ConnectionStatus, MemberSyncState, SyncRequest, SyncStatus
 
 from .members import claim_everyone, deliverer_for, make_member
@@ -198,3 +200,57 @@ def test_when_a_claims_third_request_is_rate_limited_the_two_before_stay_recorde
     assert sorted(k for k, s in states.items() if s.status == SyncStatus.SYNCED) == [f"m-stop-{i}" for i in range(4)]
     assert states["m-stop-4"].status == SyncStatus.PENDING and states["m-stop-4"].claim_token is None
     assert SyncRequest.objects.filter(outcome="success", pk__gt=before.pk if before else 0).count() == 2
+
+
+def _deliver_due(connection, member) -> None:
+    """Claim the member now (its retry's backoff and the connection's pause skipped) and deliver it."""
+    MemberSyncState.objects.filter(pk=member.pk).update(next_attempt_at=None)
+    Connection.objects.update(paused_until=None)
+    token, claimed = queue.claim(limit=1, member_ids=[member.pk])
+    assert claimed == [member.pk]
+    delivery.deliver_claim(deliverer_for(connection), token)
+
+
+@pytest.mark.parametrize(("field", "remote", "changed_to", "then_to", "braze_ends_with"), [
+    ("first_name", "loyalty_first_name", "Temporary", "Ada", "Ada"),  # back to what Braze last accepted
+    ("birth_date", "loyalty_birthday", dt.date(2001, 2, 3), None, None),  # never accepted, emptied: a null
+])
+def test_a_value_whose_answer_was_lost_is_sent_again_whatever_it_became(braze_connection, sandbox, monkeypatch,
+                                                                         field, remote, changed_to, then_to,
+                                                                         braze_ends_with):
+    """Given a synced member, then changed, and the request carrying the change reached Braze but its answer
+    was lost, when the member changes again before the retry (back to the value Braze last accepted, or
+    emptied), then the retry carries that value: Braze holds the lost request's value, whatever the last
+    accepted one was."""
+    member = make_member("m-lost", first_name="Ada", birth_date=None)  # synced at once (django-q2's sync mode)
+    assert sandbox.user("m-lost")["attributes"]["loyalty_first_name"] == "Ada"
+    monkeypatch.setattr(delivery, "backoff_seconds", lambda attempts: 60.0)  # the retry waits for this test
+    sandbox.set_faults(ack_lost_next=1)
+    setattr(member, field, changed_to)
+    member.save()
+    assert sandbox.user("m-lost")["attributes"][remote] == str(changed_to)  # Braze has it, unanswered
+    assert remote in MemberSyncState.objects.get(pk=member.pk).maybe_sent
+
+    setattr(member, field, then_to)
+    member.save()
+    _deliver_due(braze_connection, member)
+
+    assert sandbox.user("m-lost")["attributes"].get(remote) == braze_ends_with
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert state.status == SyncStatus.SYNCED and state.maybe_sent is None
+
+
+def test_a_member_whose_worker_stopped_while_holding_it_is_sent_whole_on_its_next_claim(braze_connection, sandbox):
+    """Given a synced member claimed by a worker that stopped (its lease ran out, its token still on the row),
+    when the member is claimed again, then every mapped value is sent, though none changed: the stopped
+    worker's request may have reached Braze with values it never recorded."""
+    member = make_member("m-stopped")  # synced at once (django-q2's sync mode)
+    requests_before = sandbox.stats()["requests"]
+    claim_everyone([member])
+    MemberSyncState.objects.filter(pk=member.pk).update(claimed_until=timezone.now() - timezone.timedelta(seconds=1))
+
+    _deliver_due(braze_connection, member)
+
+    assert sandbox.stats()["requests"] == requests_before + 1
+    state = MemberSyncState.objects.get(pk=member.pk)
+    assert state.status == SyncStatus.SYNCED and state.maybe_sent is None and state.claim_token is None
