@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -68,10 +68,13 @@ logger = logging.getLogger(__name__)
 
 PROCESS_TASK = "workflows.tasks.process_triggers"
 INTEREST_TTL = 2.0  # seconds another process may take to notice a new or changed workflow
-CLAIM_LEASE = dt.timedelta(minutes=5)
+# A batch's records are held this long, renewed while the batch runs: a worker killed mid-batch delays
+# them (and its members' later records, which wait for them) by at most this much.
+CLAIM_LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 5
 BATCH_SIZE = 200
 SCAN_CHUNK = 1000
+CLAIM_LOCK = 0x776F726B666C6F77  # the advisory lock that makes trigger claims one at a time on PostgreSQL
 DATE_SCAN_MINUTES = 1
 SCHEDULE_PROCESS = "workflows: process triggers"
 SCHEDULE_PRUNE = "workflows: prune run log"
@@ -298,15 +301,22 @@ def trigger_records_process(*, limit: int = BATCH_SIZE, time_budget: float = 20.
     """Process pending trigger records (and ones a stopped worker left claimed), batch by batch."""
     report = ProcessReport()
     deadline = time.monotonic() + time_budget
+    tried: set[int] = set()  # a record that failed goes back to pending: retried by a later task, not this one
     while time.monotonic() < deadline:
-        records = _claim(limit=limit)
+        token, records = _claim(limit=limit, skip=tried)
         if not records:
             break
         plans = _Plans.load()
+        renewed = time.monotonic()
         for record in records:
+            if time.monotonic() - renewed > CLAIM_LEASE.total_seconds() / 3:
+                TriggerRecord.objects.filter(claim_token=token, status=TriggerStatus.PROCESSING).update(
+                    claimed_until=timezone.now() + CLAIM_LEASE)
+                renewed = time.monotonic()
             _process(record, plans, report, force=False)
-        if len(records) < limit:
-            break
+            tried.add(record.pk)
+        # Claim again even after a short batch: a record that waited for one of this batch (its member's
+        # older record, or one a step of this batch recorded) is free now, and no other task may come for it.
     return report
 
 
@@ -327,16 +337,33 @@ def trigger_record_process(*, record_id: int, force: bool = True) -> ProcessRepo
     return report
 
 
-def _claim(*, limit: int) -> list[TriggerRecord]:
+def _claim(*, limit: int, skip: Iterable[int] = ()) -> tuple[uuid.UUID, list[TriggerRecord]]:
+    """The oldest open records, in the order they were recorded, for one worker.
+
+    A member's records are processed in that order, by one worker at a time: a record whose member has
+    an older one that another worker holds waits for it. Otherwise two workers (or a worker and the one
+    that takes over a killed worker's batch) would run a member's checkouts out of order, and the older
+    checkout's data (Braze's last purchase, say) would reach Braze last. A record's older open ones come
+    before it in the order, so they are in the same batch. Claims are one at a time (on PostgreSQL a
+    transaction-level advisory lock; SQLite has one writer), so two cannot split a member's records."""
     now = timezone.now()
     open_records = Q(status=TriggerStatus.PENDING) | Q(status=TriggerStatus.PROCESSING, claimed_until__lt=now)
-    ids = list(TriggerRecord.objects.filter(open_records).order_by("id").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return []
+    held_elsewhere = TriggerRecord.objects.filter(
+        member_id=OuterRef("member_id"), pk__lt=OuterRef("pk"), status=TriggerStatus.PROCESSING, claimed_until__gte=now)
     token = uuid.uuid4()
-    TriggerRecord.objects.filter(open_records, pk__in=ids).update(
-        status=TriggerStatus.PROCESSING, claim_token=token, claimed_until=now + CLAIM_LEASE, attempts=F("attempts") + 1)
-    return list(TriggerRecord.objects.filter(claim_token=token).select_related("event", "member__tier").order_by("id"))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK])
+        ids = list(TriggerRecord.objects.filter(open_records).exclude(Exists(held_elsewhere)).exclude(pk__in=skip)
+                   .order_by("id").values_list("pk", flat=True)[:limit])
+        if not ids:
+            return token, []
+        TriggerRecord.objects.filter(open_records, pk__in=ids).update(
+            status=TriggerStatus.PROCESSING, claim_token=token, claimed_until=now + CLAIM_LEASE,
+            attempts=F("attempts") + 1)
+    return token, list(TriggerRecord.objects.filter(claim_token=token).select_related("event", "member__tier")
+                       .order_by("id"))
 
 
 def _process(record: TriggerRecord, plans: _Plans, report: ProcessReport, *, force: bool) -> None:

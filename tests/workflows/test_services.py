@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.utils import timezone
 
+from braze_integration import services as braze
 from braze_integration.models import OutboxItem
 from braze_integration.payloads import format_time
 from loyaltysync import services as loyalty
@@ -148,6 +150,34 @@ def test_a_record_claimed_by_a_worker_that_died_is_taken_over_when_its_lease_end
     TriggerRecord.objects.update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
     assert services.trigger_records_process().records == 1
     assert TriggerRecord.objects.get().status == TriggerStatus.DONE
+
+
+@pytest.mark.usefixtures("braze_connection")
+def test_a_members_records_wait_for_an_older_one_another_worker_holds_and_run_in_order(member, monkeypatch, sandbox):
+    """Given three checkouts of one member, the first held by a worker that was killed (its lease still
+    running), when another worker processes, then it leaves the member's later two alone; once the lease
+    ends all three run in the order they happened, and Braze's last purchase is the last checkout (it was
+    the first: the later two ran first and the held one came last)."""
+    flow = workflow()
+    step = Action.objects.create(workflow=flow, kind="sync_data", position=1)
+    ActionValue.objects.create(action=step, name="last_total", braze_type="float", source="event", path="total")
+    monkeypatch.setattr(services, "processing_request", lambda: False)  # nothing runs until asked below
+    for number, total in ((1, 11.0), (2, 22.0), (3, 33.0)):
+        checkout(f"T-{number}", total=total)
+    first, *later = TriggerRecord.objects.filter(kind=TriggerKind.EVENT, event__action="checkout").order_by("id")
+    TriggerRecord.objects.filter(pk=first.pk).update(
+        status=TriggerStatus.PROCESSING, claim_token=uuid.uuid4(), claimed_until=timezone.now() + dt.timedelta(seconds=30))
+
+    services.trigger_records_process()
+    assert {r.status for r in TriggerRecord.objects.filter(pk__in=[r.pk for r in later])} == {TriggerStatus.PENDING}
+
+    TriggerRecord.objects.filter(pk=first.pk).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    services.trigger_records_process()
+    monkeypatch.setattr("django_q.conf.Conf.SYNC", True)
+    braze.sync_flush()
+
+    assert set(TriggerRecord.objects.values_list("status", flat=True)) == {TriggerStatus.DONE}
+    assert sandbox.user("M-1")["attributes"]["last_total"] == 33.0
 
 
 def test_a_record_that_keeps_failing_is_retried_then_marked_failed_with_the_error(member, monkeypatch):
