@@ -209,6 +209,8 @@ def dashboard(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         ),
         "outbox": outbox,
         "oldest_outbox_pending": _age(summary["oldest_outbox_pending_seconds"]),
+        "upstream": [(name, backlog["waiting"], _age(backlog["oldest_seconds"]))
+                     for name, backlog in summary["upstream"].items()],
         "outbox_pending_url": changelist_url("outboxitem", status__exact=OutboxStatus.PENDING),
         "ambiguous_url": changelist_url("outboxitem", ambiguous="yes"),
         "chart": _chart(objects_per_hour(now=now)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -192,3 +193,25 @@ def sync_alarms(*, now: datetime | None = None, state: Liveness | None = None) -
 
 def _oldest(*moments: datetime | None) -> datetime | None:
     return min((m for m in moments if m is not None), default=None)
+
+
+# --- work upstream of the sync ----------------------------------------------------------------------
+
+_backlogs: dict[str, Callable[[], tuple[int, datetime | None]]] = {}
+
+
+def backlog_register(name: str, counter: Callable[[], tuple[int, datetime | None]]) -> None:
+    """Let ``braze_status`` and the dashboard show work that will reach Braze but is not in the sync's queue
+    yet: ``counter()`` gives how many items wait and when the oldest was made. The workflows register their
+    trigger records (a worker killed while running them holds them until their lease ends)."""
+    _backlogs[name] = counter
+
+
+def backlogs(*, now: datetime) -> dict[str, dict[str, float]]:
+    """Each registered backlog: ``{"waiting": n, "oldest_seconds": s}``."""
+    shown = {}
+    for name, counter in _backlogs.items():
+        waiting, oldest = counter()
+        shown[name] = {"waiting": waiting, "oldest_seconds": (now - oldest).total_seconds() if oldest else 0.0}
+    return shown
+

@@ -572,4 +572,6 @@ def sync_status_summary() -> dict[str, Any]:
         "objects_today": sum(v or 0 for v in requests_today.aggregate(
             a=Sum("attributes_count"), e=Sum("events_count"), p=Sum("purchases_count")).values()),
         "errors_today": errors_by_kind,
+        # Work that will reach Braze but is not in the sync's queue yet (workflow trigger records).
+        "upstream": monitoring.backlogs(now=now),
     }

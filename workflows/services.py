@@ -34,7 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -295,6 +295,14 @@ def _matches(trigger: dict[str, Any], record: TriggerRecord, entry: _Entry) -> b
     if record.source_trigger_id is not None:
         return trigger.get("id") == record.source_trigger_id
     return entry.workflow.pk == record.workflow_id
+
+
+def trigger_records_waiting() -> tuple[int, dt.datetime | None]:
+    """How many trigger records are not run yet (pending, or held by a worker), and when the oldest was
+    recorded: for ``braze_status`` and the dashboard (``braze_integration.monitoring.backlog_register``)."""
+    waiting = TriggerRecord.objects.filter(status__in=[TriggerStatus.PENDING, TriggerStatus.PROCESSING])
+    found = waiting.aggregate(n=Count("pk"), oldest=Min("created_at"))
+    return found["n"], found["oldest"]
 
 
 def trigger_records_process(*, limit: int = BATCH_SIZE, time_budget: float = 20.0) -> ProcessReport:

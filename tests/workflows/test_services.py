@@ -180,6 +180,32 @@ def test_a_members_records_wait_for_an_older_one_another_worker_holds_and_run_in
     assert sandbox.user("M-1")["attributes"]["last_total"] == 33.0
 
 
+def test_braze_status_shows_trigger_records_a_killed_worker_holds(member, admin_client):
+    """Given a checkout whose trigger record a killed worker holds, then braze_status and the dashboard show
+    it waiting (the members' own values may all be synced meanwhile), and once it ran, nothing waits."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    workflow()
+    checkout()
+    TriggerRecord.objects.update(status=TriggerStatus.PROCESSING, claim_token=uuid.uuid4(),
+                                 claimed_until=timezone.now() + dt.timedelta(seconds=30),
+                                 created_at=timezone.now() - dt.timedelta(seconds=90))
+
+    def status() -> str:
+        out = StringIO()
+        call_command("braze_status", stdout=out)
+        return out.getvalue()
+
+    assert "Workflow triggers: 1 not yet run; oldest 9" in status()
+    page = admin_client.get("/admin/braze_integration/connection/dashboard/").content.decode()
+    assert "Workflow triggers not yet run</th><td class=\"braze-upstream\">1 (oldest" in page
+    TriggerRecord.objects.update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    services.trigger_records_process()
+    assert "Workflow triggers: 0 not yet run; oldest 0s" in status()
+
+
 def test_a_record_that_keeps_failing_is_retried_then_marked_failed_with_the_error(member, monkeypatch):
     workflow("point_add")
     loyalty.event_record(member_id="M-1", action="point_add", data={"points": 10}, source="api")

@@ -35,6 +35,8 @@ class Command(BaseCommand):
             f"Outbox pending:  {summary['outbox_pending']} events, purchases or ad-hoc attributes not yet sent; "
             f"oldest {summary['oldest_outbox_pending_seconds']:.0f}s"
         )
+        for name, backlog in summary["upstream"].items():
+            self.stdout.write(f"{name + ':':<16} {backlog['waiting']} not yet run; oldest {backlog['oldest_seconds']:.0f}s")
         self.stdout.write(f"Worker seen:     {_ago(summary['worker_last_seen'], summary['worker_last_seen_seconds'])}")
         self.stdout.write(f"Last success:    {_ago(summary['last_success'], summary['last_success_seconds'])}")
         outbox = summary["outbox"]
