@@ -86,7 +86,8 @@ class DeliveryReport:
     requests: int = 0
     data_points: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
-    # Members whose claim ended with Braze's answer (sent, unchanged or refused): a resync must not send them again.
+    # Members whose claim ended with Braze's answer (sent, unchanged or refused), or dead-lettered after their
+    # last try: a resync must not send them again.
     settled: set[int] = field(default_factory=set)
 
     def merge(self, other: DeliveryReport) -> None:
@@ -533,6 +534,9 @@ class Deliverer:
                 too_old = state.dirty_since and now - state.dirty_since > DEAD_AFTER
                 if state.attempts >= self.connection.max_attempts or too_old:
                     state.status = SyncStatus.DEAD
+                    # Given up: a resync goes on without it (it is sent again when it changes, or retried by hand).
+                    report.settled.add(state.pk)
+                    report.members_failed += 1
                     monitoring.member_dead_lettered(member_id=state.pk, attempts=state.attempts, message=outcome.message)
                     state.next_attempt_at = None
                     OutboxItem.objects.filter(member_id=state.pk, status=OutboxStatus.PENDING).update(

@@ -22,7 +22,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal closed, or the SSH session dropped.
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class _State:
@@ -43,7 +44,7 @@ def _on_signal(signum, frame) -> None:
 
 @contextlib.contextmanager
 def stopping_at_safe_points() -> Iterator[None]:
-    """For the block's duration, SIGINT and SIGTERM raise ``KeyboardInterrupt`` only at safe points.
+    """For the block's duration, SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` only at safe points.
     In a thread other than the main one (which gets no signals) this changes nothing."""
     if threading.current_thread() is not threading.main_thread() or _state.installed:
         yield

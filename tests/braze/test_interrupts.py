@@ -25,7 +25,7 @@ def test_a_signal_is_noted_and_raised_at_the_next_safe_point():
     assert reached == ["after the signal"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_interrupts_a_wait_at_once(signum):
     with interrupts.stopping_at_safe_points(), pytest.raises(KeyboardInterrupt):
         with interrupts.wait_interruptibly():

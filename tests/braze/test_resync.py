@@ -547,3 +547,25 @@ def test_an_interrupt_while_waiting_for_an_answer_records_that_answer_too(member
     assert not MemberSyncState.objects.exclude(status="synced").exists()
     assert "done: 300 members" in run("--resume")
     assert sandbox.stats()["requests"] == 300 // 25  # each member once
+
+
+def test_a_member_braze_keeps_failing_is_dead_lettered_and_the_resync_finishes_without_it(members, sandbox,
+                                                                                         braze_connection, monkeypatch):
+    """Given one member Braze answers 500 for every time, when a resync sends it with its neighbours, then
+    the neighbours go through, the member is dead-lettered after the connection's attempts, and the run
+    finishes, counting it failed (it was sent again every 30 s until the run gave up after 20 stalls)."""
+    from braze_integration import delivery
+
+    monkeypatch.setattr(delivery, "backoff_seconds", lambda attempts: 0.1)
+    braze_connection.max_attempts = 2
+    braze_connection.save()
+    sandbox.set_faults(fail_external_ids=["r-0007"])
+
+    output = run("--member", "r-0006", "r-0007", "r-0008", "--in-process")
+
+    assert "done: 3 members" in output and "sent 2" in output and "failed 1" in output
+    assert MemberSyncState.objects.get(member__member_id="r-0007").status == "dead"
+    assert sandbox.user("r-0006") is not None and sandbox.user("r-0008") is not None
+    # The shared request, the halves that isolate it, then its own tries: not a try every few seconds until the
+    # run gives up.
+    assert sandbox.stats()["requests_by_status"].get("500", 0) <= 6
