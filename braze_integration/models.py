@@ -440,6 +440,10 @@ class ResyncRun(ResyncCounters):
     total = models.PositiveIntegerField(default=0)
     elapsed_seconds = models.FloatField(default=0)
     message = models.TextField(blank=True)
+    driven_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The process sending the run saves its progress again before this time; a running run past it "
+                  "lost its process (killed), and --resume may take it over.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -227,7 +227,23 @@ def resync_start(*, selection: Selection, force: bool = False, batch_size: int |
 
 
 def resync_last_interrupted() -> ResyncRun | None:
-    return ResyncRun.objects.exclude(status=ResyncStatus.FINISHED).order_by("-created_at").first()
+    """The latest run that did not finish, for ``--resume``: interrupted, or running but given up by its
+    process (killed: it saved no progress for a claim lease). Raises ``ResyncError`` when that run is still
+    being sent by another process: two processes sending one run would each count its members."""
+    run = ResyncRun.objects.exclude(status=ResyncStatus.FINISHED).order_by("-created_at").first()
+    if run is not None and run.status == ResyncStatus.RUNNING and run.driven_until and run.driven_until > timezone.now():
+        raise ResyncError(
+            f"Resync #{run.pk} is running in another process (it saved its progress "
+            f"{(timezone.now() - run.driven_until + queue.claim_lease()).total_seconds():.0f}s ago). Stop it "
+            "(Ctrl-C or SIGTERM) and run --resume then; if its process was killed, --resume can go on after "
+            f"{timezone.localtime(run.driven_until):%H:%M:%S}.")
+    return run
+
+
+def resync_drive(run: ResyncRun) -> None:
+    """Note on the run (saved with it) that this process sends it and will save its progress again within
+    a claim lease (``resync_last_interrupted``)."""
+    run.driven_until = timezone.now() + queue.claim_lease()
 
 
 @dataclass
@@ -381,7 +397,8 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
     sender = resync_sender(run)
     started = time.monotonic() - run.elapsed_seconds
     run.status = ResyncStatus.RUNNING
-    run.save(update_fields=["status"])
+    resync_drive(run)
+    run.save(update_fields=["status", "driven_until"])
 
     def chunk_done(ids: list[int], report: delivery.DeliveryReport) -> bool:
         run.cursor = ids[-1]
@@ -392,6 +409,7 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
         run.requests += report.requests
         run.data_points += report.data_points
         run.elapsed_seconds = time.monotonic() - started
+        resync_drive(run)
         run.save()
         if progress:
             progress(len(ids), run)
@@ -416,6 +434,7 @@ def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> No
     """Record how the run ended (finished, or interrupted with why) and its time."""
     run.status = status
     run.message = message
+    run.driven_until = None
     run.elapsed_seconds = time.monotonic() - started
     run.finished_at = timezone.now() if status == ResyncStatus.FINISHED else None
     run.save()

@@ -136,24 +136,29 @@ def part_queue(*, part_ids: list[int]) -> None:
 
 
 def resync_parallel_execute(*, run: ResyncRun, progress: resync.ProgressCallback | None = None,
-                            pickup_wait: float | None = None) -> ResyncRun:
+                            pickup_wait: float | None = None, local: bool = False) -> ResyncRun:
     """Run the resync as parts on the workers and watch it to the end (or send the parts here when no
     worker takes one within ``pickup_wait`` seconds). Ctrl-C interrupts every part; ``--resume``
-    queues the unfinished ones again."""
-    pickup_wait = settings.BRAZE_RESYNC_PICKUP_SECONDS if pickup_wait is None else pickup_wait
+    queues the unfinished ones again. ``local``: send the unfinished parts here, queuing none (a run that
+    began on the workers, resumed ``--in-process``)."""
+    pickup_wait = 0.0 if local else settings.BRAZE_RESYNC_PICKUP_SECONDS if pickup_wait is None else pickup_wait
     resync.resync_sender(run)  # refuse a broken connection or unknown fields before queuing anything
     parts_ensure(run)
     started = time.monotonic() - run.elapsed_seconds
     run.status, run.message = ResyncStatus.RUNNING, ""
-    run.save(update_fields=["status", "message"])
+    resync.resync_drive(run)
+    run.save(update_fields=["status", "message", "driven_until"])
     parts = run.parts.all()
     parts.update(message="")
-    part_queue(part_ids=list(parts.filter(_free(timezone.now())).values_list("pk", flat=True)))
+    if not local:
+        part_queue(part_ids=list(parts.filter(_free(timezone.now())).values_list("pk", flat=True)))
     last_activity = time.monotonic()
     try:
         while True:
             _sleep_unless_finished(parts)
             _sum_into(run, started, progress)
+            if ResyncRun.objects.filter(pk=run.pk).exclude(status=ResyncStatus.RUNNING).exists():
+                raise resync.ResyncError(f"Resync #{run.pk} was stopped by another process; run --resume to go on.")
             failed = parts.filter(finished=False, lease_token__isnull=True).exclude(message="").first()
             if failed is not None:
                 raise resync.ResyncError(f"Part {failed.number} stopped: {failed.message}")
@@ -207,6 +212,7 @@ def _sum_into(run: ResyncRun, started: float, progress: resync.ProgressCallback 
     last = run.parts.filter(finished=False).order_by("number").values_list("cursor", flat=True).first()
     run.cursor = last if last is not None else run.parts.order_by("-number").values_list("last", flat=True).first() or 0
     run.elapsed_seconds = time.monotonic() - started
-    run.save(update_fields=[*COUNTERS, "cursor", "elapsed_seconds"])
+    resync.resync_drive(run)
+    run.save(update_fields=[*COUNTERS, "cursor", "elapsed_seconds", "driven_until"])
     if progress and run.members_done != before:
         progress(run.members_done - before, run)

@@ -569,3 +569,21 @@ def test_a_member_braze_keeps_failing_is_dead_lettered_and_the_resync_finishes_w
     # The shared request, the halves that isolate it, then its own tries: not a try every few seconds until the
     # run gives up.
     assert sandbox.stats()["requests_by_status"].get("500", 0) <= 6
+
+
+def test_resume_refuses_a_run_another_process_is_sending_and_takes_one_whose_process_died(members, sandbox):
+    """Given a run marked running whose process saved its progress a moment ago, when --resume is asked, then
+    it is refused, naming the run (two processes sending one run each counted its members, and one could
+    wait for ever); once that process has saved nothing for a claim lease (killed), --resume goes on."""
+    from django.core.management.base import CommandError
+
+    started = resync.resync_start(selection=resync.Selection(all=True))
+    ResyncRun.objects.filter(pk=started.pk).update(status=ResyncStatus.RUNNING,
+                                                    driven_until=timezone.now() + timezone.timedelta(seconds=60))
+
+    with pytest.raises(CommandError, match=f"Resync #{started.pk} is running in another process"):
+        run("--resume")
+
+    ResyncRun.objects.filter(pk=started.pk).update(driven_until=timezone.now() - timezone.timedelta(seconds=1))
+    assert "done: 300 members" in run("--resume")
+    assert ResyncRun.objects.get().driven_until is None

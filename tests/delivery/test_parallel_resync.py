@@ -116,3 +116,27 @@ def test_given_no_worker_seen_when_resyncing_all_then_the_command_sends_at_once_
     run = ResyncRun.objects.get()
     assert run.status == ResyncStatus.FINISHED and run.members_done == 400
     assert not run.parts.exists()  # no 30-second wait for a worker that was never there
+
+
+def test_a_run_begun_as_parts_resumed_in_process_sends_its_unfinished_parts_here_and_counts_each_member_once(
+        braze_connection, sandbox, parts_of_300):
+    """Given a run of three parts whose first part the workers finished before it was interrupted, when it
+    is resumed with --in-process, then this process sends the other two parts and the totals count each
+    member once (it walked the whole run again from a cursor that means nothing for parts: 1,500 members
+    done of 900, the finished part's members counted as unchanged, its parts never marked finished)."""
+    seed(900)
+    run = resync.resync_start(selection=resync.Selection(all=True))
+    resync_parallel.parts_ensure(run)
+    ResyncRun.objects.filter(pk=run.pk).update(status=ResyncStatus.RUNNING)
+    first = run.parts.order_by("number").first()
+    resync_parallel.part_execute(part_id=first.pk, time_budget=float("inf"), requeue=False)
+    ResyncRun.objects.filter(pk=run.pk).update(status=ResyncStatus.INTERRUPTED)
+    out = StringIO()
+
+    call_command("braze_resync", "--resume", "--in-process", stdout=out, stderr=StringIO())
+
+    run.refresh_from_db()
+    assert "done: 900 members" in out.getvalue()
+    assert (run.status, run.members_done, run.members_sent, run.members_unchanged) == (ResyncStatus.FINISHED, 900, 900, 0)
+    assert all(part.finished for part in run.parts.all())
+    assert sandbox.stats()["objects"]["attributes"] == 900

@@ -124,16 +124,18 @@ class Command(BaseCommand):
             bar.update(done)
             bar.set_postfix(sent=current.members_sent, failed=current.members_failed, refresh=False)
 
-        # A run started in one process goes on in one process (its cursor is the run's own).
-        parallel = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0 and (
-            run.parts.exists() or (run.members_done == 0 and resync_parallel.workers_running()))
+        # A run started in one process goes on in one process (its cursor is the run's own); one started as
+        # parts goes on as parts, here when --in-process (or parts are off) and its cursor means nothing.
+        on_workers = not in_process and settings.BRAZE_RESYNC_PICKUP_SECONDS > 0
+        has_parts = run.parts.exists()
+        parallel = has_parts or (on_workers and run.members_done == 0 and resync_parallel.workers_running())
         try:
             # SIGTERM (systemd, a container's stop, ``kill``) stops the run as Ctrl-C does, and either stops
             # it where nothing is half done: the answers on their way are recorded, the claims given back and
             # the run marked interrupted, ready for --resume.
             with interrupts.stopping_at_safe_points():
                 if parallel:
-                    run = resync_parallel.resync_parallel_execute(run=run, progress=progress)
+                    run = resync_parallel.resync_parallel_execute(run=run, progress=progress, local=not on_workers)
                 else:
                     collector.freeze_startup()  # this process sends: full collections skip Django's objects
                     run = resync.resync_execute(run=run, progress=progress)
