@@ -256,6 +256,15 @@ class Sender:
     plan: building.MappingPlan
     deliverer: delivery.Deliverer
     chunk_size: int
+    # Called before the walk waits (workers hold its members, Braze asked it to wait): the run's process, or
+    # a part's worker, tells that it is alive, so a long wait is not taken for a killed process.
+    keep_alive: Callable[[], None] | None = None
+
+    def wait(self, seconds: float) -> None:
+        if self.keep_alive is not None:
+            self.keep_alive()
+        with interrupts.wait_interruptibly():
+            time.sleep(seconds)
 
 
 def resync_sender(run: ResyncRun) -> Sender:
@@ -395,6 +404,8 @@ def _unsent_forget(born: list[int]) -> None:
 def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, max_stalls: int = 20) -> ResyncRun:
     """Send the run's members from its cursor on, in this process. Ctrl-C or a crash leaves the run resumable."""
     sender = resync_sender(run)
+    sender.keep_alive = lambda: ResyncRun.objects.filter(pk=run.pk).update(
+        driven_until=timezone.now() + queue.claim_lease())
     started = time.monotonic() - run.elapsed_seconds
     run.status = ResyncStatus.RUNNING
     resync_drive(run)
@@ -468,8 +479,7 @@ def _deliver_chunk(sender: Sender, chunk: _Chunk, max_stalls: int, *,
             if now - held_by_others_since > queue.claim_lease().total_seconds() + CLAIM_WAIT_MARGIN:
                 raise ResyncError("Members stayed claimed by workers for longer than a claim lease "
                                   f"({settings.BRAZE_CLAIM_LEASE_SECONDS} s); try again later.")
-            with interrupts.wait_interruptibly():
-                time.sleep(0.5)
+            sender.wait(0.5)
             continue
         held_by_others_since = None
         round_ = delivery.deliver_claim(sender.deliverer, token, plan=sender.plan, force=sender.force,
@@ -494,7 +504,6 @@ def _deliver_chunk(sender: Sender, chunk: _Chunk, max_stalls: int, *,
                 raise ResyncError(f"Stopped after {stalls} failed tries: {stop.reason}. Run again with --resume.")
             paused = connection.paused_until
             wait = max(stop.wait, (paused - timezone.now()).total_seconds() if paused else 0.0, 0.5)
-            with interrupts.wait_interruptibly():
-                time.sleep(min(wait, 30.0))
+            sender.wait(min(wait, 30.0))
     return total
 

@@ -115,6 +115,7 @@ def part_execute(*, part_id: int, time_budget: float = PART_TIME_BUDGET, requeue
 
     try:
         sender = resync.resync_sender(part.run)
+        sender.keep_alive = lambda: mine.update(leased_until=timezone.now() + timezone.timedelta(seconds=_lease()))
         finished = resync.resync_walk(sender, after=part.cursor, last=part.last, on_chunk=chunk_done)
     except resync.ResyncError as err:
         mine.update(lease_token=None, leased_until=None, message=str(err))
