@@ -175,10 +175,13 @@ class Deliverer:
     """Sends the claimed members of one batch and writes back every outcome."""
 
     def __init__(self, connection: Connection, client: BrazeClient, *, trigger: str = "sync", partial: bool = False,
-                 member_rows: bool = True):
+                 member_rows: bool = True, sent_after: int | None = None):
         self.connection = connection
         self.client = client
         self.trigger = trigger
+        # A resync resumed after an interruption: a member with nothing to send whose last request is one of
+        # this trigger's after this request id was sent by the run before it stopped, and counts as sent.
+        self.sent_after = sent_after
         # A partial send (some mapped fields only) must not mark a member with other changes as synced.
         self.partial = partial
         # Without member rows (a full resync) a request keeps one row of its own, and a member only
@@ -555,7 +558,12 @@ class Deliverer:
     def _finish_quiet(self, token, works: list[MemberWork], report: DeliveryReport) -> None:
         failed = [w for w in works if w.error]
         ok = [w for w in works if not w.error]
-        report.members_unchanged += len(ok)
+        sent_before = 0
+        if ok and self.sent_after is not None:
+            sent_before = MemberSyncState.objects.filter(
+                pk__in=[w.pk for w in ok], last_request_id__gt=self.sent_after, last_request__trigger=self.trigger).count()
+        report.members_sent += sent_before
+        report.members_unchanged += len(ok) - sent_before
         self._finish(token, ok, None, report, count=False)
         self._finish_failed(token, failed, None, report)
 

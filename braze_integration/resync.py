@@ -221,8 +221,11 @@ def resync_start(*, selection: Selection, force: bool = False, batch_size: int |
     selection.check_exists()
     _mapping_plan(connection, selection)  # refuse unknown --fields before anything starts
     options = {"selection": selection.to_json(), "force": force, "batch_size": batch_size or connection.batch_size}
-    if force:  # what the run sends has a request after this one (see ``building.build``'s ``forced_after``)
-        options["forced_after"] = SyncRequest.objects.aggregate(last=Max("pk"))["last"] or 0
+    # What the run sends has a request after this one: after an interruption, its members count as sent
+    # (``Deliverer.sent_after``), and a forced run does not force them again (``building.build``).
+    options["requests_after"] = SyncRequest.objects.aggregate(last=Max("pk"))["last"] or 0
+    if force:
+        options["forced_after"] = options["requests_after"]
     return ResyncRun.objects.create(options=options, total=selection.queryset().count())
 
 
@@ -259,6 +262,8 @@ class Sender:
     # Called before the walk waits (workers hold its members, Braze asked it to wait): the run's process, or
     # a part's worker, tells that it is alive, so a long wait is not taken for a killed process.
     keep_alive: Callable[[], None] | None = None
+    # The report of a chunk the walk stopped in (its first claim's): the requests it sent count for the run.
+    unfinished: delivery.DeliveryReport | None = None
 
     def wait(self, seconds: float) -> None:
         if self.keep_alive is not None:
@@ -285,7 +290,8 @@ def resync_sender(run: ResyncRun) -> Sender:
     # them again.
     full_force = force and not partial
     deliverer = delivery.Deliverer(connection, client, trigger=building.FORCED_RESYNC if full_force else "resync",
-                                   partial=partial, member_rows=not selection.all)
+                                   partial=partial, member_rows=not selection.all,
+                                   sent_after=run.options.get("requests_after"))
     return Sender(selection=selection, force=force, forced_after=run.options.get("forced_after") if full_force else None,
                   plan=plan, deliverer=deliverer, chunk_size=connection.batch_size * 8)
 
@@ -305,11 +311,15 @@ def resync_walk(sender: Sender, *, after: int, last: int | None, on_chunk: Chunk
     chunk = _chunk_take(sender, after=after, last=last)
     while chunk is not None:
         ahead = _Lookahead(sender, after=chunk.ids[-1], last=last)
+        recorded = False
         try:
             report = _deliver_chunk(sender, chunk, max_stalls, while_answers_come=ahead.take)
             go_on = on_chunk(chunk.ids, report)
+            recorded = True
             interrupts.safe_point()  # also where no request went out (every member unchanged)
         except BaseException:  # Ctrl-C, a stop, the database: what this run did not send goes back as it was
+            if not recorded and chunk.built is not None:
+                sender.unfinished = chunk.built.report  # its requests went out; its members are counted on resume
             ahead.give_back()
             _unsent_forget(chunk.born)
             raise
@@ -429,16 +439,28 @@ def resync_execute(*, run: ResyncRun, progress: ProgressCallback | None = None, 
     try:
         resync_walk(sender, after=run.cursor, last=None, on_chunk=chunk_done, max_stalls=max_stalls)
     except KeyboardInterrupt:
+        _count_unfinished(run, sender)
         resync_stop(run, started, ResyncStatus.INTERRUPTED, "Interrupted; run again with --resume to go on.")
         raise
     except ResyncError as err:
+        _count_unfinished(run, sender)
         resync_stop(run, started, ResyncStatus.INTERRUPTED, str(err))
         raise
     except Exception as err:  # the database, say: the run is interrupted, not left "running"
+        _count_unfinished(run, sender)
         resync_stop(run, started, ResyncStatus.INTERRUPTED, f"Stopped by an error: {err}. Run again with --resume.")
         raise
     resync_stop(run, started, ResyncStatus.FINISHED, "")
     return run
+
+
+def _count_unfinished(run: ResyncRun, sender: Sender) -> None:
+    """The requests and data points of the chunk the run stopped in went to Braze: they count now. Its members
+    count when ``--resume`` passes them (as sent, ``Deliverer.sent_after``), with the chunk."""
+    if sender.unfinished is not None:
+        run.requests += sender.unfinished.requests
+        run.data_points += sender.unfinished.data_points
+        sender.unfinished = None
 
 
 def resync_stop(run: ResyncRun, started: float, status: str, message: str) -> None:

@@ -113,20 +113,30 @@ def part_execute(*, part_id: int, time_budget: float = PART_TIME_BUDGET, requeue
             stopped = "time budget spent"
         return not stopped
 
+    sender = None
     try:
         sender = resync.resync_sender(part.run)
         sender.keep_alive = lambda: mine.update(leased_until=timezone.now() + timezone.timedelta(seconds=_lease()))
         finished = resync.resync_walk(sender, after=part.cursor, last=part.last, on_chunk=chunk_done)
     except resync.ResyncError as err:
-        mine.update(lease_token=None, leased_until=None, message=str(err))
+        mine.update(lease_token=None, leased_until=None, message=str(err), **_unfinished_counts(sender))
         return f"part {part.number}: {err}"
     except BaseException:
-        mine.update(lease_token=None, leased_until=None)
+        mine.update(lease_token=None, leased_until=None, **_unfinished_counts(sender))
         raise
     mine.update(lease_token=None, leased_until=None, finished=finished, done_by=f"{socket.gethostname()}:{os.getpid()}")
     if not finished and stopped == "time budget spent" and requeue:
         part_queue(part_ids=[part_id])
     return f"part {part.number}: {'finished' if finished else stopped}"
+
+
+def _unfinished_counts(sender: resync.Sender | None) -> dict[str, F]:
+    """The requests and data points of the chunk a part stopped in, to add to the part (as
+    ``resync._count_unfinished`` does for a run sent in one process)."""
+    unfinished = sender.unfinished if sender is not None else None
+    if unfinished is None:
+        return {}
+    return {"requests": F("requests") + unfinished.requests, "data_points": F("data_points") + unfinished.data_points}
 
 
 def part_queue(*, part_ids: list[int]) -> None:

@@ -205,6 +205,11 @@ def test_a_forced_resync_resumed_after_an_interrupt_does_not_send_again_what_bra
     assert "done: 300 members" in output
     assert sum(sandbox.stats()["objects"].values()) == 300  # each member once: none sent again by the resume
     assert sandbox.stats()["users"] == 300
+    # The totals count what went out: the members the stopped chunk sent as sent (not "unchanged" when the
+    # resume passed them), its requests too.
+    finished = ResyncRun.objects.get(pk=interrupted.pk)
+    assert (finished.members_sent, finished.members_unchanged) == (300, 0)
+    assert finished.requests == sandbox.stats()["requests"]
 
 
 def test_a_forced_resync_of_some_fields_does_not_count_as_a_full_forced_send(members, sandbox, monkeypatch):
@@ -517,6 +522,8 @@ def test_a_signal_while_an_answer_is_recorded_stops_the_resync_after_the_record(
     assert not MemberSyncState.objects.filter(claim_token__isnull=False).exists()
     assert "done: 300 members" in run("--resume")
     assert sum(sandbox.stats()["objects"].values()) == 300  # each member once
+    finished = ResyncRun.objects.get()
+    assert (finished.members_sent, finished.requests) == (300, sandbox.stats()["requests"])
 
 
 def test_an_interrupt_while_waiting_for_an_answer_records_that_answer_too(members, sandbox, monkeypatch, settings):
