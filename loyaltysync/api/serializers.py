@@ -256,6 +256,9 @@ class BulkEventResultSerializer(serializers.Serializer):
     )
     event = LoyaltyEventSerializer(required=False, help_text="The recorded event (when status is 201).")
     error = ErrorDetailSerializer(required=False, help_text="Why the event was refused (otherwise).")
+    replayed = serializers.BooleanField(
+        help_text="With an `Idempotency-Key`: this answer was given before (by an earlier or a concurrent request "
+        "with the same key) and nothing was recorded now. Always false without the header.")
 
 
 class BulkEventsResponseSerializer(serializers.Serializer):

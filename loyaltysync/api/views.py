@@ -366,7 +366,7 @@ class EventBulkView(_ApiView):
                 answer, replayed = stored[index], True
             else:
                 answer, replayed = self._one(index, values, stored_key)
-            results.append({"index": index, "status": answer[0], **answer[1]})
+            results.append({"index": index, "status": answer[0], **answer[1], "replayed": replayed})
             replayed_all = replayed_all and replayed
         errors = sum(1 for result in results if result["status"] != status.HTTP_201_CREATED)
         return replayable_response(

@@ -141,6 +141,8 @@ def test_bulk_again_with_the_same_key_replays_every_result_and_credits_once(api,
 
     assert first.status_code == again.status_code == 200
     assert [r["status"] for r in first.json()["results"]] == [201, 404, 201]
+    assert [r.pop("replayed") for r in first.json()["results"]] == [False, False, False]
+    assert [r.pop("replayed") for r in again.json()["results"]] == [True, True, True]
     assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
     assert spendable("M-1") == 12
 
@@ -165,6 +167,8 @@ def test_bulk_retried_after_an_event_failed_records_only_what_was_not_recorded(a
 
     assert [r["status"] for r in first.json()["results"]] == [201, 500]
     assert [r["status"] for r in retry.json()["results"]] == [201, 201]
+    assert [r.pop("replayed") for r in retry.json()["results"]] == [True, False]  # each says which it was
+    assert [r.pop("replayed") for r in first.json()["results"]] == [False, False]
     assert retry.json()["results"][0] == first.json()["results"][0]  # replayed, not recorded again
     assert "Idempotent-Replayed" not in retry  # the second event was recorded now
     assert spendable("M-1") == 12
