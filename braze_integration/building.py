@@ -119,13 +119,14 @@ class MappingPlan:
             raise unsendable[min(unsendable)]
         return out
 
-    def sendable_values(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None
-                        ) -> tuple[dict[str, Any], dict[str, str]]:
+    def sendable_values(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None,
+                        maybe_sent: Collection[str] | bool | None = None) -> tuple[dict[str, Any], dict[str, str]]:
         """(what to send, remote field -> why it cannot go). One value Braze cannot take must not hold
         back the member's other attributes. Standard attributes are in Braze's format, subscription
         groups carry their states, a consent never given is left out (Braze keeps what it has), and a
-        plan that clears adds null for each cleared attribute ``last_sent`` holds."""
-        out, unsendable = self._converted(row, last_sent or {})
+        plan that clears adds null for each cleared attribute ``last_sent`` holds. ``maybe_sent``: see
+        ``_converted``."""
+        out, unsendable = self._converted(row, last_sent or {}, maybe_sent)
         nulls = {name: None for name in sorted(self.clear) if name in (last_sent or {})}
         return {**nulls, **out}, {name: f"{err.field}: {err.problem}" for name, err in unsendable.items()}
 
@@ -139,11 +140,15 @@ class MappingPlan:
         return [(spec.remote_field, _value_reader(loyalty_field, spec, self.context))
                 for loyalty_field, spec in self.specs]
 
-    def _converted(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None
+    def _converted(self, row: dict[str, Any], last_sent: dict[str, Any] | None = None,
+                   maybe_sent: Collection[str] | bool | None = None
                    ) -> tuple[dict[str, Any], dict[str, payloads.PayloadError]]:
         """The converted values and the unsendable ones. A consent cleared after Braze was sent a state
-        for it goes as ``unsubscribed`` (``last_sent`` tells): Braze would otherwise keep the old one."""
+        for it goes as ``unsubscribed`` (``last_sent`` tells, or ``maybe_sent`` when a request that may
+        have reached Braze carried one): Braze would otherwise keep the old one. (``maybe_sent`` true, a
+        worker that stopped, says nothing of consents: a consent never given must not go as withdrawn.)"""
         last_sent = last_sent or {}
+        maybe = maybe_sent if isinstance(maybe_sent, Collection) and not isinstance(maybe_sent, str) else ()
         out: dict[str, Any] = {}
         unsendable: dict[str, payloads.PayloadError] = {}
         for remote_field, read in self._readers:
@@ -152,7 +157,7 @@ class MappingPlan:
             except payloads.PayloadError as err:
                 unsendable[remote_field] = err
                 continue
-            if value is NOT_SENT and last_sent.get(remote_field) is not None:
+            if value is NOT_SENT and (last_sent.get(remote_field) is not None or remote_field in maybe):
                 value = WITHDRAWN
             if value is not NOT_SENT:
                 out[remote_field] = value
@@ -166,7 +171,7 @@ class MappingPlan:
             except payloads.PayloadError as err:
                 unsendable[f"{SUBSCRIPTION_GROUPS}[{group_id}]"] = err
                 continue
-            if state is NOT_SENT and group_id in sent_groups:
+            if state is NOT_SENT and (group_id in sent_groups or SUBSCRIPTION_GROUPS in maybe):
                 state = WITHDRAWN
             if state is not NOT_SENT:
                 groups.append({"subscription_group_id": group_id, "subscription_state": state})
@@ -292,7 +297,7 @@ def build(connection: Connection, token: uuid.UUID, plan: MappingPlan, *, force:
             work.error = f"Cannot send {err.field}: {err.problem}"
             work.values = None
         else:
-            work.values, work.unsendable = plan.sendable_values(row, work.last_sent)
+            work.values, work.unsendable = plan.sendable_values(row, work.last_sent, maybe_sent)
             work.cleared = plan.clear
         attributes: dict[str, Any] = {}
         if work.values is not None:

@@ -430,7 +430,8 @@ def release_unsent(token: uuid.UUID, *, born: Iterable[int]) -> None:
 
 def unsent_forget(born: Iterable[int]) -> int:
     """Remove again the state rows ``states_ensure`` added (``born``) that were never sent, that nothing
-    touched since (no change, no hold) and that no claim holds: those members are as they were before,
+    touched since (no change, no hold, no request that may have reached Braze: ``maybe_sent``) and that no
+    claim holds: those members are as they were before,
     never synced, rather than pending for the flush workers after a resync that stopped. Returns how
     many were removed. A member whose request was on its way when the resync stopped may be among
     them: whether Braze has it is not known, and the next resync sends it."""
@@ -439,7 +440,7 @@ def unsent_forget(born: Iterable[int]) -> int:
         return 0
     deleted, _ = MemberSyncState.objects.filter(
         pk__in=one_param(born), claim_token__isnull=True, status=SyncStatus.PENDING, synced_version=0,
-        dirty_since__isnull=True, held_until__isnull=True).delete()
+        dirty_since__isnull=True, held_until__isnull=True, maybe_sent__isnull=True).delete()
     return deleted
 
 

@@ -183,7 +183,7 @@ def resync_dry_run(*, selection: Selection, force: bool = False, batch_size: int
             report.members += 1
             before, maybe_sent = states.get(row["id"], (None, None))
             before = before or {}
-            values, unsendable = plan.sendable_values(row, before)
+            values, unsendable = plan.sendable_values(row, before, maybe_sent)
             if unsendable:  # the member's other attributes are still sent
                 report.unsendable += 1
                 if len(report.errors) < 20:

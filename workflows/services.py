@@ -317,10 +317,17 @@ def trigger_records_process(*, limit: int = BATCH_SIZE, time_budget: float = 20.
         plans = _Plans.load()
         renewed = time.monotonic()
         for record in records:
-            if time.monotonic() - renewed > CLAIM_LEASE.total_seconds() / 3:
-                TriggerRecord.objects.filter(claim_token=token, status=TriggerStatus.PROCESSING).update(
+            if time.monotonic() - renewed > CLAIM_LEASE.total_seconds() / 3:  # the batch's lease, while it runs
+                TriggerRecord.objects.filter(claim_token=token, status=TriggerStatus.PROCESSING,
+                                             claimed_until__gt=timezone.now()).update(
                     claimed_until=timezone.now() + CLAIM_LEASE)
                 renewed = time.monotonic()
+            # The fence, which also renews the record's lease: a worker paused past its lease (another took
+            # the record over) must not run it again, perhaps after the other's newer records.
+            now = timezone.now()
+            if not TriggerRecord.objects.filter(pk=record.pk, claim_token=token, status=TriggerStatus.PROCESSING,
+                                                claimed_until__gt=now).update(claimed_until=now + CLAIM_LEASE):
+                continue
             _process(record, plans, report, force=False)
             tried.add(record.pk)
         # Claim again even after a short batch: a record that waited for one of this batch (its member's

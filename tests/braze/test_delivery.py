@@ -254,3 +254,27 @@ def test_a_member_whose_worker_stopped_while_holding_it_is_sent_whole_on_its_nex
     assert sandbox.stats()["requests"] == requests_before + 1
     state = MemberSyncState.objects.get(pk=member.pk)
     assert state.status == SyncStatus.SYNCED and state.maybe_sent is None and state.claim_token is None
+
+
+def test_a_consent_given_in_a_lost_request_then_cleared_is_withdrawn_in_braze(braze_connection, sandbox, monkeypatch):
+    """Given a member whose e-mail consent Braze was never sent, when a request carrying 'opted_in' reaches
+    Braze but its answer is lost, and the consent is cleared before the retry, then Braze gets
+    'unsubscribed' (a cleared consent was left out as never given, and Braze kept 'opted_in')."""
+    from braze_integration.models import FieldMapping
+
+    FieldMapping.objects.create(connection=braze_connection, loyalty_field="consent_email",
+                                remote_field="email_subscribe", position=99)
+    services.sync_config_invalidate()
+    member = make_member("m-consent")  # synced at once, no consent given (django-q2's sync mode)
+    assert "email_subscribe" not in sandbox.user("m-consent")["attributes"]
+    monkeypatch.setattr(delivery, "backoff_seconds", lambda attempts: 60.0)  # the retry waits for this test
+    sandbox.set_faults(ack_lost_next=1)
+    member.consent_email = "opted_in"
+    member.save()
+    assert sandbox.user("m-consent")["attributes"]["email_subscribe"] == "opted_in"  # Braze has it, unanswered
+
+    member.consent_email = ""
+    member.save()
+    _deliver_due(braze_connection, member)
+
+    assert sandbox.user("m-consent")["attributes"]["email_subscribe"] == "unsubscribed"

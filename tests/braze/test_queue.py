@@ -444,3 +444,19 @@ def test_new_state_rows_and_a_claim_commit_without_waiting_for_the_disk_unless_i
 
     assert len(lazy(own)) == (2 if connection.vendor == "postgresql" else 0)  # SQLite's WAL mode needs nothing
     assert lazy(callers) == []
+
+
+def test_a_born_row_whose_request_may_have_reached_braze_is_not_forgotten(braze_connection):
+    """Given a state row a resync added (born) whose request's answer was lost (``maybe_sent``), when the
+    resync stops and forgets the rows it did not send, then that row stays: Braze may hold the member's
+    values, and the next send must carry them (a null included)."""
+    from braze_integration.models import MemberSyncState
+    from loyaltysync.models import Member
+
+    sent, untouched = (Member.objects.create(member_id=f"born-{n}") for n in (1, 2))
+    MemberSyncState.objects.filter(pk__in=[sent.pk, untouched.pk]).delete()
+    born = queue.states_ensure([sent.pk, untouched.pk]) or [sent.pk, untouched.pk]
+    MemberSyncState.objects.filter(pk=sent.pk).update(maybe_sent=["loyalty_points"], attempts=1)
+
+    assert queue.unsent_forget(born) == 1
+    assert list(MemberSyncState.objects.filter(pk__in=born).values_list("pk", flat=True)) == [sent.pk]

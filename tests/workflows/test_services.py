@@ -206,6 +206,29 @@ def test_braze_status_shows_trigger_records_a_killed_worker_holds(member, admin_
     assert "Workflow triggers: 0 not yet run; oldest 0s" in status()
 
 
+def test_a_record_another_worker_took_over_while_this_one_was_paused_is_not_run_again(member, monkeypatch):
+    """Given a batch of two checkouts, when the second is taken over by another worker while this one runs
+    the first (it was paused past its lease), then this worker leaves the second alone: no second run of it,
+    perhaps after the other worker's newer records."""
+    workflow()
+    monkeypatch.setattr(services, "processing_request", lambda: False)
+    checkout("T-1", total=11.0)
+    checkout("T-2", total=22.0)
+    second = TriggerRecord.objects.filter(kind=TriggerKind.EVENT, event__action="checkout").order_by("id").last()
+    process = services._process
+
+    def taken_over_meanwhile(record, *args, **kwargs):
+        if record.pk != second.pk:
+            TriggerRecord.objects.filter(pk=second.pk).update(claim_token=uuid.uuid4())
+        process(record, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_process", taken_over_meanwhile)
+    services.trigger_records_process()
+
+    assert TriggerRecord.objects.get(pk=second.pk).status == TriggerStatus.PROCESSING  # the other worker's
+    assert not WorkflowRun.objects.filter(trigger=second).exists()
+
+
 def test_a_record_that_keeps_failing_is_retried_then_marked_failed_with_the_error(member, monkeypatch):
     workflow("point_add")
     loyalty.event_record(member_id="M-1", action="point_add", data={"points": 10}, source="api")
