@@ -444,6 +444,10 @@ class Deliverer:
                 queue.release(token, _members_of(plan))
                 return SyncStopped("connection needs attention")
             case Action.RETRY:
+                # The members it carried, so that each one's page lists the request that failed for it.
+                objects = Counter(owner.group_key for owners in plan.owners.values() for owner in owners)
+                queue.request_members_write(request.pk, [(w.pk, objects[w.pk], f"Retrying: {outcome.message}"[:2000])
+                                                         for w in works_of(plan)])
                 attempts = self._retry_later(token, plan, outcome, report=report)
                 self._pause(backoff_seconds(attempts), f"Braze did not answer properly: {outcome.message}")
                 return SyncStopped(RETRY_STOP, wait=1.0)

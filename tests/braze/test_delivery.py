@@ -45,8 +45,10 @@ def test_given_braze_answers_503_then_the_member_is_retried_later_with_backoff(b
     assert state.status == SyncStatus.PENDING and state.attempts == 1 and state.claim_token is None
     assert state.next_attempt_at > timezone.now()
     assert state.last_error_kind == "server_error"
-    assert SyncRequest.objects.filter(outcome="server_error", http_status=503).exists()
+    failed = SyncRequest.objects.get(outcome="server_error", http_status=503)
     assert Connection.objects.get(pk=braze_connection.pk).paused_until is not None
+    # The member's page lists the request that failed for it.
+    assert list(failed.members.values_list("member_id", "error")) == [(member.pk, f"Retrying: {failed.message}")]
 
 
 def test_given_a_refused_key_then_the_connection_needs_attention_and_the_member_waits(braze_connection, sandbox):
