@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from io import StringIO
@@ -168,25 +169,33 @@ def forced_run_stopped_by_sigterm(sandbox, monkeypatch) -> None:
     """Every member synced, the sandbox emptied, then ``--all --force`` stopped by an interrupt while its main
     thread waits for the fourth answer of its first chunk's eight requests (25 members each): where the
     main thread spends most of a resync, so where a Ctrl-C or SIGTERM lands. Sending works again after."""
+    run("--all")
+    sandbox.reset()
+    started = resync.resync_start(selection=resync.Selection(all=True), force=True, batch_size=25)
+    with interrupted_at_the_main_threads_wait(4), pytest.raises(KeyboardInterrupt):
+        resync.resync_execute(run=started)
+
+
+@contextlib.contextmanager
+def interrupted_at_the_main_threads_wait(number: int):
+    """Ctrl-C raised where the main thread waits for an answer (``Future.result``), the ``number``-th time."""
     import threading
     from concurrent.futures import Future
 
-    run("--all")
-    sandbox.reset()
     result, waits = Future.result, []
 
-    def interrupted_fourth_wait(self, timeout=None):
+    def interrupted(self, timeout=None):
         if threading.current_thread() is threading.main_thread():
             waits.append(1)
-            if len(waits) == 4:
+            if len(waits) == number:
                 raise KeyboardInterrupt
         return result(self, timeout)
 
-    monkeypatch.setattr(Future, "result", interrupted_fourth_wait)
-    started = resync.resync_start(selection=resync.Selection(all=True), force=True, batch_size=25)
-    with pytest.raises(KeyboardInterrupt):
-        resync.resync_execute(run=started)
-    monkeypatch.setattr(Future, "result", result)
+    Future.result = interrupted
+    try:
+        yield
+    finally:
+        Future.result = result
 
 
 def test_a_forced_resync_resumed_after_an_interrupt_does_not_send_again_what_braze_accepted(members, sandbox,
@@ -529,25 +538,10 @@ def test_a_signal_while_an_answer_is_recorded_stops_the_resync_after_the_record(
 def test_an_interrupt_while_waiting_for_an_answer_records_that_answer_too(members, sandbox, monkeypatch, settings):
     """The main thread spends most of a resync waiting for the oldest answer: a Ctrl-C lands there.
     That request reached Braze as well; its answer is recorded with the others on the wire."""
-    import threading
-    from concurrent.futures import Future
-
     settings.BRAZE_REQUESTS_IN_FLIGHT = 4
-    result = Future.result
-    waits = []
-
-    def interrupted_third_wait(self, timeout=None):
-        if threading.current_thread() is threading.main_thread():
-            waits.append(1)
-            if len(waits) == 3:
-                raise KeyboardInterrupt
-        return result(self, timeout)
-
-    monkeypatch.setattr(Future, "result", interrupted_third_wait)
     started = resync.resync_start(selection=resync.Selection(all=True), batch_size=25)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_the_main_threads_wait(3), pytest.raises(KeyboardInterrupt):
         resync.resync_execute(run=started)
-    monkeypatch.setattr(Future, "result", result)
 
     sent = sandbox.stats()["users"]
     assert sent >= 75 and MemberSyncState.objects.filter(status="synced").count() == sent
